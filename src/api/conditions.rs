@@ -1,0 +1,45 @@
+//! Condition types, reasons and well-known labels/annotations, in one place so
+//! that controllers, the engine's callers and tests agree on the spelling.
+
+/// The object is usable: its references resolve and its connection works.
+pub const READY: &str = "Ready";
+/// A Sync finished (Successful, PartiallySuccessful or Canceled): `kubectl wait --for=condition=Complete`.
+pub const COMPLETE: &str = "Complete";
+/// A Sync finished as Failed.
+pub const FAILED: &str = "Failed";
+
+/// Reasons of conditions and Events.
+pub mod reason {
+    pub const SUCCESSFUL: &str = "Successful";
+    pub const PARTIALLY_SUCCESSFUL: &str = "PartiallySuccessful";
+    pub const FAILED: &str = "SyncFailed";
+    pub const CANCELED: &str = "Canceled";
+    pub const GUARD_TRIPPED: &str = "GuardTripped";
+    pub const QUERY_FAILED: &str = "QueryFailed";
+    pub const WAREHOUSE_UNREACHABLE: &str = "WarehouseUnreachable";
+    pub const DESTINATION_UNREACHABLE: &str = "DestinationUnreachable";
+    pub const ALL_RECORDS_REJECTED: &str = "AllRecordsRejected";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const REFERENCE_NOT_FOUND: &str = "ReferenceNotFound";
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    pub const WORKER_DIED: &str = "WorkerDied";
+    pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+    pub const STATE_ERROR: &str = "StateError";
+}
+
+/// Labels every Sync carries, so `kubectl get syncs -l ...` filters like the
+/// sync overview does.
+pub mod label {
+    pub const MAPPING: &str = "retl.dev/mapping";
+    pub const MODEL: &str = "retl.dev/model";
+    pub const DESTINATION: &str = "retl.dev/destination";
+    pub const STATUS: &str = "retl.dev/status";
+}
+
+/// Request annotations (the Flux `requestedAt` pattern: the value is a token).
+pub mod annotation {
+    pub const SYNC_NOW: &str = "retl.dev/sync-now";
+    pub const RESET: &str = "retl.dev/reset";
+    pub const REPLAY: &str = "retl.dev/replay";
+    pub const CANCEL: &str = "retl.dev/cancel";
+}

@@ -1,0 +1,190 @@
+//! `Destination`: where records go, and the actions it accepts.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, SecretKeyRef};
+
+/// Where records go. Each type declares its actions, and each action the
+/// fields its payload carries; Mappings map model columns onto those fields.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "retl.dev",
+    version = "v1alpha1",
+    kind = "Destination",
+    namespaced,
+    status = "DestinationStatus",
+    shortname = "dest",
+    category = "retl",
+    doc = "Where records go (an HTTP API, a JSON-lines file, ...) and the actions it accepts.",
+    printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationSpec {
+    /// Kind of destination: `http` (a webhook or any JSON API) or `file`
+    /// (JSON lines, for local runs and debugging). The settings go in the
+    /// field of the same name.
+    #[serde(rename = "type")]
+    pub type_: DestinationType,
+    /// Settings of an `http` destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpDestination>,
+    /// Settings of a `file` destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileDestination>,
+    /// The actions this destination accepts; a Mapping names one.
+    #[serde(default)]
+    pub actions: Vec<Action>,
+}
+
+/// Kind of destination.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationType {
+    Http,
+    File,
+}
+
+/// One action of a destination (for example `identify` or `upsertContact`):
+/// the payload it expects.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    /// Name of the action, unique within the destination.
+    pub name: String,
+    /// What the action does, for people reading the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The fields of the action's payload.
+    #[serde(default)]
+    pub fields: Vec<ActionField>,
+}
+
+/// One field of an action's payload.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionField {
+    /// Name of the field in the payload.
+    pub name: String,
+    /// Type of the value: `string`, `number`, `integer`, `boolean`, `object`,
+    /// `array` (of objects), `datetime` (RFC 3339 text) or `any`.
+    #[serde(rename = "type", default = "default_field_type")]
+    pub type_: FieldType,
+    /// A record without a value for this field is rejected before sending.
+    #[serde(default)]
+    pub required: bool,
+    /// For `object` and `array` fields: the only properties the destination
+    /// accepts (of the object, or of each element). A record whose value has
+    /// another property is rejected before sending, naming the property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<Vec<String>>,
+    /// What the field means, for people reading the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+fn default_field_type() -> FieldType {
+    FieldType::Any
+}
+
+/// Type of an action field.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Object,
+    Array,
+    Datetime,
+    Any,
+}
+
+/// An HTTP JSON API. Each request carries one batch:
+/// `{"action": ..., "records": [{"key": ..., "operation": "upsert"|"delete", "payload": {...}}]}`.
+/// A reply `{"results": [{"key": ..., "ok": true|false, "code": ..., "message": ...}]}`
+/// is attributed record by record; any other 2xx reply accepts the whole
+/// batch, and any other 4xx rejects it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpDestination {
+    /// URL the batches are sent to.
+    pub url: String,
+    /// HTTP method: `POST` (default), `PUT` or `PATCH`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<HttpMethod>,
+    /// Extra request headers, for example an `Authorization` header from a Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HttpHeader>,
+    /// Records per request (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    /// Seconds one request may take before it counts as timed out (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    /// Requests in flight at once (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Most requests per second (default: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<u32>,
+    /// Retries of a request answered 429 or 5xx, timed out or cut off,
+    /// with exponential backoff, inside one sync (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// First backoff delay in milliseconds, doubled on each retry (default 500);
+    /// a `Retry-After` reply header takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_backoff_millis: Option<u32>,
+}
+
+/// HTTP method of an http destination.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Post,
+    Put,
+    Patch,
+}
+
+/// One request header; exactly one of `value` and `valueFrom`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpHeader {
+    /// Header name.
+    pub name: String,
+    /// Literal value (not for credentials: use `valueFrom`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// Value taken from a Secret key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<SecretKeyRef>,
+}
+
+/// A JSON-lines file: one line per delivered record.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileDestination {
+    /// Path of the file, appended to. In a local run a relative path is
+    /// relative to the directory of the manifest.
+    pub path: String,
+    /// Records per write (default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+}
+
+/// Observed state of a Destination.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationStatus {
+    /// `Ready` says whether the destination is reachable; its message says why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation of the spec that the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,238 @@
+//! `Mapping`: which model rows go to which destination action, how, and when.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, ObjectRef};
+
+/// Sends a Model's rows to one action of a Destination, on a schedule or on
+/// request. Like a CronJob, it creates Syncs and keeps their history.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "retl.dev",
+    version = "v1alpha1",
+    kind = "Mapping",
+    namespaced,
+    status = "MappingStatus",
+    shortname = "map",
+    category = "retl",
+    doc = "Sends a Model's rows to one action of a Destination, on a schedule or on request.",
+    printcolumn(name = "Model", type_ = "string", json_path = ".spec.modelRef.name"),
+    printcolumn(name = "Destination", type_ = "string", json_path = ".spec.destinationRef.name"),
+    printcolumn(name = "Action", type_ = "string", json_path = ".spec.action"),
+    printcolumn(name = "Enabled", type_ = "boolean", json_path = ".spec.enabled"),
+    printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
+    printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSync.startTime"),
+    printcolumn(name = "Last Status", type_ = "string", json_path = ".status.lastSync.phase"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingSpec {
+    /// The Model (same namespace) whose rows are sent.
+    pub model_ref: ObjectRef,
+    /// The Destination (same namespace) the records go to.
+    pub destination_ref: ObjectRef,
+    /// Name of the destination action, one of the Destination's `actions`.
+    pub action: String,
+    /// Which changes are sent: any of `added`, `updated`, `deleted`
+    /// (default `added` and `updated`). Changes not sent still move the
+    /// sync state forward and are counted as skipped.
+    #[serde(default = "default_send")]
+    pub send: Vec<ChangeKind>,
+    /// How each destination field gets its value.
+    #[serde(default)]
+    pub fields: Vec<FieldMapping>,
+    /// Leave out fields (and object properties) whose value is null instead
+    /// of sending `null`.
+    #[serde(default)]
+    pub skip_nulls: bool,
+    /// When to sync: a cron expression (`*/15 * * * *`), a macro (`@hourly`,
+    /// `@daily`), or an interval (`@every 15m`). Unset: only on request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone of a cron `schedule` (default UTC), as in CronJob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
+    /// `false` stops new syncs (scheduled and requested); running ones finish.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// What to do when a sync is due while another of this Mapping runs:
+    /// `Forbid` (default: skip the new one), `Allow` (run both) or `Replace`
+    /// (cancel the running one).
+    #[serde(default)]
+    pub concurrency_policy: ConcurrencyPolicy,
+    /// A scheduled sync that could not start within this many seconds of its
+    /// time is skipped (missed ticks inside it run once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starting_deadline_seconds: Option<i64>,
+    /// Finished successful Syncs to keep (default 10).
+    #[serde(default = "default_history")]
+    pub successful_syncs_history_limit: u32,
+    /// Finished failed Syncs to keep (default 10).
+    #[serde(default = "default_history")]
+    pub failed_syncs_history_limit: u32,
+    /// How long a rejected record is retried on later syncs, as a duration
+    /// (`336h`, `14d`); default 14 days. After it the record is dropped and
+    /// counted as expired.
+    #[serde(default = "default_retry_window")]
+    pub retry_window: String,
+    /// Checks that stop a sync before anything is sent.
+    #[serde(default)]
+    pub guards: Guards,
+    /// Seconds a sync may run before it is stopped and marked Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_deadline_seconds: Option<i64>,
+    /// Service account the sync Jobs run as (default: the operator's worker account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+}
+
+fn default_send() -> Vec<ChangeKind> {
+    vec![ChangeKind::Added, ChangeKind::Updated]
+}
+fn default_true() -> bool {
+    true
+}
+fn default_history() -> u32 {
+    10
+}
+fn default_retry_window() -> String {
+    "336h".to_string()
+}
+
+/// A kind of change found by diffing the model against the last delivered state.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Added,
+    Updated,
+    Deleted,
+}
+
+/// Concurrency policy of a Mapping, as in CronJob.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ConcurrencyPolicy {
+    #[default]
+    Forbid,
+    Allow,
+    Replace,
+}
+
+/// Guards stop a sync before anything is sent; the Sync fails with reason
+/// `GuardTripped` and says how to proceed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Guards {
+    /// Most records one sync may delete in the destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deletes: Option<u64>,
+    /// Most deletes as a percentage (0-100) of the records delivered so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delete_percent: Option<f64>,
+    /// Let a sync run when the model returns no rows although records were
+    /// delivered before (default false: an empty model stops the sync, so a
+    /// broken model cannot wipe a destination).
+    #[serde(default)]
+    pub allow_empty_model: bool,
+}
+
+/// How one destination field gets its value. Set `to` and exactly one of
+/// `from`, `value`, `template`, `object` or `array`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldMapping {
+    /// The destination field.
+    pub to: String,
+    /// A model column, or a path into a JSON column (`attrs.address.city`).
+    /// For an object field this sends the whole object ("select object"),
+    /// for an array field the whole array of objects ("select array").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// A fixed value (any JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::common::any_json")]
+    pub value: Option<serde_json::Value>,
+    /// A Liquid template; the row is `row` (`{{ row.first_name | capitalize }}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// "Customize object": build the object property by property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<Vec<PropertyMapping>>,
+    /// "Customize array": pick properties of each element of an array column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArrayMapping>,
+}
+
+/// One property of a customized object or array element. Set `to` and
+/// exactly one of `from`, `value` or `template`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyMapping {
+    /// The property name in the output.
+    pub to: String,
+    /// In an object: a model column or a path into a JSON column. In an
+    /// array: a property (or path) of the element. A property the input
+    /// lacks is left out of the output, not sent as null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// A fixed value (any JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::common::any_json")]
+    pub value: Option<serde_json::Value>,
+    /// A Liquid template; the row is `row`, and in an array the element is `item`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+/// "Customize array": the array column and the properties kept of each element.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArrayMapping {
+    /// The model column (or JSON path) holding an array of objects.
+    pub from: String,
+    /// The properties of each output element.
+    pub properties: Vec<PropertyMapping>,
+}
+
+/// Observed state of a Mapping.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingStatus {
+    /// The most recent Sync of this Mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<LastSync>,
+    /// Time of the last schedule tick a Sync was created for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<Time>,
+    /// Time of the next schedule tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_schedule_time: Option<Time>,
+    /// Last `retl.dev/sync-now` token handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_sync_now: Option<String>,
+    /// Last `retl.dev/reset` token handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reset: Option<String>,
+    /// `Ready` says whether the Mapping's references and fields are valid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation of the spec that the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// A short summary of a Sync, kept on its Mapping.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastSync {
+    /// Name of the Sync.
+    pub name: String,
+    /// Its phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<super::SyncPhase>,
+    /// When it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+}

@@ -1,0 +1,52 @@
+//! The custom resources of retl (group `retl.dev`, version `v1alpha1`), one
+//! file per kind. These types are the contract with users: every field has a
+//! doc comment because it becomes the CRD description that `kubectl explain`
+//! shows.
+
+mod common;
+pub mod conditions;
+mod destination;
+mod mapping;
+mod model;
+mod source;
+mod sync;
+mod sync_alert;
+
+pub use common::*;
+pub use destination::*;
+pub use mapping::*;
+pub use model::*;
+pub use source::*;
+pub use sync::*;
+pub use sync_alert::*;
+
+use kube::CustomResourceExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+/// API group of every retl resource.
+pub const GROUP: &str = "retl.dev";
+/// API version of every retl resource.
+pub const VERSION: &str = "v1alpha1";
+
+/// Every CRD of retl, in the order `retl crds` prints them.
+pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    vec![
+        Source::crd(),
+        Destination::crd(),
+        Model::crd(),
+        Mapping::crd(),
+        Sync::crd(),
+        SyncAlert::crd(),
+    ]
+}
+
+/// The CRDs as one multi-document YAML stream, as `retl crds` prints them and
+/// as `crds/` holds them (one file per CRD, see [`crd_file_name`]).
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml_ng::Error> {
+    serde_yaml_ng::to_string(crd)
+}
+
+/// File name of a CRD under `crds/`, e.g. `syncs.retl.dev.yaml`.
+pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default())
+}

@@ -1,0 +1,198 @@
+//! The `retl` command line.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use retl::api::SyncPhase;
+use retl::local::{self, HistoryOptions, RunOptions, print};
+
+/// retl: Reverse ETL, the Kubernetes way.
+#[derive(Parser, Debug)]
+#[command(name = "retl", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run every enabled Mapping in the manifests under DIR once, in this
+    /// process (no cluster needed), and print the Syncs like `kubectl get syncs`.
+    Run {
+        /// Directory of manifests (Source, Destination, Model, Mapping, Secret).
+        #[arg(short = 'f', long = "filename")]
+        dir: PathBuf,
+        /// Run only this Mapping (repeatable).
+        #[arg(long)]
+        mapping: Vec<String>,
+        /// Forget this Mapping's sync state first: its sync sends every record as new.
+        #[arg(long, value_name = "MAPPING")]
+        reset: Option<String>,
+        /// Re-send every record that this past sync extracted, with current values.
+        #[arg(long, value_name = "SYNC", conflicts_with_all = ["reset", "mapping"])]
+        replay: Option<String>,
+    },
+    /// Show what a sync of each Mapping would send, without sending anything
+    /// or changing sync state.
+    Plan {
+        #[arg(short = 'f', long = "filename")]
+        dir: PathBuf,
+        /// Only this Mapping (repeatable).
+        #[arg(long)]
+        mapping: Vec<String>,
+        /// Sample payloads to show per Mapping.
+        #[arg(long, default_value_t = 3)]
+        samples: usize,
+    },
+    /// List past syncs of the Mappings under DIR, newest first.
+    History {
+        #[arg(short = 'f', long = "filename")]
+        dir: PathBuf,
+        /// Only syncs in this status (Successful, PartiallySuccessful, Failed, Canceled, InProgress).
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        mapping: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        destination: Option<String>,
+        /// Only syncs started at or after this time: RFC 3339, or an age like `24h`.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only syncs started at or before this time: RFC 3339, or an age like `1h`.
+        #[arg(long)]
+        until: Option<String>,
+        /// Also print the errors and failed records of each listed sync.
+        #[arg(long)]
+        details: bool,
+    },
+    /// Run one SQL statement against a Source under DIR (to seed or edit demo data).
+    Sql {
+        #[arg(short = 'f', long = "filename")]
+        dir: PathBuf,
+        /// Name of the Source.
+        #[arg(long)]
+        source: String,
+        /// The statement.
+        statement: String,
+    },
+    /// Print the CustomResourceDefinitions, or write them to a directory.
+    Crds {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long)]
+        output_dir: Option<PathBuf>,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run { dir, mapping, reset, replay } => {
+            let cancel = CancellationToken::new();
+            let on_signal = cancel.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    eprintln!("stopping at the next batch boundary (press Ctrl-C again to force)");
+                    on_signal.cancel();
+                    if tokio::signal::ctrl_c().await.is_ok() {
+                        std::process::exit(130);
+                    }
+                }
+            });
+            let ran = local::run(&RunOptions { dir, mappings: mapping, reset, replay }, &cancel).await?;
+            print_syncs(&ran, true);
+            Ok(exit_code(&ran))
+        }
+        Command::Plan { dir, mapping, samples } => {
+            print!("{}", local::plan(&dir, &mapping, samples).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History { dir, status, mapping, model, destination, since, until, details } => {
+            let phase = match status {
+                Some(s) => Some(SyncPhase::parse(&s).ok_or_else(|| {
+                    anyhow::anyhow!("--status {s:?} is not a sync status; use Successful, PartiallySuccessful, Failed, Canceled or InProgress")
+                })?),
+                None => None,
+            };
+            let opts = HistoryOptions {
+                phase,
+                mapping,
+                model,
+                destination,
+                since: since.as_deref().map(parse_time).transpose()?,
+                until: until.as_deref().map(parse_time).transpose()?,
+            };
+            let ran = local::history(&dir, &opts).await?;
+            if ran.is_empty() {
+                println!("No syncs found.");
+            } else {
+                print_syncs(&ran, details);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sql { dir, source, statement } => {
+            let n = local::sql(&dir, &source, &statement).await?;
+            println!("{n} rows affected");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crds { output_dir } => {
+            let crds = retl::api::all_crds();
+            match output_dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)?;
+                    for crd in &crds {
+                        std::fs::write(dir.join(retl::api::crd_file_name(crd)), retl::api::crd_yaml(crd)?)?;
+                    }
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    for crd in &crds {
+                        writeln!(out, "---")?;
+                        write!(out, "{}", retl::api::crd_yaml(crd)?)?;
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_syncs(ran: &[local::Ran], details: bool) {
+    let lines: Vec<print::SyncLine<'_>> =
+        ran.iter().map(|r| print::SyncLine { name: &r.name, mapping: &r.mapping, report: &r.report }).collect();
+    print!("{}", print::sync_table(&lines, Timestamp::now()));
+    if details {
+        for r in ran.iter().filter(|r| r.report.phase != SyncPhase::Successful) {
+            println!();
+            print!("{}", print::details(&r.name, &r.report));
+        }
+    }
+}
+
+/// 0 when no sync failed (a partially successful sync has done its job and
+/// shows its rejects), 1 when one failed, 130 when canceled.
+fn exit_code(ran: &[local::Ran]) -> ExitCode {
+    if ran.iter().any(|r| r.report.phase == SyncPhase::Failed) {
+        ExitCode::from(1)
+    } else if ran.iter().any(|r| r.report.phase == SyncPhase::Canceled) {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// RFC 3339, or an age (`24h`, `7d`) back from now.
+fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let d = humantime::parse_duration(s)
+        .map_err(|_| anyhow::anyhow!("{s:?} is neither an RFC 3339 time nor an age like 24h"))?;
+    let span = jiff::SignedDuration::try_from(d)?;
+    Ok(Timestamp::now().checked_sub(span)?)
+}

@@ -1,0 +1,67 @@
+//! `file`: appends one JSON line per record. Accepts everything; for local
+//! runs, demos and debugging.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use super::{Delivery, Destination, DestinationError, OutRecord, operation};
+use crate::api;
+
+pub struct FileDestination {
+    path: PathBuf,
+    batch_size: usize,
+}
+
+impl FileDestination {
+    pub fn new(settings: &api::FileDestination, base_dir: &Path) -> Self {
+        let path = Path::new(&settings.path);
+        FileDestination {
+            path: if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) },
+            batch_size: settings.batch_size.unwrap_or(500).max(1) as usize,
+        }
+    }
+
+    fn unavailable(&self, e: std::io::Error) -> DestinationError {
+        DestinationError::Unavailable { destination: self.path.display().to_string(), message: e.to_string() }
+    }
+}
+
+#[async_trait]
+impl Destination for FileDestination {
+    fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
+    fn max_in_flight(&self) -> usize {
+        1
+    }
+
+    async fn check(&self) -> Result<(), DestinationError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| self.unavailable(e))?;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, action: &str, batch: &[OutRecord]) -> Result<Vec<Delivery>, DestinationError> {
+        self.check().await?;
+        let mut text = String::new();
+        for r in batch {
+            let line = json!({"action": action, "operation": operation(r.kind), "key": r.key, "payload": r.payload});
+            text.push_str(&line.to_string());
+            text.push('\n');
+        }
+        let mut f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .await
+            .map_err(|e| self.unavailable(e))?;
+        f.write_all(text.as_bytes()).await.map_err(|e| self.unavailable(e))?;
+        f.flush().await.map_err(|e| self.unavailable(e))?;
+        Ok(vec![Delivery::Accepted; batch.len()])
+    }
+}

@@ -1,0 +1,102 @@
+//! The sync engine: extract → diff → map → load → commit.
+//!
+//! No Kubernetes here: the operator's worker, the local runner and the tests
+//! all hand it a resolved [`SyncContext`], a [`Warehouse`](crate::warehouse::Warehouse)
+//! and a [`Destination`](crate::destination::Destination), and get a
+//! [`SyncReport`] back. It uses the plain data types of `crate::api` (specs
+//! and counts), never a client, an object's metadata or a watch.
+
+pub mod codes;
+mod error;
+mod guard;
+mod load;
+mod run;
+mod tally;
+
+pub use error::EngineError;
+pub use run::{PlanReport, fail_abandoned_runs, plan_sync, run_sync};
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{
+    Action, ErrorSummary, ExtractedCounts, FailedRecord, LoadedCounts, MappingSpec, ModelSpec, SkipSummary, SyncPhase,
+    SyncTrigger,
+};
+
+/// Everything one sync needs, resolved by the caller.
+#[derive(Clone, Debug)]
+pub struct SyncContext {
+    pub namespace: String,
+    /// Name of the Sync; unique per namespace.
+    pub sync_name: String,
+    pub mapping_name: String,
+    /// The Mapping's UID: names its state tables.
+    pub mapping_uid: String,
+    pub mapping: MappingSpec,
+    pub model_name: String,
+    pub model: ModelSpec,
+    pub destination_name: String,
+    /// The destination action the Mapping names.
+    pub action: Action,
+    pub trigger: SyncTrigger,
+    /// For a replay: the Sync whose records are sent again.
+    pub replay_of: Option<String>,
+}
+
+/// The outcome of one sync; also what the sync-run table keeps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    pub phase: SyncPhase,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub started: Timestamp,
+    pub completed: Option<Timestamp>,
+    pub extracted: ExtractedCounts,
+    pub loaded: LoadedCounts,
+    pub skipped: Vec<SkipSummary>,
+    pub failed_records: Vec<FailedRecord>,
+    pub errors: Vec<ErrorSummary>,
+}
+
+impl SyncReport {
+    /// The changes found: what had to be sent, skipped or not.
+    pub fn changes(&self) -> u64 {
+        self.extracted.added + self.extracted.updated + self.extracted.deleted
+    }
+
+    /// Run time, as `kubectl` prints durations (`4s`, `2m13s`, `1h2m`).
+    pub fn duration(&self) -> Option<String> {
+        let end = self.completed?;
+        Some(format_duration((end - self.started).get_milliseconds().max(0) as u64))
+    }
+}
+
+/// `kubectl`-style short duration of a number of milliseconds.
+pub fn format_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0 => format!("{}ms", ms),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// Hears how a running sync is getting on (the worker writes it to the
+/// Sync's status, the local runner prints it).
+#[async_trait]
+pub trait Observer: Send + Sync {
+    /// Changes read from the stage so far, and records answered so far.
+    async fn progress(&self, extracted: u64, loaded: u64);
+}
+
+/// An observer that ignores progress.
+pub struct Quiet;
+
+#[async_trait]
+impl Observer for Quiet {
+    async fn progress(&self, _: u64, _: u64) {}
+}

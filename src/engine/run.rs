@@ -1,0 +1,299 @@
+//! One sync, start to end: a readable pipeline of the engine's steps.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::load::Loader;
+use super::tally::{Tally, skip};
+use super::{EngineError, Observer, SyncContext, SyncReport, guard};
+use crate::api::{ExtractedCounts, SyncPhase, SyncTrigger, conditions::reason};
+use crate::destination::Destination;
+use crate::fieldmap::FieldMapper;
+use crate::warehouse::{
+    DiffCounts, DiffMode, DiffRequest, HistoryFilter, StateScope, SyncRun, Warehouse, WarehouseError, kind_name,
+};
+
+/// Runs one sync to its end and returns what happened. Never panics and
+/// never returns early: every failure becomes a Failed report with a reason
+/// and a message a person can act on, and the report is saved in the
+/// warehouse's sync-run table.
+pub async fn run_sync(
+    ctx: &SyncContext,
+    warehouse: &dyn Warehouse,
+    destination: Arc<dyn Destination>,
+    observer: &dyn Observer,
+    cancel: &CancellationToken,
+) -> SyncReport {
+    let scope = StateScope::from_uid(&ctx.mapping_uid);
+    let mut report = SyncReport {
+        phase: SyncPhase::InProgress,
+        reason: None,
+        message: None,
+        started: Timestamp::now(),
+        completed: None,
+        extracted: ExtractedCounts::default(),
+        loaded: Default::default(),
+        skipped: Vec::new(),
+        failed_records: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut tally = Tally::default();
+    let result = steps(ctx, warehouse, destination, observer, cancel, &scope, &mut tally, &report).await;
+    let (phase, why, message) = match result {
+        Ok(Step::Loaded { canceled }) => {
+            let rest = tally.unaccounted();
+            tally.skip(if canceled { skip::CANCELED } else { skip::NOT_PROCESSED }, rest);
+            tally.outcome(canceled)
+        }
+        Ok(Step::GuardTripped(message)) => {
+            let rest = tally.unaccounted();
+            tally.skip(skip::GUARD_TRIPPED, rest);
+            (SyncPhase::Failed, Some(reason::GUARD_TRIPPED.to_string()), Some(message))
+        }
+        Err(e) => {
+            let rest = tally.unaccounted();
+            tally.skip(skip::NOT_PROCESSED, rest);
+            (SyncPhase::Failed, Some(e.reason().to_string()), Some(e.to_string()))
+        }
+    };
+    report.phase = phase;
+    report.reason = why;
+    report.message = message;
+    report.completed = Some(Timestamp::now());
+    report.extracted = tally.extracted.clone();
+    report.loaded = tally.loaded.clone();
+    report.skipped = tally.skipped();
+    report.failed_records = tally.samples();
+    report.errors = tally.errors();
+    if let Err(e) = warehouse.save_run(&run_row(ctx, &report)).await {
+        tracing::warn!(sync = %ctx.sync_name, error = %e, "could not save the sync's run record");
+    }
+    if let Err(e) = warehouse.drop_stage(&scope, &ctx.sync_name).await {
+        tracing::warn!(sync = %ctx.sync_name, error = %e, "could not drop the sync's stage");
+    }
+    report
+}
+
+enum Step {
+    Loaded { canceled: bool },
+    GuardTripped(String),
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn steps(
+    ctx: &SyncContext,
+    warehouse: &dyn Warehouse,
+    destination: Arc<dyn Destination>,
+    observer: &dyn Observer,
+    cancel: &CancellationToken,
+    scope: &StateScope,
+    tally: &mut Tally,
+    report: &SyncReport,
+) -> Result<Step, EngineError> {
+    warehouse.prepare_state(scope).await?;
+    warehouse.save_run(&run_row(ctx, report)).await?;
+    let window = retry_window(&ctx.mapping.retry_window)?;
+    let now_ms = Timestamp::now().as_millisecond();
+    warehouse.prune(scope, now_ms - window).await?;
+    if ctx.trigger == SyncTrigger::Reset {
+        warehouse.reset(scope).await?;
+    }
+
+    // Extract and diff, inside the warehouse.
+    let (request, mapper) = prepare(ctx, warehouse, now_ms - window, false).await?;
+    let counts = warehouse.stage(scope, &request).await?;
+    tally.extracted = extracted(&counts);
+    observer.progress(0, 0).await;
+    if let Err(message) = guard::check(&ctx.mapping.guards, &ctx.mapping.send, &counts, ctx.replay_of.is_some()) {
+        return Ok(Step::GuardTripped(message));
+    }
+
+    // Map, load and commit, batch by batch.
+    let loader = Loader { ctx, warehouse, destination, observer, cancel, scope, mapper: &mapper };
+    let canceled = loader.run(tally).await?;
+    Ok(Step::Loaded { canceled })
+}
+
+/// Checks the model and the mapping, and builds the diff request.
+async fn prepare(
+    ctx: &SyncContext,
+    warehouse: &dyn Warehouse,
+    expire_before_ms: i64,
+    dry_run: bool,
+) -> Result<(DiffRequest, FieldMapper), EngineError> {
+    let columns = warehouse.describe(&ctx.model.query).await?;
+    let request = DiffRequest {
+        query: ctx.model.query.clone(),
+        primary_key: ctx.model.primary_key.clone(),
+        columns,
+        mode: match (&ctx.replay_of, ctx.trigger) {
+            (Some(sync), _) => DiffMode::Replay { sync: sync.clone() },
+            (None, _) => DiffMode::Normal,
+        },
+        expire_before_ms,
+        stage: if dry_run { format!("plan:{}", ctx.sync_name) } else { ctx.sync_name.clone() },
+        dry_run,
+    };
+    crate::warehouse::check_columns(&request)?;
+    let names: Vec<String> = request.columns.iter().map(|c| c.name.clone()).collect();
+    let mapper = FieldMapper::new(&ctx.mapping.fields, &ctx.action, ctx.mapping.skip_nulls, &names)?;
+    Ok((request, mapper))
+}
+
+fn extracted(c: &DiffCounts) -> ExtractedCounts {
+    ExtractedCounts {
+        total: c.added + c.updated + c.deleted + c.unchanged,
+        added: c.added,
+        updated: c.updated,
+        deleted: c.deleted,
+        unchanged: c.unchanged,
+        retried: c.retried,
+    }
+}
+
+/// The retry window in milliseconds (`336h`, `14d`, `14days`).
+fn retry_window(text: &str) -> Result<i64, EngineError> {
+    humantime::parse_duration(text.trim())
+        .map(|d| d.as_millis().min(i64::MAX as u128) as i64)
+        .map_err(|_| EngineError::RetryWindow(text.to_string()))
+}
+
+fn run_row(ctx: &SyncContext, report: &SyncReport) -> SyncRun {
+    SyncRun {
+        sync: ctx.sync_name.clone(),
+        namespace: ctx.namespace.clone(),
+        mapping: ctx.mapping_name.clone(),
+        mapping_uid: StateScope::from_uid(&ctx.mapping_uid).id,
+        model: ctx.model_name.clone(),
+        destination: ctx.destination_name.clone(),
+        trigger: format!("{:?}", ctx.trigger),
+        phase: report.phase.as_str().to_string(),
+        started_ms: report.started.as_millisecond(),
+        completed_ms: report.completed.map(|t| t.as_millisecond()),
+        status_json: serde_json::to_string(report).unwrap_or_else(|_| "{}".to_string()),
+    }
+}
+
+/// Marks runs of a Mapping that are still InProgress as Failed: the process
+/// that ran them died (a local run that was killed). The operator uses the
+/// Job's status instead. What they delivered was committed as it was
+/// acknowledged; the next sync finds the rest.
+pub async fn fail_abandoned_runs(warehouse: &dyn Warehouse, mapping_uid: &str) -> Result<u64, WarehouseError> {
+    let scope = StateScope::from_uid(mapping_uid);
+    warehouse.prepare_state(&scope).await?;
+    let filter = HistoryFilter {
+        mapping_uids: vec![scope.id.clone()],
+        phase: Some(SyncPhase::InProgress.as_str().to_string()),
+        ..Default::default()
+    };
+    let stale = warehouse.runs(&filter).await?;
+    for mut run in stale.iter().cloned() {
+        let mut report: SyncReport = serde_json::from_str(&run.status_json).map_err(|e| WarehouseError::State {
+            action: "read",
+            message: format!("sync-run record of {} is not readable: {e}", run.sync),
+        })?;
+        report.phase = SyncPhase::Failed;
+        report.reason = Some(reason::WORKER_DIED.to_string());
+        report.message = Some(
+            "the process running this sync stopped before it finished (killed or crashed); what the destination \
+             acknowledged was committed, and the next sync sends the rest"
+                .to_string(),
+        );
+        let now = Timestamp::now();
+        report.completed = Some(now);
+        run.phase = report.phase.as_str().to_string();
+        run.completed_ms = Some(now.as_millisecond());
+        run.status_json = serde_json::to_string(&report).unwrap_or_else(|_| "{}".to_string());
+        warehouse.save_run(&run).await?;
+        warehouse.drop_stage(&scope, &run.sync).await?;
+    }
+    Ok(stale.len() as u64)
+}
+
+/// What `retl plan` shows for one Mapping.
+#[derive(Clone, Debug, Default)]
+pub struct PlanReport {
+    pub extracted: ExtractedCounts,
+    /// Changes that would be sent, by kind (`added`, `updated`, `deleted`).
+    pub to_send: [u64; 3],
+    /// Changes that would be skipped.
+    pub skipped: u64,
+    /// Records that would be rejected before sending, by code.
+    pub would_fail: Vec<(String, u64)>,
+    /// A few payloads that would be sent: (key, kind, payload).
+    pub samples: Vec<(String, String, Value)>,
+    /// The guard that would stop the sync, if any.
+    pub guard: Option<String>,
+}
+
+/// Shows what a sync would send without sending anything or changing any
+/// sync state (only a scratch stage is written, then dropped).
+pub async fn plan_sync(ctx: &SyncContext, warehouse: &dyn Warehouse, samples: usize) -> Result<PlanReport, EngineError> {
+    let scope = StateScope::from_uid(&ctx.mapping_uid);
+    warehouse.prepare_state(&scope).await?;
+    let window = retry_window(&ctx.mapping.retry_window)?;
+    let (request, mapper) = prepare(ctx, warehouse, Timestamp::now().as_millisecond() - window, true).await?;
+    let counts = warehouse.stage(&scope, &request).await?;
+    let result = plan_pages(ctx, warehouse, &scope, &request.stage, &mapper, &counts, samples).await;
+    warehouse.drop_stage(&scope, &request.stage).await?;
+    result
+}
+
+async fn plan_pages(
+    ctx: &SyncContext,
+    warehouse: &dyn Warehouse,
+    scope: &StateScope,
+    stage: &str,
+    mapper: &FieldMapper,
+    counts: &DiffCounts,
+    samples: usize,
+) -> Result<PlanReport, EngineError> {
+    let mut plan = PlanReport {
+        extracted: extracted(counts),
+        guard: guard::check(&ctx.mapping.guards, &ctx.mapping.send, counts, ctx.replay_of.is_some()).err(),
+        ..Default::default()
+    };
+    let mut fails = std::collections::BTreeMap::<String, u64>::new();
+    let mut after = 0;
+    loop {
+        let page = warehouse.read_stage(scope, stage, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for change in page {
+            use crate::warehouse::StageFlag;
+            if change.flag == Some(StageFlag::Expired) || !ctx.mapping.send.contains(&change.kind) {
+                plan.skipped += 1;
+                continue;
+            }
+            let flagged = match change.flag {
+                Some(StageFlag::NullKey) => Some(super::codes::NULL_PRIMARY_KEY),
+                Some(StageFlag::DuplicateKey) => Some(super::codes::DUPLICATE_PRIMARY_KEY),
+                _ => None,
+            };
+            if let Some(code) = flagged {
+                *fails.entry(code.to_string()).or_default() += 1;
+                continue;
+            }
+            let payload = match &change.row {
+                None => Ok(Value::Null),
+                Some(Ok(row)) => mapper.map(row).map_err(|(e, _)| e.code),
+                Some(Err(_)) => Err(super::codes::UNSUPPORTED_VALUE.to_string()),
+            };
+            match payload {
+                Ok(p) => {
+                    plan.to_send[change.kind as usize] += 1;
+                    if plan.samples.len() < samples {
+                        let key = change.key.clone().unwrap_or_default();
+                        plan.samples.push((key, kind_name(change.kind).to_string(), p));
+                    }
+                }
+                Err(code) => *fails.entry(code).or_default() += 1,
+            }
+        }
+    }
+    plan.would_fail = fails.into_iter().collect();
+    Ok(plan)
+}

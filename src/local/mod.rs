@@ -1,0 +1,297 @@
+//! The embedded default: `retl run -f DIR` runs the same manifests the
+//! operator would, once, in this process, with no cluster. Also `plan`,
+//! `history` and `sql`, the local counterparts of what the operator and
+//! `kubectl get syncs` offer.
+
+mod manifests;
+pub mod print;
+mod resolve;
+
+pub use manifests::{Manifests, DEFAULT_NAMESPACE};
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{SyncPhase, SyncTrigger, conditions::reason};
+use crate::destination::DestinationError;
+use crate::engine::{self, Observer, SyncContext, SyncReport};
+use crate::warehouse::{self, HistoryFilter, StateScope, Warehouse, WarehouseError};
+use resolve::{Resolved, resolve};
+
+#[derive(Debug, Error)]
+pub enum LocalError {
+    #[error("{file}: {message}")]
+    Manifest { file: String, message: String },
+    #[error("Mapping {mapping}: {message}")]
+    Reference { mapping: String, message: String },
+    #[error("Secret {name:?} key {key:?} {message}")]
+    Secret { name: String, key: String, message: String },
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// What `retl run` should do.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    pub dir: PathBuf,
+    /// Only these Mappings (all enabled ones when empty).
+    pub mappings: Vec<String>,
+    /// Forget this Mapping's state first (a `Reset` sync).
+    pub reset: Option<String>,
+    /// Replay this past sync instead of running the Mappings.
+    pub replay: Option<String>,
+}
+
+/// One sync that ran (or could not start).
+pub struct Ran {
+    pub name: String,
+    pub mapping: String,
+    pub report: SyncReport,
+}
+
+/// Runs the selected Mappings once, one after the other.
+pub async fn run(opts: &RunOptions, cancel: &CancellationToken) -> Result<Vec<Ran>, LocalError> {
+    let m = Manifests::load(&opts.dir)?;
+    let mut ran = Vec::new();
+    if let Some(sync) = &opts.replay {
+        let (ns, mapping) = find_sync(&m, sync).await?;
+        let target = &m.mappings[&(ns.clone(), mapping.clone())];
+        let name = format!("{sync}-replay-{}", token_hash());
+        let report = run_one(&m, &ns, target, &name, SyncTrigger::Replay, Some(sync.clone()), cancel).await;
+        ran.push(Ran { name, mapping, report });
+        return Ok(ran);
+    }
+    if let Some(r) = &opts.reset
+        && !m.mappings.keys().any(|(_, n)| n == r)
+    {
+        return Err(LocalError::Usage(format!("--reset {r}: there is no Mapping {r:?} in {}", opts.dir.display())));
+    }
+    for ((ns, name), mapping) in &m.mappings {
+        if !opts.mappings.is_empty() && !opts.mappings.contains(name) {
+            continue;
+        }
+        if !mapping.object.spec.enabled {
+            eprintln!("Mapping {name} is disabled (spec.enabled: false); not synced");
+            continue;
+        }
+        if cancel.is_cancelled() {
+            break;
+        }
+        let trigger = if opts.reset.as_ref() == Some(name) { SyncTrigger::Reset } else { SyncTrigger::Manual };
+        let sync_name = format!("{name}-{}", token_hash());
+        let report = run_one(&m, ns, mapping, &sync_name, trigger, None, cancel).await;
+        ran.push(Ran { name: sync_name, mapping: name.clone(), report });
+    }
+    Ok(ran)
+}
+
+/// A short hash of a new request token (the current time), as the operator
+/// names requested Syncs `<mapping>-<hash>`.
+fn token_hash() -> String {
+    let token = Timestamp::now().as_nanosecond().to_string();
+    format!("{:08x}", xxhash_rust::xxh3::xxh3_64(token.as_bytes()) as u32)
+}
+
+async fn run_one(
+    m: &Manifests,
+    ns: &str,
+    mapping: &manifests::Loaded<crate::api::Mapping>,
+    sync_name: &str,
+    trigger: SyncTrigger,
+    replay_of: Option<String>,
+    cancel: &CancellationToken,
+) -> SyncReport {
+    let started = Timestamp::now();
+    let prepared = async {
+        let r = resolve(m, ns, mapping)?;
+        let wh = warehouse::connect(r.source_name(), &r.source.object.spec, &r.secrets, &r.source_dir()).await?;
+        let dest = crate::destination::build(r.destination_name(), &r.destination.object.spec, &r.secrets, &r.destination.dir)?;
+        engine::fail_abandoned_runs(wh.as_ref(), &r.mapping_uid()).await?;
+        Ok::<_, LocalError>((r, wh, dest))
+    }
+    .await;
+    let (r, wh, dest) = match prepared {
+        Ok(p) => p,
+        Err(e) => return failed_before_start(started, &e),
+    };
+    let ctx = context(&r, sync_name, trigger, replay_of);
+    let observer = Progress::new(sync_name);
+    engine::run_sync(&ctx, wh.as_ref(), dest, &observer, cancel).await
+}
+
+fn context(r: &Resolved<'_>, sync_name: &str, trigger: SyncTrigger, replay_of: Option<String>) -> SyncContext {
+    SyncContext {
+        namespace: r.namespace.clone(),
+        sync_name: sync_name.to_string(),
+        mapping_name: r.mapping_name().to_string(),
+        mapping_uid: r.mapping_uid(),
+        mapping: r.mapping.object.spec.clone(),
+        model_name: r.model_name().to_string(),
+        model: r.model.object.spec.clone(),
+        destination_name: r.destination_name().to_string(),
+        action: r.action.clone(),
+        trigger,
+        replay_of,
+    }
+}
+
+/// A sync that could not start (a missing reference, an unreachable
+/// warehouse): Failed, with the reason and what to do.
+fn failed_before_start(started: Timestamp, e: &LocalError) -> SyncReport {
+    let why = match e {
+        LocalError::Reference { .. } => reason::REFERENCE_NOT_FOUND,
+        LocalError::Secret { .. } => reason::SECRET_NOT_FOUND,
+        LocalError::Warehouse(w) => w.reason(),
+        LocalError::Destination(_) => reason::INVALID_SPEC,
+        _ => reason::INVALID_SPEC,
+    };
+    SyncReport {
+        phase: SyncPhase::Failed,
+        reason: Some(why.to_string()),
+        message: Some(e.to_string()),
+        started,
+        completed: Some(Timestamp::now()),
+        extracted: Default::default(),
+        loaded: Default::default(),
+        skipped: Vec::new(),
+        failed_records: Vec::new(),
+        errors: Vec::new(),
+    }
+}
+
+/// Prints progress of syncs that run longer than two seconds to stderr,
+/// every two seconds at most.
+struct Progress {
+    sync: String,
+    last: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Progress {
+    fn new(sync: &str) -> Progress {
+        Progress { sync: sync.to_string(), last: std::sync::Mutex::new(std::time::Instant::now()) }
+    }
+}
+
+#[async_trait]
+impl Observer for Progress {
+    async fn progress(&self, extracted: u64, loaded: u64) {
+        let Ok(mut last) = self.last.lock() else { return };
+        if last.elapsed() < std::time::Duration::from_secs(2) {
+            return;
+        }
+        *last = std::time::Instant::now();
+        eprintln!("{}: {extracted} changes read, {loaded} records loaded", self.sync);
+    }
+}
+
+/// Finds the Mapping a past sync belongs to, from the sync-run tables.
+async fn find_sync(m: &Manifests, sync: &str) -> Result<(String, String), LocalError> {
+    for ((ns, name), mapping) in &m.mappings {
+        let Ok(r) = resolve(m, ns, mapping) else { continue };
+        let wh = warehouse::connect(r.source_name(), &r.source.object.spec, &r.secrets, &r.source_dir()).await?;
+        let filter = HistoryFilter { mapping_uids: vec![StateScope::from_uid(&r.mapping_uid()).id], ..Default::default() };
+        if wh.runs(&filter).await?.iter().any(|run| run.sync == sync) {
+            return Ok((ns.clone(), name.clone()));
+        }
+    }
+    Err(LocalError::Usage(format!(
+        "--replay {sync}: no Mapping in these manifests has a sync of that name in its history (see `retl history`)"
+    )))
+}
+
+/// What `retl plan` shows, per Mapping.
+pub async fn plan(dir: &std::path::Path, only: &[String], samples: usize) -> Result<String, LocalError> {
+    let m = Manifests::load(dir)?;
+    let mut out = String::new();
+    for ((ns, name), mapping) in &m.mappings {
+        if !only.is_empty() && !only.contains(name) {
+            continue;
+        }
+        let r = resolve(&m, ns, mapping)?;
+        let wh = warehouse::connect(r.source_name(), &r.source.object.spec, &r.secrets, &r.source_dir()).await?;
+        let ctx = context(&r, &format!("{name}-plan"), SyncTrigger::Manual, None);
+        match engine::plan_sync(&ctx, wh.as_ref(), samples).await {
+            Ok(p) => out.push_str(&print::plan(name, &p)),
+            Err(e) => out.push_str(&format!("Mapping {name}: cannot plan: {e}\n")),
+        }
+    }
+    Ok(out)
+}
+
+/// Filters of `retl history`.
+#[derive(Clone, Debug, Default)]
+pub struct HistoryOptions {
+    pub phase: Option<SyncPhase>,
+    pub mapping: Option<String>,
+    pub model: Option<String>,
+    pub destination: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+}
+
+/// Past syncs of the Mappings in `dir`, newest first.
+pub async fn history(dir: &std::path::Path, o: &HistoryOptions) -> Result<Vec<Ran>, LocalError> {
+    let m = Manifests::load(dir)?;
+    let mut by_source: BTreeMap<(String, String), (Box<dyn Warehouse>, Vec<String>)> = BTreeMap::new();
+    for ((ns, name), mapping) in &m.mappings {
+        let Ok(r) = resolve(&m, ns, mapping) else { continue };
+        let keep = o.mapping.as_ref().is_none_or(|x| x == name)
+            && o.model.as_ref().is_none_or(|x| x == r.model_name())
+            && o.destination.as_ref().is_none_or(|x| x == r.destination_name());
+        if !keep {
+            continue;
+        }
+        let key = (ns.clone(), r.source_name().to_string());
+        if !by_source.contains_key(&key) {
+            let wh = warehouse::connect(r.source_name(), &r.source.object.spec, &r.secrets, &r.source_dir()).await?;
+            by_source.insert(key.clone(), (wh, Vec::new()));
+        }
+        if let Some((_, uids)) = by_source.get_mut(&key) {
+            uids.push(StateScope::from_uid(&r.mapping_uid()).id);
+        }
+    }
+    let mut out = Vec::new();
+    for (wh, uids) in by_source.values() {
+        let filter = HistoryFilter {
+            mapping_uids: uids.clone(),
+            phase: o.phase.map(|p| p.as_str().to_string()),
+            since_ms: o.since.map(|t| t.as_millisecond()),
+            until_ms: o.until.map(|t| t.as_millisecond()),
+        };
+        for run in wh.runs(&filter).await? {
+            let report: SyncReport = serde_json::from_str(&run.status_json).map_err(|e| WarehouseError::State {
+                action: "read",
+                message: format!("sync-run record of {} is not readable: {e}", run.sync),
+            })?;
+            out.push(Ran { name: run.sync, mapping: run.mapping, report });
+        }
+    }
+    out.sort_by(|a, b| b.report.started.cmp(&a.report.started));
+    Ok(out)
+}
+
+/// Runs one SQL statement against a Source (to seed or edit demo data).
+pub async fn sql(dir: &std::path::Path, source: &str, statement: &str) -> Result<u64, LocalError> {
+    let m = Manifests::load(dir)?;
+    let (key, src) = m
+        .sources
+        .iter()
+        .find(|((_, n), _)| n == source)
+        .ok_or_else(|| LocalError::Usage(format!("there is no Source {source:?} in {}", dir.display())))?;
+    let mut secrets = warehouse::SecretValues::new();
+    for r in warehouse::secret_refs(&src.object.spec) {
+        let v = resolve::secret_value(&m, &key.0, &r)?;
+        secrets.insert((r.name.clone(), r.key.clone()), v);
+    }
+    let wh = warehouse::connect(source, &src.object.spec, &secrets, &src.dir).await?;
+    Ok(wh.execute(statement).await?)
+}

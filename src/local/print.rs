@@ -1,0 +1,145 @@
+//! Printing Syncs the way `kubectl get syncs` does, and the details of failed
+//! records below them.
+
+use std::fmt::Write as _;
+
+use jiff::Timestamp;
+
+use crate::engine::{PlanReport, SyncReport};
+
+/// One line of the sync table.
+pub struct SyncLine<'a> {
+    pub name: &'a str,
+    pub mapping: &'a str,
+    pub report: &'a SyncReport,
+}
+
+/// A table with the columns of `kubectl get syncs`.
+pub fn sync_table(lines: &[SyncLine<'_>], now: Timestamp) -> String {
+    let header = ["NAME", "MAPPING", "STATUS", "STARTED", "DURATION", "EXTRACTED", "ADDED", "UPDATED", "DELETED", "LOADED", "FAILED", "AGE"];
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .map(|l| {
+            let r = l.report;
+            vec![
+                l.name.to_string(),
+                l.mapping.to_string(),
+                r.phase.to_string(),
+                age(r.started, now),
+                r.duration().unwrap_or_default(),
+                r.extracted.total.to_string(),
+                r.extracted.added.to_string(),
+                r.extracted.updated.to_string(),
+                r.extracted.deleted.to_string(),
+                r.loaded.succeeded.to_string(),
+                r.loaded.failed.to_string(),
+                age(r.started, now),
+            ]
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+/// Columns padded like kubectl's tabwriter (three spaces between columns).
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let last = cells.len() - 1;
+        for (i, c) in cells.iter().enumerate() {
+            if i == last {
+                out.push_str(c);
+            } else {
+                let _ = write!(out, "{c:<w$}   ", w = widths[i]);
+            }
+        }
+        out.push('\n');
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// Age as kubectl prints it: `45s`, `3m12s`, `5h`, `2d`.
+pub fn age(t: Timestamp, now: Timestamp) -> String {
+    let secs = (now - t).get_seconds().max(0) as u64;
+    match secs {
+        0..=119 => format!("{secs}s"),
+        120..=599 => format!("{}m{}s", secs / 60, secs % 60),
+        600..=10799 => format!("{}m", secs / 60),
+        10800..=172799 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+/// What a person needs to act on a sync that did not fully succeed: the
+/// message, the errors by code with a recommended action, the skipped
+/// records by reason, and the failed-record samples with their payloads.
+pub fn details(name: &str, r: &SyncReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Sync {name}: {}", r.phase);
+    if let Some(m) = &r.message {
+        let _ = writeln!(out, "  {m}");
+    }
+    if !r.errors.is_empty() {
+        let _ = writeln!(out, "  Errors:");
+        for e in &r.errors {
+            let _ = writeln!(out, "    {} ({}): {}", e.code, records(e.count), e.message);
+            let _ = writeln!(out, "      Recommended action: {}", e.recommended_action);
+        }
+    }
+    if !r.skipped.is_empty() {
+        let _ = writeln!(out, "  Skipped:");
+        for s in &r.skipped {
+            let _ = writeln!(out, "    {} ({}): {}", s.reason, records(s.count), s.message);
+        }
+    }
+    if !r.failed_records.is_empty() {
+        let _ = writeln!(out, "  Failed records ({} shown of {}):", r.failed_records.len(), r.loaded.failed);
+        for f in &r.failed_records {
+            let _ = writeln!(out, "    key {:?} ({}): {}: {}", f.key, f.operation, f.code, f.message);
+            let _ = writeln!(out, "      Recommended action: {}", f.recommended_action);
+            if let Some(p) = &f.payload {
+                let _ = writeln!(out, "      Payload: {p}");
+            }
+        }
+    }
+    out
+}
+
+/// `retl plan` output for one Mapping.
+pub fn plan(mapping: &str, p: &PlanReport) -> String {
+    let mut out = String::new();
+    let e = &p.extracted;
+    let _ = writeln!(
+        out,
+        "Mapping {mapping}: {} rows extracted: {} added, {} updated, {} deleted, {} unchanged ({} retries)",
+        e.total, e.added, e.updated, e.deleted, e.unchanged, e.retried
+    );
+    let _ = writeln!(
+        out,
+        "  Would send: {} new, {} updated, {} deleted; would skip {}",
+        p.to_send[0], p.to_send[1], p.to_send[2], p.skipped
+    );
+    for (code, n) in &p.would_fail {
+        let _ = writeln!(out, "  Would reject {}: {code}", records(*n));
+    }
+    if let Some(g) = &p.guard {
+        let _ = writeln!(out, "  Guard: {g}");
+    }
+    for (key, kind, payload) in &p.samples {
+        let _ = writeln!(out, "  Sample ({kind}) key {key:?}: {payload}");
+    }
+    out
+}
+
+fn records(n: u64) -> String {
+    if n == 1 { "1 record".to_string() } else { format!("{n} records") }
+}

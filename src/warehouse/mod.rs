@@ -1,0 +1,281 @@
+//! Warehouses: where models run and where retl keeps its sync state.
+//!
+//! One trait, [`Warehouse`], one file per dialect. The trait is shaped around
+//! the engine's steps so that the heavy lifting (running the model, hashing
+//! rows, diffing against the snapshot) happens inside the warehouse as
+//! set-based SQL, and only changed rows ever leave it, page by page.
+//!
+//! A new warehouse touches one new file and one line in [`connect`].
+
+mod error;
+pub(crate) mod rows;
+mod sqlite;
+
+pub use error::WarehouseError;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use async_trait::async_trait;
+
+use crate::api::{ChangeKind, SecretKeyRef, SourceSpec, SourceType};
+
+/// A model row: column name to value, in the query's column order.
+pub type Row = serde_json::Map<String, serde_json::Value>;
+
+/// Secret values a caller resolved beforehand (from the API server, or from
+/// files and the environment in a local run), by reference.
+pub type SecretValues = BTreeMap<(String, String), String>;
+
+/// Looks up a resolved secret; the error names the Secret and key, never the value.
+pub fn secret_value<'a>(secrets: &'a SecretValues, r: &SecretKeyRef) -> Result<&'a str, WarehouseError> {
+    secrets
+        .get(&(r.name.clone(), r.key.clone()))
+        .map(String::as_str)
+        .ok_or_else(|| WarehouseError::MissingSecret { name: r.name.clone(), key: r.key.clone() })
+}
+
+/// Opens the warehouse a Source describes. `base_dir` anchors relative file
+/// paths (SQLite) in local runs.
+pub async fn connect(
+    source_name: &str,
+    spec: &SourceSpec,
+    _secrets: &SecretValues,
+    base_dir: &Path,
+) -> Result<Box<dyn Warehouse>, WarehouseError> {
+    match spec.type_ {
+        SourceType::Sqlite => Ok(Box::new(sqlite::SqliteWarehouse::connect(source_name, spec, base_dir).await?)),
+        SourceType::Postgres | SourceType::Mysql => Err(WarehouseError::Unsupported {
+            source_name: source_name.to_string(),
+            what: format!("{:?} sources are not available in this build yet", spec.type_).to_lowercase(),
+        }),
+    }
+}
+
+/// Every Secret reference a Source needs resolved before [`connect`].
+pub fn secret_refs(spec: &SourceSpec) -> Vec<SecretKeyRef> {
+    [&spec.postgres, &spec.mysql]
+        .into_iter()
+        .flatten()
+        .flat_map(|s| [s.password_secret_ref.clone(), s.url_secret_ref.clone()])
+        .flatten()
+        .collect()
+}
+
+/// The name of a change kind as stored and shown: `added`, `updated`, `deleted`.
+pub fn kind_name(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Added => "added",
+        ChangeKind::Updated => "updated",
+        ChangeKind::Deleted => "deleted",
+    }
+}
+
+/// One column a model's query returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub type_name: Option<String>,
+}
+
+/// Identifies one Mapping's state inside the warehouse. Table names are
+/// derived from the Mapping's UID, never from user text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateScope {
+    /// The Mapping's UID with everything but `[0-9a-z]` removed.
+    pub id: String,
+}
+
+impl StateScope {
+    pub fn from_uid(uid: &str) -> StateScope {
+        StateScope {
+            id: uid.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect(),
+        }
+    }
+}
+
+/// What to stage for a sync.
+#[derive(Clone, Debug)]
+pub struct DiffRequest {
+    /// The model's SQL, run as given (wrapped as a subquery).
+    pub query: String,
+    /// The model's primary key column.
+    pub primary_key: String,
+    /// The model's columns, from [`Warehouse::describe`].
+    pub columns: Vec<Column>,
+    /// Normal diff, or replay of a past sync's records.
+    pub mode: DiffMode,
+    /// Pending failures first seen before this time (unix milliseconds) are
+    /// past their retry window: staged as expired, not sent.
+    pub expire_before_ms: i64,
+    /// Unique name of this staging (the sync's name); stage tables are
+    /// dropped by [`Warehouse::drop_stage`].
+    pub stage: String,
+    /// Only look (`retl plan`): change no state at all.
+    pub dry_run: bool,
+}
+
+/// How the changes are found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiffMode {
+    /// Model rows against the snapshot of the last delivered state.
+    Normal,
+    /// Every record the given sync extracted, with the model's current values;
+    /// a record the model no longer returns is staged as deleted.
+    Replay { sync: String },
+}
+
+/// What the diff found; `total = added + updated + deleted + unchanged`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiffCounts {
+    pub model_rows: u64,
+    pub snapshot_rows: u64,
+    pub added: u64,
+    pub updated: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+    pub retried: u64,
+}
+
+/// One staged change, as read back page by page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StagedChange {
+    /// Position in the stage; pages are read in order of it.
+    pub position: i64,
+    /// The primary key as text; `None` when the row's key is null.
+    pub key: Option<String>,
+    /// The row's hash (empty for deletes).
+    pub hash: String,
+    /// The row's values by column (`None` for deletes), or why the row
+    /// cannot be carried as JSON.
+    pub row: Option<Result<Row, String>>,
+    pub kind: ChangeKind,
+    /// An earlier sync failed to deliver this record.
+    pub retried: bool,
+    /// Why it is not sent as it is, when the warehouse already knows.
+    pub flag: Option<StageFlag>,
+}
+
+/// What the warehouse found wrong with a staged change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageFlag {
+    NullKey,
+    DuplicateKey,
+    /// Its retry window is over: drop it.
+    Expired,
+}
+
+/// What became of one record; committed in one transaction per batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordOutcome {
+    pub key: Option<String>,
+    pub hash: String,
+    pub kind: ChangeKind,
+    pub result: OutcomeKind,
+}
+
+/// The result of one record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OutcomeKind {
+    /// The destination accepted it: the snapshot moves forward.
+    Delivered,
+    /// Not sent on purpose (not selected, or expired): the snapshot moves
+    /// forward so it is not found again.
+    Skipped { reason: String },
+    /// Rejected: kept as a pending failure and retried on later syncs.
+    Rejected { code: String, message: String, payload: Option<String> },
+}
+
+/// One row of the sync-run table: a sync's identity and its final (or
+/// current) status as JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncRun {
+    pub sync: String,
+    pub namespace: String,
+    pub mapping: String,
+    pub mapping_uid: String,
+    pub model: String,
+    pub destination: String,
+    pub trigger: String,
+    pub phase: String,
+    pub started_ms: i64,
+    pub completed_ms: Option<i64>,
+    /// The Sync's status, serialized.
+    pub status_json: String,
+}
+
+/// Filters of `retl history` (the filters of the sync overview).
+#[derive(Clone, Debug, Default)]
+pub struct HistoryFilter {
+    pub mapping_uids: Vec<String>,
+    pub phase: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+}
+
+/// A warehouse: runs models and keeps sync state.
+#[async_trait]
+pub trait Warehouse: Send + Sync {
+    /// Checks that the warehouse answers (without reading model data).
+    async fn check(&self) -> Result<(), WarehouseError>;
+
+    /// The columns a query returns, without reading its rows.
+    async fn describe(&self, query: &str) -> Result<Vec<Column>, WarehouseError>;
+
+    /// Creates the state tables of a Mapping if missing; idempotent.
+    async fn prepare_state(&self, scope: &StateScope) -> Result<(), WarehouseError>;
+
+    /// Forgets a Mapping's snapshot and pending failures (the next sync
+    /// sends everything as added). The record log and runs stay as history.
+    async fn reset(&self, scope: &StateScope) -> Result<(), WarehouseError>;
+
+    /// Runs the model, hashes every row and diffs it against the snapshot
+    /// inside the warehouse, staging the changes for [`Self::read_stage`].
+    async fn stage(&self, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError>;
+
+    /// Reads up to `limit` staged changes after `after` (a position).
+    async fn read_stage(
+        &self,
+        scope: &StateScope,
+        stage: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StagedChange>, WarehouseError>;
+
+    /// Drops a stage; idempotent.
+    async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError>;
+
+    /// Commits the outcomes of one batch atomically: snapshot, pending
+    /// failures and the sync's record log.
+    async fn commit(&self, scope: &StateScope, sync: &str, outcomes: &[RecordOutcome]) -> Result<(), WarehouseError>;
+
+    /// Inserts or replaces a row of the sync-run table.
+    async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError>;
+
+    /// Runs matching a filter, newest first.
+    async fn runs(&self, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError>;
+
+    /// Deletes record-log entries and runs of a Mapping older than a time.
+    async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError>;
+
+    /// Runs one statement as given (the `retl sql` command).
+    async fn execute(&self, sql: &str) -> Result<u64, WarehouseError>;
+}
+
+/// The primary key must be one of the columns, and column names must be unique.
+pub fn check_columns(req: &DiffRequest) -> Result<(), WarehouseError> {
+    let mut seen = std::collections::HashSet::new();
+    for c in &req.columns {
+        if !seen.insert(c.name.as_str()) {
+            return Err(WarehouseError::DuplicateColumn { column: c.name.clone() });
+        }
+    }
+    if !seen.contains(req.primary_key.as_str()) {
+        return Err(WarehouseError::MissingPrimaryKey {
+            column: req.primary_key.clone(),
+            columns: req.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+        });
+    }
+    Ok(())
+}
+

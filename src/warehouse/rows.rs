@@ -1,0 +1,77 @@
+//! Helpers every dialect shares: identifier quoting, stage names, and the
+//! decoding of staged rows into JSON.
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use super::Row;
+
+/// Key of the object a dialect wraps binary values in, as
+/// `{"$retl_blob": "<hex>"}`; the decoder turns it into base64 text.
+pub const BLOB_MARKER: &str = "$retl_blob";
+
+/// Quotes an SQL identifier the standard way (`"a""b"`). MySQL dialects run
+/// with `ANSI_QUOTES` or use their own quoting.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A short, identifier-safe suffix for a stage's tables, derived from the
+/// stage's name (a sync name, which is user text).
+pub fn stage_suffix(stage: &str) -> String {
+    format!("{:012x}", xxhash_rust::xxh3::xxh3_64(stage.as_bytes()) & 0xffff_ffff_ffff)
+}
+
+/// Turns a staged row's JSON text into a [`Row`].
+#[derive(Default)]
+pub struct RowDecoder;
+
+impl RowDecoder {
+    pub fn decode(&self, text: &str) -> Result<Row, String> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| format!("the row has a value JSON cannot carry ({e}); cast it in the model's query"))?;
+        let Value::Object(mut row) = value else {
+            return Err("the row is not a JSON object".to_string());
+        };
+        for v in row.values_mut() {
+            if let Some(blob) = blob_hex(v) {
+                *v = Value::String(hex_to_base64(blob)?);
+            }
+        }
+        Ok(row)
+    }
+}
+
+fn blob_hex(v: &Value) -> Option<&str> {
+    match v {
+        Value::Object(o) if o.len() == 1 => o.get(BLOB_MARKER).and_then(Value::as_str),
+        _ => None,
+    }
+}
+
+fn hex_to_base64(hex: &str) -> Result<String, String> {
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| "a binary value could not be decoded".to_string())?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_become_base64_and_bad_numbers_are_errors() {
+        let row = RowDecoder.decode(r#"{"id":1,"b":{"$retl_blob":"68690a"}}"#).unwrap();
+        assert_eq!(row["b"], Value::String("aGkK".into()));
+        let err = RowDecoder.decode(r#"{"id":1,"x":9e999}"#).unwrap_err();
+        assert!(err.contains("JSON cannot carry"), "{err}");
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
+    }
+}

@@ -1,0 +1,611 @@
+//! SQLite: the embedded warehouse of local runs and tests.
+//!
+//! SQLite has no schemas, so the state tables live in the same database file
+//! with `stateSchema` as a table-name prefix. Rows are hashed inside SQLite by
+//! a deterministic SQL function (`retl_hash`, xxh3-128 of the row's JSON
+//! text) registered on every connection, so the diff is one set-based join
+//! and only changed rows leave the database.
+
+use std::ffi::{CString, c_char, c_int};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, Column as _, Executor, Row, Statement as _, TypeInfo as _};
+
+use super::{
+    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, OutcomeKind, RecordOutcome, StageFlag, StagedChange,
+    StateScope, SyncRun, Warehouse, WarehouseError,
+};
+use crate::api::{ChangeKind, SourceSpec};
+use crate::warehouse::rows::{RowDecoder, quote_ident, stage_suffix};
+
+pub struct SqliteWarehouse {
+    pool: SqlitePool,
+    prefix: String,
+}
+
+impl SqliteWarehouse {
+    pub async fn connect(source_name: &str, spec: &SourceSpec, base_dir: &Path) -> Result<Self, WarehouseError> {
+        let settings = spec.sqlite.as_ref().ok_or_else(|| WarehouseError::Config {
+            source_name: source_name.to_string(),
+            message: "type is sqlite but spec.sqlite is missing; add spec.sqlite.path".into(),
+        })?;
+        let path = resolve(base_dir, &settings.path);
+        let seed = settings.seed_file.as_ref().map(|f| resolve(base_dir, f));
+        let exists = path.exists();
+        if !exists && seed.is_none() {
+            return Err(WarehouseError::Connect {
+                source_name: source_name.to_string(),
+                message: format!(
+                    "the database file {} does not exist; check spec.sqlite.path, or set spec.sqlite.seedFile to create it",
+                    path.display()
+                ),
+            });
+        }
+        let connect_err = |e: sqlx::Error| WarehouseError::Connect {
+            source_name: source_name.to_string(),
+            message: format!("{} ({e})", path.display()),
+        };
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(connect_err)?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(30));
+        // One connection: SQLite serializes writers anyway, and one connection
+        // keeps the stage, the reads and the commits strictly ordered.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .after_connect(|conn, _| {
+                async move {
+                    let mut handle = conn.lock_handle().await?;
+                    register_hash_function(handle.as_raw_handle().as_ptr())
+                        .map_err(|e| sqlx::Error::Configuration(e.into()))
+                }
+                .boxed()
+            })
+            .connect_with(options)
+            .await
+            .map_err(connect_err)?;
+        if !exists && let Some(seed) = seed {
+            let sql = std::fs::read_to_string(&seed).map_err(|e| WarehouseError::Config {
+                source_name: source_name.to_string(),
+                message: format!("cannot read seed file {}: {e}", seed.display()),
+            })?;
+            if let Err(e) = pool.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await {
+                pool.close().await;
+                let _ = std::fs::remove_file(&path);
+                return Err(WarehouseError::Config {
+                    source_name: source_name.to_string(),
+                    message: format!("the seed file {} failed: {e}", seed.display()),
+                });
+            }
+        }
+        Ok(SqliteWarehouse { pool, prefix: sanitize_prefix(&spec.state_schema) })
+    }
+
+    fn table(&self, name: &str, scope: &StateScope) -> String {
+        quote_ident(&format!("{}_{}_{}", self.prefix, name, scope.id))
+    }
+
+    fn stage_tables(&self, scope: &StateScope, stage: &str) -> (String, String) {
+        let suffix = stage_suffix(stage);
+        (
+            quote_ident(&format!("{}_model_{}_{}", self.prefix, scope.id, suffix)),
+            quote_ident(&format!("{}_stage_{}_{}", self.prefix, scope.id, suffix)),
+        )
+    }
+
+    fn runs_table(&self) -> String {
+        quote_ident(&format!("{}_sync_runs", self.prefix))
+    }
+
+    async fn exec(&self, action: &'static str, sql: String) -> Result<u64, WarehouseError> {
+        self.pool
+            .execute(AssertSqlSafe(sql))
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(|e| state_err(action, e))
+    }
+
+    async fn count(&self, sql: String) -> Result<u64, WarehouseError> {
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| state_err("read", e))?;
+        Ok(n.max(0) as u64)
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() { p.to_path_buf() } else { base.join(p) }
+}
+
+fn sanitize_prefix(schema: &str) -> String {
+    let s: String = schema.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    if s.is_empty() { "retl".to_string() } else { s }
+}
+
+fn state_err(action: &'static str, e: sqlx::Error) -> WarehouseError {
+    WarehouseError::State { action, message: e.to_string() }
+}
+
+fn query_err(e: sqlx::Error) -> WarehouseError {
+    match e {
+        sqlx::Error::Database(db) => WarehouseError::Query { message: db.message().to_string() },
+        other => WarehouseError::Query { message: other.to_string() },
+    }
+}
+
+/// The model's SQL as a subquery: trailing semicolons and blanks removed,
+/// nothing else touched.
+pub(super) fn model_subquery(query: &str) -> String {
+    query.trim().trim_end_matches(';').trim_end().to_string()
+}
+
+#[async_trait]
+impl Warehouse for SqliteWarehouse {
+    async fn check(&self) -> Result<(), WarehouseError> {
+        self.count("SELECT 1".to_string()).await.map(|_| ())
+    }
+
+    async fn describe(&self, query: &str) -> Result<Vec<Column>, WarehouseError> {
+        let sql = format!("SELECT * FROM ({}) AS q", model_subquery(query));
+        let stmt = self.pool.prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(sql))).await.map_err(query_err)?;
+        Ok(stmt
+            .columns()
+            .iter()
+            .map(|c| {
+                let t = c.type_info().name().to_string();
+                Column { name: c.name().to_string(), type_name: (t != "NULL").then_some(t) }
+            })
+            .collect())
+    }
+
+    async fn prepare_state(&self, scope: &StateScope) -> Result<(), WarehouseError> {
+        let (s, p, l, r) = (
+            self.table("snapshot", scope),
+            self.table("pending", scope),
+            self.table("log", scope),
+            self.runs_table(),
+        );
+        let li = quote_ident(&format!("{}_log_{}_sync", self.prefix, scope.id));
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {s} (k TEXT PRIMARY KEY, h TEXT NOT NULL, delivered_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS {p} (k TEXT PRIMARY KEY, first_failed_at INTEGER NOT NULL, last_failed_at INTEGER NOT NULL,
+                 attempts INTEGER NOT NULL, last_code TEXT, last_error TEXT);
+             CREATE TABLE IF NOT EXISTS {l} (sync TEXT NOT NULL, k TEXT, op TEXT NOT NULL, outcome TEXT NOT NULL,
+                 code TEXT, error TEXT, payload TEXT, at INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS {li} ON {l} (sync);
+             CREATE TABLE IF NOT EXISTS {r} (namespace TEXT NOT NULL, sync TEXT NOT NULL, mapping TEXT NOT NULL,
+                 mapping_uid TEXT NOT NULL, model TEXT NOT NULL, destination TEXT NOT NULL, trigger_kind TEXT NOT NULL,
+                 phase TEXT NOT NULL, started_ms INTEGER NOT NULL, completed_ms INTEGER, status_json TEXT NOT NULL,
+                 PRIMARY KEY (namespace, sync));"
+        );
+        self.pool
+            .execute(sqlx::raw_sql(AssertSqlSafe(sql)))
+            .await
+            .map(|_| ())
+            .map_err(|e| state_err("created", e))
+    }
+
+    async fn reset(&self, scope: &StateScope) -> Result<(), WarehouseError> {
+        let sql = format!(
+            "BEGIN; DELETE FROM {}; DELETE FROM {}; COMMIT;",
+            self.table("snapshot", scope),
+            self.table("pending", scope)
+        );
+        self.pool
+            .execute(sqlx::raw_sql(AssertSqlSafe(sql)))
+            .await
+            .map(|_| ())
+            .map_err(|e| state_err("reset", e))
+    }
+
+    async fn stage(&self, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {
+        super::check_columns(req)?;
+        let (m, st) = self.stage_tables(scope, &req.stage);
+        let (s, p, l) = (self.table("snapshot", scope), self.table("pending", scope), self.table("log", scope));
+        self.drop_stage(scope, &req.stage).await?;
+
+        // Each column is carried as JSON; BLOBs (which JSON cannot hold) are
+        // wrapped so the decoder turns them into base64 text.
+        let pk = quote_ident(&req.primary_key);
+        let pairs: Vec<String> = req
+            .columns
+            .iter()
+            .map(|c| {
+                let q = format!("q.{}", quote_ident(&c.name));
+                format!(
+                    "'{}', CASE WHEN typeof({q}) = 'blob' THEN json_object('{}', hex({q})) ELSE {q} END",
+                    c.name.replace('\'', "''"),
+                    super::rows::BLOB_MARKER
+                )
+            })
+            .collect();
+        let create_model = format!(
+            "CREATE TABLE {m} AS SELECT k, row, retl_hash(row) AS h, COUNT(*) OVER (PARTITION BY k) AS n
+             FROM (SELECT CAST(q.{pk} AS TEXT) AS k, json_object({}) AS row FROM ({}) AS q)",
+            pairs.join(", "),
+            model_subquery(&req.query)
+        );
+        self.pool.execute(AssertSqlSafe(create_model)).await.map_err(query_err)?;
+        self.exec("staged", format!("CREATE INDEX {} ON {m} (k)", quote_ident(&format!("{}_i", m.trim_matches('"')))))
+            .await?;
+        self.exec(
+            "staged",
+            format!(
+                "CREATE TABLE {st} (pos INTEGER PRIMARY KEY, k TEXT, h TEXT NOT NULL, row TEXT, op TEXT NOT NULL,
+                 retried INTEGER NOT NULL DEFAULT 0, flag TEXT)"
+            ),
+        )
+        .await?;
+        let expire = req.expire_before_ms;
+        let expired = format!("CASE WHEN p.first_failed_at < {expire} THEN 'expired' END");
+        match &req.mode {
+            DiffMode::Normal => {
+                let inserts = [
+                    format!(
+                        "INSERT INTO {st} (k, h, row, op, flag) SELECT NULL, h, row, 'added', 'null_key' FROM {m} WHERE k IS NULL"
+                    ),
+                    format!(
+                        "INSERT INTO {st} (k, h, row, op, retried, flag)
+                         SELECT m.k, m.h, m.row, CASE WHEN s.k IS NULL THEN 'added' ELSE 'updated' END, p.k IS NOT NULL,
+                                CASE WHEN m.n > 1 THEN 'duplicate_key' ELSE {expired} END
+                         FROM {m} m LEFT JOIN {s} s ON s.k = m.k LEFT JOIN {p} p ON p.k = m.k
+                         WHERE m.k IS NOT NULL AND (m.n > 1 OR s.k IS NULL OR s.h <> m.h)
+                         ORDER BY m.k"
+                    ),
+                    format!(
+                        "INSERT INTO {st} (k, h, row, op, retried, flag)
+                         SELECT s.k, '', NULL, 'deleted', p.k IS NOT NULL, {expired}
+                         FROM {s} s LEFT JOIN {p} p ON p.k = s.k
+                         WHERE NOT EXISTS (SELECT 1 FROM {m} m WHERE m.k = s.k) ORDER BY s.k"
+                    ),
+                ];
+                for sql in inserts {
+                    self.exec("staged", sql).await?;
+                }
+            }
+            DiffMode::Replay { sync } => {
+                let known = self
+                    .count(format!(
+                        "SELECT COUNT(*) FROM {} WHERE sync = '{}' AND mapping_uid = '{}'",
+                        self.runs_table(),
+                        sync.replace('\'', "''"),
+                        scope.id
+                    ))
+                    .await?;
+                if known == 0 {
+                    return Err(WarehouseError::NothingToReplay { sync: sync.clone() });
+                }
+                let sql = format!(
+                    "INSERT INTO {st} (k, h, row, op, retried, flag)
+                     SELECT l.k, COALESCE(m.h, ''), m.row,
+                            CASE WHEN m.k IS NULL THEN 'deleted' WHEN s.k IS NULL THEN 'added' ELSE 'updated' END,
+                            p.k IS NOT NULL, CASE WHEN m.n > 1 THEN 'duplicate_key' END
+                     FROM (SELECT DISTINCT k FROM {l} WHERE sync = ? AND k IS NOT NULL) l
+                     LEFT JOIN {m} m ON m.k = l.k LEFT JOIN {s} s ON s.k = l.k LEFT JOIN {p} p ON p.k = l.k
+                     ORDER BY l.k"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(sync)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| state_err("staged", e))?;
+            }
+        }
+        if !req.dry_run && req.mode == DiffMode::Normal {
+            // A pending failure whose record is no longer a change (it went back
+            // to its delivered values, or left the model before it was ever
+            // delivered) has nothing left to retry.
+            self.exec("updated", format!("DELETE FROM {p} WHERE k NOT IN (SELECT k FROM {st} WHERE k IS NOT NULL)"))
+                .await?;
+        }
+        let count_op = |op: &str| format!("SELECT COUNT(*) FROM {st} WHERE op = '{op}'");
+        let added = self.count(count_op("added")).await?;
+        let updated = self.count(count_op("updated")).await?;
+        let deleted = self.count(count_op("deleted")).await?;
+        let model_rows = self.count(format!("SELECT COUNT(*) FROM {m}")).await?;
+        let snapshot_rows = self.count(format!("SELECT COUNT(*) FROM {s}")).await?;
+        let retried = self.count(format!("SELECT COUNT(*) FROM {st} WHERE retried = 1")).await?;
+        let unchanged = match req.mode {
+            DiffMode::Normal => model_rows.saturating_sub(added + updated),
+            DiffMode::Replay { .. } => 0,
+        };
+        Ok(DiffCounts { model_rows, snapshot_rows, added, updated, deleted, unchanged, retried })
+    }
+
+    async fn read_stage(
+        &self,
+        scope: &StateScope,
+        stage: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StagedChange>, WarehouseError> {
+        let (_, st) = self.stage_tables(scope, stage);
+        let sql = format!("SELECT pos, k, h, row, op, retried, flag FROM {st} WHERE pos > ? ORDER BY pos LIMIT ?");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(after)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| state_err("read", e))?;
+        let decoder = RowDecoder::default();
+        rows.iter()
+            .map(|r| {
+                let op: String = r.try_get("op").map_err(|e| state_err("read", e))?;
+                let flag: Option<String> = r.try_get("flag").map_err(|e| state_err("read", e))?;
+                let row: Option<String> = r.try_get("row").map_err(|e| state_err("read", e))?;
+                Ok(StagedChange {
+                    position: r.try_get("pos").map_err(|e| state_err("read", e))?,
+                    key: r.try_get("k").map_err(|e| state_err("read", e))?,
+                    hash: r.try_get("h").map_err(|e| state_err("read", e))?,
+                    row: row.map(|t| decoder.decode(&t)),
+                    kind: parse_kind(&op),
+                    retried: r.try_get::<i64, _>("retried").map_err(|e| state_err("read", e))? != 0,
+                    flag: flag.as_deref().and_then(parse_flag),
+                })
+            })
+            .collect()
+    }
+
+    async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError> {
+        let (m, st) = self.stage_tables(scope, stage);
+        self.pool
+            .execute(sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS {m}; DROP TABLE IF EXISTS {st};"))))
+            .await
+            .map(|_| ())
+            .map_err(|e| state_err("cleaned up", e))
+    }
+
+    async fn commit(&self, scope: &StateScope, sync: &str, outcomes: &[RecordOutcome]) -> Result<(), WarehouseError> {
+        let (s, p, l) = (self.table("snapshot", scope), self.table("pending", scope), self.table("log", scope));
+        let now = now_ms();
+        let upsert_snapshot = format!(
+            "INSERT INTO {s} (k, h, delivered_at) VALUES (?, ?, ?) ON CONFLICT (k) DO UPDATE SET h = excluded.h, delivered_at = excluded.delivered_at"
+        );
+        let delete_snapshot = format!("DELETE FROM {s} WHERE k = ?");
+        let delete_pending = format!("DELETE FROM {p} WHERE k = ?");
+        let upsert_pending = format!(
+            "INSERT INTO {p} (k, first_failed_at, last_failed_at, attempts, last_code, last_error) VALUES (?, ?, ?, 1, ?, ?)
+             ON CONFLICT (k) DO UPDATE SET last_failed_at = excluded.last_failed_at, attempts = attempts + 1,
+             last_code = excluded.last_code, last_error = excluded.last_error"
+        );
+        let insert_log =
+            format!("INSERT INTO {l} (sync, k, op, outcome, code, error, payload, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+        let mut tx = self.pool.begin().await.map_err(|e| state_err("committed", e))?;
+        for o in outcomes {
+            let op = super::kind_name(o.kind);
+            let (outcome, code, error, payload) = match &o.result {
+                OutcomeKind::Delivered => ("delivered", None, None, None),
+                OutcomeKind::Skipped { reason } => ("skipped", Some(reason.as_str()), None, None),
+                OutcomeKind::Rejected { code, message, payload } => {
+                    ("rejected", Some(code.as_str()), Some(message.as_str()), payload.as_deref())
+                }
+            };
+            if let Some(k) = &o.key {
+                match (&o.result, o.kind) {
+                    (OutcomeKind::Rejected { code, message, .. }, _) => {
+                        sqlx::query(AssertSqlSafe(upsert_pending.as_str()))
+                            .bind(k)
+                            .bind(now)
+                            .bind(now)
+                            .bind(code)
+                            .bind(message)
+                            .execute(&mut *tx)
+                            .await
+                    }
+                    (_, ChangeKind::Deleted) => {
+                        sqlx::query(AssertSqlSafe(delete_snapshot.as_str())).bind(k).execute(&mut *tx).await
+                    }
+                    (_, _) => {
+                        sqlx::query(AssertSqlSafe(upsert_snapshot.as_str()))
+                            .bind(k)
+                            .bind(&o.hash)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await
+                    }
+                }
+                .map_err(|e| state_err("committed", e))?;
+                if !matches!(o.result, OutcomeKind::Rejected { .. }) {
+                    sqlx::query(AssertSqlSafe(delete_pending.as_str()))
+                        .bind(k)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| state_err("committed", e))?;
+                }
+            }
+            sqlx::query(AssertSqlSafe(insert_log.as_str()))
+                .bind(sync)
+                .bind(&o.key)
+                .bind(op)
+                .bind(outcome)
+                .bind(code)
+                .bind(error)
+                .bind(payload)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| state_err("committed", e))?;
+        }
+        tx.commit().await.map_err(|e| state_err("committed", e))
+    }
+
+    async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
+        let sql = format!(
+            "INSERT OR REPLACE INTO {} (namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase,
+             started_ms, completed_ms, status_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self.runs_table()
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(&run.namespace)
+            .bind(&run.sync)
+            .bind(&run.mapping)
+            .bind(&run.mapping_uid)
+            .bind(&run.model)
+            .bind(&run.destination)
+            .bind(&run.trigger)
+            .bind(&run.phase)
+            .bind(run.started_ms)
+            .bind(run.completed_ms)
+            .bind(&run.status_json)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| state_err("saved", e))
+    }
+
+    async fn runs(&self, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError> {
+        if filter.mapping_uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let table = self.runs_table();
+        let exists = self
+            .count(format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{}'", table.trim_matches('"')))
+            .await?;
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; filter.mapping_uids.len()].join(", ");
+        let sql = format!(
+            "SELECT namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase, started_ms, completed_ms,
+             status_json FROM {table} WHERE mapping_uid IN ({marks}) AND (? IS NULL OR phase = ?)
+             AND (? IS NULL OR started_ms >= ?) AND (? IS NULL OR started_ms <= ?) ORDER BY started_ms DESC, sync DESC"
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for uid in &filter.mapping_uids {
+            q = q.bind(uid);
+        }
+        let rows = q
+            .bind(&filter.phase)
+            .bind(&filter.phase)
+            .bind(filter.since_ms)
+            .bind(filter.since_ms)
+            .bind(filter.until_ms)
+            .bind(filter.until_ms)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| state_err("read", e))?;
+        rows.iter()
+            .map(|r| {
+                let get = |c: &str| -> Result<String, WarehouseError> { r.try_get(c).map_err(|e| state_err("read", e)) };
+                Ok(SyncRun {
+                    namespace: get("namespace")?,
+                    sync: get("sync")?,
+                    mapping: get("mapping")?,
+                    mapping_uid: get("mapping_uid")?,
+                    model: get("model")?,
+                    destination: get("destination")?,
+                    trigger: get("trigger_kind")?,
+                    phase: get("phase")?,
+                    started_ms: r.try_get("started_ms").map_err(|e| state_err("read", e))?,
+                    completed_ms: r.try_get("completed_ms").map_err(|e| state_err("read", e))?,
+                    status_json: get("status_json")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError> {
+        self.exec("pruned", format!("DELETE FROM {} WHERE at < {older_than_ms}", self.table("log", scope))).await?;
+        self.exec(
+            "pruned",
+            format!(
+                "DELETE FROM {} WHERE mapping_uid = '{}' AND started_ms < {older_than_ms}",
+                self.runs_table(),
+                scope.id
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
+        self.pool
+            .execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string())))
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(query_err)
+    }
+}
+
+pub(super) fn parse_kind(op: &str) -> ChangeKind {
+    match op {
+        "deleted" => ChangeKind::Deleted,
+        "updated" => ChangeKind::Updated,
+        _ => ChangeKind::Added,
+    }
+}
+
+pub(super) fn parse_flag(flag: &str) -> Option<StageFlag> {
+    match flag {
+        "null_key" => Some(StageFlag::NullKey),
+        "duplicate_key" => Some(StageFlag::DuplicateKey),
+        "expired" => Some(StageFlag::Expired),
+        _ => None,
+    }
+}
+
+pub(super) fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Registers `retl_hash(text)`: xxh3-128 of the text as 32 hex digits, NULL for NULL.
+fn register_hash_function(db: *mut libsqlite3_sys::sqlite3) -> Result<(), String> {
+    let name = CString::new("retl_hash").map_err(|e| e.to_string())?;
+    // SAFETY: `db` is a live handle locked for our exclusive use by sqlx for the
+    // duration of this call; the function pointer is a plain extern "C" fn
+    // with no user data, so there is nothing to free.
+    let rc = unsafe {
+        libsqlite3_sys::sqlite3_create_function_v2(
+            db,
+            name.as_ptr(),
+            1,
+            libsqlite3_sys::SQLITE_UTF8 | libsqlite3_sys::SQLITE_DETERMINISTIC,
+            std::ptr::null_mut(),
+            Some(retl_hash),
+            None,
+            None,
+            None,
+        )
+    };
+    if rc == libsqlite3_sys::SQLITE_OK { Ok(()) } else { Err(format!("cannot register retl_hash (SQLite error {rc})")) }
+}
+
+unsafe extern "C" fn retl_hash(
+    ctx: *mut libsqlite3_sys::sqlite3_context,
+    argc: c_int,
+    argv: *mut *mut libsqlite3_sys::sqlite3_value,
+) {
+    // SAFETY: SQLite passes `argc` valid values in `argv`; the text pointer is
+    // valid for `sqlite3_value_bytes` bytes until the next call on the value,
+    // and SQLITE_TRANSIENT makes SQLite copy our result before we drop it.
+    unsafe {
+        if argc != 1 {
+            libsqlite3_sys::sqlite3_result_null(ctx);
+            return;
+        }
+        let value = *argv;
+        let text = libsqlite3_sys::sqlite3_value_text(value);
+        if text.is_null() {
+            libsqlite3_sys::sqlite3_result_null(ctx);
+            return;
+        }
+        let len = libsqlite3_sys::sqlite3_value_bytes(value).max(0) as usize;
+        let bytes = std::slice::from_raw_parts(text, len);
+        let hex = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes));
+        libsqlite3_sys::sqlite3_result_text(
+            ctx,
+            hex.as_ptr() as *const c_char,
+            hex.len() as c_int,
+            libsqlite3_sys::SQLITE_TRANSIENT(),
+        );
+    }
+}
