@@ -277,6 +277,11 @@ async fn env_for(client: &kube::Client, ns: &str, pod: &str, container: &Value) 
     Ok(env)
 }
 
+/// Counts are `omitempty` int32s in JobStatus: zero is written as absent (null in a merge patch).
+fn count(n: i64) -> Value {
+    if n == 0 { Value::Null } else { json!(n) }
+}
+
 async fn patch_status(client: &kube::Client, ns: &str, name: &str, status: Value) {
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let _ = jobs.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await;
@@ -359,7 +364,7 @@ async fn run_job(ctx: RunCtx, job: Value) {
             Outcome::Exited(_) | Outcome::Crashed => {
                 failed += 1;
                 if failed > backoff_limit { break result; }
-                patch_status(&ctx.client, &ns, &name, json!({"failed": failed, "active": 0})).await;
+                patch_status(&ctx.client, &ns, &name, json!({"failed": count(failed), "active": null})).await;
                 tokio::select! {
                     _ = tokio::time::sleep(ctx.config.backoff) => {}
                     _ = &mut deadline_sleep => break Outcome::Deadline,
@@ -374,13 +379,13 @@ async fn run_job(ctx: RunCtx, job: Value) {
     let n = now();
     let status = match outcome {
         Outcome::Deleted => return,
-        Outcome::Exited(0) => json!({"active": 0, "ready": 0, "succeeded": 1, "failed": failed, "completionTime": n,
+        Outcome::Exited(0) => json!({"active": null, "ready": 0, "succeeded": 1, "failed": count(failed), "completionTime": n,
             "conditions": [condition("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
                            condition("Complete", "CompletionsReached", "Reached expected number of succeeded pods")]}),
-        Outcome::Deadline => json!({"active": 0, "ready": 0, "failed": failed + 1,
+        Outcome::Deadline => json!({"active": null, "ready": 0, "failed": failed + 1,
             "conditions": [condition("FailureTarget", "DeadlineExceeded", "Job was active longer than specified deadline"),
                            condition("Failed", "DeadlineExceeded", "Job was active longer than specified deadline")]}),
-        _ => json!({"active": 0, "ready": 0, "failed": failed,
+        _ => json!({"active": null, "ready": 0, "failed": count(failed),
             "conditions": [condition("FailureTarget", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
                            condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]}),
     };

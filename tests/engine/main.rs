@@ -1,0 +1,45 @@
+//! The engine suite: every case in `cases.rs` against every warehouse
+//! fixture in `fixture.rs`, through the public API.
+
+mod cases;
+mod fixture;
+mod support;
+
+macro_rules! suite {
+    ($dialect:ident: $($case:ident),* $(,)?) => {
+        mod $dialect {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::cases::$case(super::fixture::$dialect().await).await
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! all_cases {
+    ($dialect:ident) => {
+        suite!($dialect:
+            first_sync_sends_everything_then_nothing,
+            updates_deletes_and_inserts_are_found,
+            send_choice_skips_and_moves_on,
+            rejected_records_are_retried_with_current_values,
+            retried_record_deleted_from_model_is_not_upserted,
+            failures_expire_after_the_retry_window,
+            every_record_rejected_is_a_failed_sync,
+            unreachable_destination_fails_and_nothing_is_lost,
+            throttling_and_server_errors_are_retried_inside_the_run,
+            a_stalled_destination_times_out,
+            reset_sends_everything_again,
+            replay_resends_a_past_sync_with_current_values,
+            guards_stop_a_sync_before_anything_is_sent,
+            bad_sql_and_bad_mappings_fail_with_a_clear_message,
+            bad_rows_are_failed_records_not_a_crash,
+            a_killed_worker_loses_nothing,
+            cancel_stops_at_a_batch_boundary,
+        );
+    };
+}
+
+all_cases!(sqlite);
