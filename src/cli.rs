@@ -87,6 +87,9 @@ pub enum Command {
         /// Write one file per CRD into this directory instead of printing.
         #[arg(long)]
         output_dir: Option<PathBuf>,
+        /// Print the manifest reference (Markdown) instead.
+        #[arg(long, conflicts_with = "output_dir")]
+        reference: bool,
     },
 }
 
@@ -140,7 +143,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{n} rows affected");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Crds { output_dir } => {
+        Command::Crds { reference: true, .. } => {
+            print!("{}", retl::api::reference::markdown());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Crds { output_dir, .. } => {
             let crds = retl::api::all_crds();
             match output_dir {
                 Some(dir) => {

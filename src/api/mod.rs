@@ -3,11 +3,16 @@
 //! doc comment because it becomes the CRD description that `kubectl explain`
 //! shows.
 
+// kube's derive takes several `printcolumn(...)`/`selectable` attributes, which
+// clippy mistakes for duplicates.
+#![allow(clippy::duplicated_attributes)]
+
 mod common;
 pub mod conditions;
 mod destination;
 mod mapping;
 mod model;
+pub mod reference;
 mod source;
 mod sync;
 mod sync_alert;

@@ -323,3 +323,6 @@ fn short(v: &Value) -> String {
     let t = v.to_string();
     if t.chars().count() > 60 { format!("{}…", t.chars().take(60).collect::<String>()) } else { t }
 }
+
+#[cfg(test)]
+mod tests;

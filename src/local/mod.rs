@@ -238,10 +238,13 @@ pub struct HistoryOptions {
     pub until: Option<Timestamp>,
 }
 
+type SourceMappings = (Box<dyn Warehouse>, Vec<String>);
+
 /// Past syncs of the Mappings in `dir`, newest first.
 pub async fn history(dir: &std::path::Path, o: &HistoryOptions) -> Result<Vec<Ran>, LocalError> {
     let m = Manifests::load(dir)?;
-    let mut by_source: BTreeMap<(String, String), (Box<dyn Warehouse>, Vec<String>)> = BTreeMap::new();
+    // (namespace, source) → the warehouse and the state ids of its Mappings
+    let mut by_source: BTreeMap<(String, String), SourceMappings> = BTreeMap::new();
     for ((ns, name), mapping) in &m.mappings {
         let Ok(r) = resolve(&m, ns, mapping) else { continue };
         let keep = o.mapping.as_ref().is_none_or(|x| x == name)
@@ -275,7 +278,7 @@ pub async fn history(dir: &std::path::Path, o: &HistoryOptions) -> Result<Vec<Ra
             out.push(Ran { name: run.sync, mapping: run.mapping, report });
         }
     }
-    out.sort_by(|a, b| b.report.started.cmp(&a.report.started));
+    out.sort_by_key(|r| std::cmp::Reverse(r.report.started));
     Ok(out)
 }
 

@@ -336,7 +336,7 @@ impl Warehouse for SqliteWarehouse {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| state_err("read", e))?;
-        let decoder = RowDecoder::default();
+        let decoder = RowDecoder;
         rows.iter()
             .map(|r| {
                 let op: String = r.try_get("op").map_err(|e| state_err("read", e))?;

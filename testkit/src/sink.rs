@@ -72,6 +72,8 @@ struct State {
     dropped: u64,
     rejected: u64,
     headers: Vec<BTreeMap<String, String>>,
+    in_flight: u64,
+    max_in_flight: u64,
 }
 
 /// A running sink; it stops when dropped.
@@ -171,6 +173,11 @@ impl Sink {
         lock(&self.state).dropped
     }
 
+    /// The most requests that were being answered at the same time.
+    pub fn max_in_flight(&self) -> u64 {
+        lock(&self.state).max_in_flight
+    }
+
     /// Headers of every request so far (names lower case).
     pub fn headers(&self) -> Vec<BTreeMap<String, String>> {
         lock(&self.state).headers.clone()
@@ -184,6 +191,7 @@ impl Sink {
         s.rejected = 0;
         s.dropped = 0;
         s.headers.clear();
+        s.max_in_flight = 0;
     }
 }
 
@@ -204,10 +212,16 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, Bytes::from_static(b"cannot read body"))),
     };
-    let stall = lock(&state).behaviour.stall;
+    let stall = {
+        let mut s = lock(&state);
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        s.behaviour.stall
+    };
     if let Some(d) = stall {
         tokio::time::sleep(d).await;
     }
+    lock(&state).in_flight -= 1;
     let batch: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return Ok(reply(StatusCode::BAD_REQUEST, Bytes::from(format!("invalid JSON: {e}")))),

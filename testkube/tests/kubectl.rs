@@ -184,3 +184,24 @@ async fn recorder_events_show_in_kubectl() {
     assert_eq!(list["items"][0]["series"]["count"], 2);
     assert_eq!(list["items"][0]["regarding"]["name"], "s1");
 }
+
+/// kubectl's typed `create` commands send protobuf bodies.
+#[tokio::test]
+async fn kubectl_create_secret_configmap_namespace() {
+    let h = Harness::start().await.unwrap();
+    h.kubectl(&["create", "namespace", "team-b"]).unwrap().ok().unwrap();
+    h.kubectl(&["create", "secret", "generic", "creds", "-n", "team-b", "--from-literal=password=hunter2"]).unwrap().ok().unwrap();
+    h.kubectl(&["create", "configmap", "settings", "-n", "team-b", "--from-literal=mode=fast"]).unwrap().ok().unwrap();
+    let s = h.kubectl_json(&["get", "secret", "creds", "-n", "team-b"]).unwrap();
+    assert_eq!(s["data"]["password"], "aHVudGVyMg==");
+    assert_eq!(s["type"], "Opaque");
+    assert!(s["metadata"].get("generateName").is_none());
+    let c = h.kubectl_json(&["get", "configmap", "settings", "-n", "team-b"]).unwrap();
+    assert_eq!(c["data"]["mode"], "fast");
+    let rows = h.kubectl(&["get", "secrets", "-n", "team-b"]).unwrap().table();
+    assert_eq!(rows[0], ["NAME", "TYPE", "DATA", "AGE"]);
+    assert_eq!(rows[1][..3], ["creds", "Opaque", "1"]);
+    h.kubectl(&["delete", "namespace", "team-b", "--wait=true", "--timeout=10s"]).unwrap().ok().unwrap();
+    let gone = h.kubectl(&["get", "namespace", "team-b"]).unwrap();
+    assert!(!gone.success(), "{gone:?}");
+}

@@ -238,8 +238,7 @@ async fn patch_types_and_server_side_apply() {
     let managers: Vec<String> = w.metadata.managed_fields.unwrap().into_iter().filter_map(|m| m.manager).collect();
     assert!(managers.contains(&"bob".to_string()));
     // an Update by another manager takes the field; alice re-applying the old value now conflicts with it
-    let mut pp = PatchParams::default();
-    pp.field_manager = Some("carol".into());
+    let pp = PatchParams { field_manager: Some("carol".into()), ..Default::default() };
     api.patch("ssa", &pp, &Patch::Merge(json!({"spec": {"size": 6}}))).await.unwrap();
     let s = status(api.patch("ssa", &PatchParams::apply("bob"), &Patch::Apply(&bob)).await);
     assert!(s.message.contains(r#"conflict with "carol""#), "{}", s.message);

@@ -359,3 +359,40 @@ pub async fn cancel_stops_at_a_batch_boundary(fx: Fixture) {
     assert_eq!(rest.loaded.succeeded, 100 - r.loaded.succeeded, "the next sync sends exactly the rest");
     assert_eq!(env.sink.latest().len(), 100);
 }
+
+pub async fn concurrency_and_rate_limit_are_bounded(fx: Fixture) {
+    let env = Env::new(fx, 60).await;
+    let mut http = env.http.clone();
+    http.batch_size = Some(2);
+    http.max_in_flight = Some(3);
+    http.requests_per_second = Some(10);
+    env.sink.set(|b| b.stall = Some(Duration::from_millis(30)));
+    let m = env.mapping();
+    let ctx = env.context(&m, SyncTrigger::Manual, None);
+    let started = std::time::Instant::now();
+    let r = run_sync(&ctx, env.wh.as_ref(), env.destination_with(&http), &Quiet, &CancellationToken::new()).await;
+    assert_adds_up(&r);
+    assert_eq!(r.loaded.succeeded, 60);
+    assert_eq!(env.sink.requests(), 30);
+    let peak = env.sink.max_in_flight();
+    assert!((2..=3).contains(&peak), "batches overlap, but never more than maxInFlight: {peak}");
+    // 30 requests at 10 per second (a burst of 10, then one per 100 ms) take at least 2 s.
+    assert!(started.elapsed() >= Duration::from_millis(1900), "rate limit held: {:?}", started.elapsed());
+}
+
+pub async fn values_json_cannot_carry_fail_that_record(fx: Fixture) {
+    let Some(expr) = fx.unsupported_value else { return };
+    let mut env = Env::new(fx, 3).await;
+    env.model.query = format!(
+        "SELECT id, email, name, CASE WHEN id = 2 THEN {expr} ELSE NULL END AS plan FROM {}",
+        env.fx.table("users")
+    );
+    let mut m = env.mapping();
+    m.fields.push(map("plan", "plan"));
+    let (_, r) = env.sync(&m).await;
+    assert_eq!(r.phase, SyncPhase::PartiallySuccessful, "{r:#?}");
+    assert_eq!(r.failed_records[0].key, "2");
+    assert_eq!(r.failed_records[0].code, "UNSUPPORTED_VALUE");
+    assert!(r.failed_records[0].message.contains("cast it in the model"), "{r:#?}");
+    assert_eq!(env.sink.latest().len(), 2);
+}

@@ -12,6 +12,8 @@ pub struct Fixture {
     pub secrets: SecretValues,
     /// Prefix that qualifies the test's tables (`"t_abc".` or empty).
     pub table_prefix: String,
+    /// A SQL expression whose value JSON cannot carry, where the dialect has one.
+    pub unsupported_value: Option<&'static str>,
     /// Keeps temporary files alive for the test's duration.
     pub _dir: Option<tempfile::TempDir>,
 }
@@ -39,6 +41,9 @@ pub async fn sqlite() -> Fixture {
         },
         secrets: SecretValues::new(),
         table_prefix: String::new(),
+        // An infinite REAL: SQLite writes it into JSON as 9e999, which no
+        // JSON parser accepts as a number.
+        unsupported_value: Some("1e999"),
         _dir: Some(dir),
     }
 }

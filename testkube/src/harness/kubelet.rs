@@ -163,7 +163,7 @@ fn finished(job: &Value) -> bool {
         .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True")
 }
 
-fn sync(s: &Arc<Shared>, client: &kube::Client, jobs: &[Job], kubeconfig: &PathBuf, config: &KubeletConfig, images: &ImageMap) {
+fn sync(s: &Arc<Shared>, client: &kube::Client, jobs: &[Job], kubeconfig: &std::path::Path, config: &KubeletConfig, images: &ImageMap) {
     let mut live = std::collections::HashSet::new();
     for job in jobs {
         let v = serde_json::to_value(job).unwrap_or_default();
@@ -183,7 +183,7 @@ fn sync(s: &Arc<Shared>, client: &kube::Client, jobs: &[Job], kubeconfig: &PathB
         let (crash, deleted) = (run.crash.clone(), run.deleted.clone());
         runs.insert(uid.clone(), run);
         drop(runs);
-        let ctx = RunCtx { s: s.clone(), client: client.clone(), kubeconfig: kubeconfig.clone(), config: config.clone(), images: images.clone(), uid, crash, deleted };
+        let ctx = RunCtx { s: s.clone(), client: client.clone(), kubeconfig: kubeconfig.to_path_buf(), config: config.clone(), images: images.clone(), uid, crash, deleted };
         tokio::spawn(run_job(ctx, v));
     }
     for (uid, r) in s.runs().iter() {

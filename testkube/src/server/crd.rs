@@ -18,7 +18,7 @@ pub fn validate(st: &State, crd: &Value, old: Option<&Value>) -> Vec<Cause> {
     if plural.is_empty() { errs.push(Cause::required("spec.names.plural", "")); }
     if spec["names"]["kind"].as_str().unwrap_or("").is_empty() { errs.push(Cause::required("spec.names.kind", "")); }
     if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
-        errs.push(Cause::invalid("metadata.name", &json!(name), &format!("must be spec.names.plural+\".\"+spec.group")));
+        errs.push(Cause::invalid("metadata.name", &json!(name), "must be spec.names.plural+\".\"+spec.group"));
     }
     let scope = &spec["scope"];
     if scope != "Namespaced" && scope != "Cluster" {

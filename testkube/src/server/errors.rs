@@ -140,6 +140,10 @@ impl ApiError {
         Self::new(403, "Forbidden", format!("{} {name:?} is forbidden: {why}", qualified(plural, group)),
             Some(json!({"name": name, "group": group, "kind": plural})))
     }
+    /// 413: the object or request body is too large.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(413, "RequestEntityTooLarge", message.into(), None)
+    }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message.into(), None)
     }

@@ -8,6 +8,9 @@ use super::store::{Key, State};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
+/// (storage, key, owner uids with blockOwnerDeletion, being deleted)
+type Dependent = (String, Key, Vec<(String, bool)>, bool);
+
 struct Info {
     storage: String,
     key: Key,
@@ -27,7 +30,7 @@ fn owner_uids(o: &Value) -> Vec<(String, bool)> {
 /// One pass; returns whether anything changed.
 pub fn pass(st: &mut State) -> bool {
     let mut by_uid: HashMap<String, Info> = HashMap::new();
-    let mut dependents: Vec<(String, Key, Vec<(String, bool)>, bool)> = vec![];
+    let mut dependents: Vec<Dependent> = vec![];
     for (storage, objs) in &st.objects {
         for (k, o) in objs {
             if let Some(uid) = o["metadata"]["uid"].as_str() {

@@ -6,7 +6,7 @@ use super::objects::{self, DeleteOpts, FieldValidation, WriteOpts, Written};
 use super::registry::ResourceType;
 use super::selector::{FieldSelector, LabelSelector};
 use super::table::{self, IncludeObject};
-use super::{Shared, discovery, openapi, watch};
+use super::{Shared, discovery, openapi, protobuf, watch};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(handle).with_state(shared)
+    // Bodies up to 16 MiB reach the handler, which answers the too-large ones with a Status.
+    Router::new().fallback(handle).layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024)).with_state(shared)
 }
 
 fn json_response(code: u16, v: &Value, warnings: &[String]) -> Response {
@@ -53,7 +54,13 @@ impl Request {
     }
 }
 
+/// kube-apiserver's limit on request bodies.
+const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
+
 async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if body.len() > MAX_REQUEST_BYTES {
+        return error_response(&ApiError::too_large(format!("Request entity too large: limit is {MAX_REQUEST_BYTES}")));
+    }
     let query: HashMap<String, String> = uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let req = Request { method, path: uri.path().trim_end_matches('/').to_string(), query, headers, body };
     let resp = match route(&shared, &req) {
@@ -71,11 +78,11 @@ fn route(shared: &Arc<Shared>, req: &Request) -> ApiResult<Response> {
     let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     let st = || shared.lock();
     match segs.as_slice() {
-        ["version"] => return Ok(json_response(200, &discovery::version(), &[])),
+        ["version"] => Ok(json_response(200, &discovery::version(), &[])),
         ["healthz"] | ["readyz"] | ["livez"] => {
-            return Ok(Response::builder().status(200).header("content-type", "text/plain").body(Body::from("ok")).expect("response"));
+            Ok(Response::builder().status(200).header("content-type", "text/plain").body(Body::from("ok")).expect("response"))
         }
-        ["api"] => return Ok(json_response(200, &discovery::core_versions(&shared.addr.to_string()), &[])),
+        ["api"] => Ok(json_response(200, &discovery::core_versions(&shared.addr.to_string()), &[])),
         ["apis"] => return Ok(json_response(200, &discovery::group_list(&st().registry), &[])),
         ["api", "v1"] => return discovery::resource_list(&st().registry, "", "v1").map(|d| json_response(200, &d, &[])).ok_or_else(|| ApiError::no_route(&req.path)),
         ["apis", g] => return discovery::group(&st().registry, g).map(|d| json_response(200, &d, &[])).ok_or_else(|| ApiError::no_route(&req.path)),
@@ -104,12 +111,11 @@ fn parse_target(shared: &Shared, group: &str, version: &str, rest: &[&str]) -> A
         _ => (false, rest),
     };
     let not_found = || ApiError::no_route("");
-    if rest.len() >= 3 && rest[0] == "namespaces" {
-        if let Some(rt) = reg.get(group, version, rest[2]).filter(|t| t.namespaced) {
+    if rest.len() >= 3 && rest[0] == "namespaces"
+        && let Some(rt) = reg.get(group, version, rest[2]).filter(|t| t.namespaced) {
             if rest.len() > 5 { return Err(not_found()); }
             return Ok(Target { rt, namespace: Some(rest[1].to_string()), name: rest.get(3).map(|s| s.to_string()), sub: rest.get(4).unwrap_or(&"").to_string(), watch_path });
         }
-    }
     let rt = rest.first().and_then(|p| reg.get(group, version, p)).ok_or_else(not_found)?;
     if rest.len() > 3 || (rest.len() > 1 && rt.namespaced) { return Err(not_found()); }
     Ok(Target { rt, namespace: None, name: rest.get(1).map(|s| s.to_string()), sub: rest.get(2).unwrap_or(&"").to_string(), watch_path })
@@ -117,7 +123,9 @@ fn parse_target(shared: &Shared, group: &str, version: &str, rest: &[&str]) -> A
 
 fn decode_body(req: &Request) -> ApiResult<Value> {
     let ct = req.header("content-type");
-    let v: Value = if ct.contains("yaml") {
+    let v: Value = if ct.starts_with("application/vnd.kubernetes.protobuf") {
+        protobuf::decode(&req.body)?
+    } else if ct.contains("yaml") {
         serde_yaml_ng::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
         serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("Object 'Kind' is missing in '{}': {e}", String::from_utf8_lossy(&req.body))))?
@@ -169,7 +177,8 @@ fn resource(shared: &Arc<Shared>, req: &Request, group: &str, version: &str, res
     let rt = t.rt.clone();
     let ns = t.namespace.as_deref();
     let sub = t.sub.as_str();
-    if !sub.is_empty() && !(sub == "status" && rt.status_subresource) && !(sub == "finalize" && rt.plural == "namespaces") {
+    let served = sub.is_empty() || (sub == "status" && rt.status_subresource) || (sub == "finalize" && rt.plural == "namespaces");
+    if !served {
         return Err(ApiError::no_route(&req.path));
     }
     let sub = if sub == "finalize" { "" } else { sub };
@@ -179,7 +188,7 @@ fn resource(shared: &Arc<Shared>, req: &Request, group: &str, version: &str, res
         (&Method::GET, Some(name)) => {
             let o = objects::get(&shared.lock(), &rt, ns, name)?;
             Ok(match wanted(req) {
-                Wanted::Table(inc) => json_response(200, &table::table(&rt, &[o.clone()], json!({"resourceVersion": o["metadata"]["resourceVersion"]}), inc, !req.q("includeHeaders").map(|v| v == "false").unwrap_or(false)), &[]),
+                Wanted::Table(inc) => json_response(200, &table::table(&rt, std::slice::from_ref(&o), json!({"resourceVersion": o["metadata"]["resourceVersion"]}), inc, !req.q("includeHeaders").map(|v| v == "false").unwrap_or(false)), &[]),
                 Wanted::Metadata => json_response(200, &table::partial_metadata(&o), &[]),
                 Wanted::Plain => json_response(200, &o, &[]),
             })
@@ -187,7 +196,7 @@ fn resource(shared: &Arc<Shared>, req: &Request, group: &str, version: &str, res
         (&Method::GET, None) => list(shared, req, &rt, ns),
         (&Method::POST, None) => {
             if rt.namespaced && ns.is_none() {
-                return Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource")));
+                return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource".to_string()));
             }
             let body = decode_body(req)?;
             let opts = write_opts(req)?;
@@ -204,7 +213,7 @@ fn resource(shared: &Arc<Shared>, req: &Request, group: &str, version: &str, res
         (&Method::PATCH, Some(name)) => {
             let opts = write_opts(req)?;
             let ct = req.header("content-type").to_string();
-            let w = objects::patch(&mut shared.lock(), &rt, ns, name, sub, &ct, &req.body, &opts)?;
+            let w = objects::patch(&mut shared.lock(), &rt, ns, name, sub, objects::PatchBody { content_type: &ct, body: &req.body }, &opts)?;
             shared.gc_wake.notify_one();
             Ok(written(w))
         }
@@ -284,7 +293,7 @@ fn list(shared: &Arc<Shared>, req: &Request, rt: &Arc<ResourceType>, ns: Option<
         }
         Wanted::Plain => {
             let items: Vec<Value> = items.into_iter().map(|mut o| {
-                if rt.is_builtin() { if let Some(m) = o.as_object_mut() { m.remove("apiVersion"); m.remove("kind"); } }
+                if rt.is_builtin() && let Some(m) = o.as_object_mut() { m.remove("apiVersion"); m.remove("kind"); }
                 o
             }).collect();
             json_response(200, &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": items}), &[])

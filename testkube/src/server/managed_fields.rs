@@ -178,9 +178,28 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subres
     write_entries(new, entries);
 }
 
-/// Server-side apply of `applied` onto `live` (an existing object or a skeleton for a create).
-pub fn apply(live: &Value, applied: &Value, manager: &str, force: bool, subresource: &str, status_split: bool,
-    group: &str, plural: &str, name: &str) -> Result<Value, ApiError> {
+/// One server-side apply request: who applies, how, and to which object (for error details).
+pub struct Applier<'a> {
+    pub manager: &'a str,
+    pub force: bool,
+    /// "" for the main resource, "status" for the status subresource.
+    pub subresource: &'a str,
+    /// Whether the type has a status subresource (status is then not owned through the main resource).
+    pub status_split: bool,
+    pub group: &'a str,
+    pub plural: &'a str,
+    pub name: &'a str,
+}
+
+impl Applier<'_> {
+    /// Server-side apply of `applied` onto `live` (an existing object or a skeleton for a create).
+    pub fn apply(&self, live: &Value, applied: &Value) -> Result<Value, ApiError> {
+        apply(live, applied, self)
+    }
+}
+
+fn apply(live: &Value, applied: &Value, a: &Applier<'_>) -> Result<Value, ApiError> {
+    let Applier { manager, force, subresource, status_split, group, plural, name } = *a;
     let mut entries = read_entries(live);
     let applied_set = tracked_leaves(applied, subresource, status_split);
     let mut conflicts: Vec<(String, String, FieldPath)> = vec![];
@@ -241,16 +260,19 @@ mod tests {
     #[test]
     fn apply_removes_dropped_fields_and_detects_conflicts() {
         let skeleton = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        let apply = |live: &Value, applied: &Value, manager: &str, force: bool| {
+            Applier { manager, force, subresource: "", status_split: false, group: "", plural: "configmaps", name: "c" }.apply(live, applied)
+        };
         let a1 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
-        let o1 = apply(&skeleton, &a1, "m1", false, "", false, "", "configmaps", "c").unwrap();
+        let o1 = apply(&skeleton, &a1, "m1", false).unwrap();
         assert_eq!(o1["data"], json!({"a": "1", "b": "2"}));
         let a2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
-        let o2 = apply(&o1, &a2, "m1", false, "", false, "", "configmaps", "c").unwrap();
+        let o2 = apply(&o1, &a2, "m1", false).unwrap();
         assert_eq!(o2["data"], json!({"a": "1"}));
         let a3 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "9"}});
-        let e = apply(&o2, &a3, "m2", false, "", false, "", "configmaps", "c").unwrap_err();
+        let e = apply(&o2, &a3, "m2", false).unwrap_err();
         assert_eq!(e.message, "Apply failed with 1 conflict: conflict with \"m1\" using v1: .data.a");
-        let o3 = apply(&o2, &a3, "m2", true, "", false, "", "configmaps", "c").unwrap();
+        let o3 = apply(&o2, &a3, "m2", true).unwrap();
         assert_eq!(o3["data"]["a"], "9");
         assert_eq!(o3["metadata"]["managedFields"].as_array().unwrap().len(), 1);
     }

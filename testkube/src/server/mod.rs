@@ -9,6 +9,7 @@ mod http;
 pub mod managed_fields;
 mod objects;
 mod openapi;
+mod protobuf;
 pub mod patch;
 pub mod registry;
 pub mod schema;

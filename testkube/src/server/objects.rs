@@ -134,6 +134,57 @@ fn comparable(o: &Value) -> Value {
     c
 }
 
+const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
+const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
+
+fn label_token_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty() && b[0].is_ascii_alphanumeric() && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_' || *c == b'.')
+}
+
+/// apimachinery `IsQualifiedName`: `[prefix/]name`, prefix a DNS subdomain, name at most 63 characters.
+fn qualified_name_errors(key: &str) -> Vec<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let mut errs = vec![];
+    if let Some(p) = prefix {
+        if !valid_subdomain(p) { errs.push(format!("prefix part {DNS1123_SUBDOMAIN_MSG}")); }
+    }
+    if name.is_empty() {
+        errs.push("name part must be non-empty".into());
+    } else {
+        if name.len() > 63 { errs.push("name part must be no more than 63 characters".into()); }
+        if !label_token_ok(name) { errs.push(QUALIFIED_NAME_MSG.into()); }
+    }
+    errs
+}
+
+/// Labels and annotations as kube-apiserver validates them (apimachinery `ValidateLabels`, `ValidateAnnotations`).
+fn label_causes(m: &Value, causes: &mut Vec<Cause>) {
+    if let Some(labels) = m["labels"].as_object() {
+        for (k, v) in labels {
+            for e in qualified_name_errors(k) { causes.push(Cause::invalid("metadata.labels", &json!(k), &e)); }
+            if let Some(s) = v.as_str() {
+                if s.len() > 63 { causes.push(Cause::invalid("metadata.labels", v, "must be no more than 63 characters")); }
+                if !s.is_empty() && !label_token_ok(s) { causes.push(Cause::invalid("metadata.labels", v, LABEL_VALUE_MSG)); }
+            }
+        }
+    }
+    if let Some(annotations) = m["annotations"].as_object() {
+        let mut total = 0;
+        for (k, v) in annotations {
+            for e in qualified_name_errors(&k.to_lowercase()) { causes.push(Cause::invalid("metadata.annotations", &json!(k), &e)); }
+            total += k.len() + v.as_str().map(str::len).unwrap_or(0);
+        }
+        if total > 256 * 1024 {
+            causes.push(Cause { reason: "FieldValueTooLong".into(), message: "Too long: must have at most 262144 bytes".into(), field: "metadata.annotations".into() });
+        }
+    }
+}
+
 fn metadata_causes(o: &Value, creating: bool) -> Vec<Cause> {
     let mut causes = vec![];
     let m = &o["metadata"];
@@ -143,6 +194,7 @@ fn metadata_causes(o: &Value, creating: bool) -> Vec<Cause> {
     } else if creating && !valid_subdomain(name) {
         causes.push(Cause::invalid("metadata.name", &json!(name), DNS1123_SUBDOMAIN_MSG));
     }
+    label_causes(m, &mut causes);
     for field in ["labels", "annotations"] {
         if let Some(map) = m[field].as_object() {
             for (k, v) in map {
@@ -161,6 +213,9 @@ fn metadata_causes(o: &Value, creating: bool) -> Vec<Cause> {
 fn secret_string_data(obj: &mut Value, causes: &mut Vec<Cause>) {
     use base64::Engine;
     let engine = base64::engine::general_purpose::STANDARD;
+    if obj["type"].as_str().unwrap_or("").is_empty() {
+        obj["type"] = json!("Opaque");
+    }
     if let Some(sd) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
         for (k, v) in sd.as_object().into_iter().flatten() {
             let text = v.as_str().unwrap_or("");
@@ -210,8 +265,8 @@ fn admit(st: &State, rt: &ResourceType, old: Option<&Value>, obj: &mut Value, op
             causes.push(Cause::not_supported("spec.template.spec.restartPolicy", rp, &[json!("OnFailure"), json!("Never")]));
         }
     }
-    if let Some(old) = old {
-        if !old["metadata"]["deletionTimestamp"].is_null() {
+    if let Some(old) = old
+        && !old["metadata"]["deletionTimestamp"].is_null() {
             let before: Vec<&Value> = old["metadata"]["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
             for f in obj["metadata"]["finalizers"].as_array().into_iter().flatten() {
                 if !before.contains(&f) {
@@ -219,21 +274,25 @@ fn admit(st: &State, rt: &ResourceType, old: Option<&Value>, obj: &mut Value, op
                 }
             }
         }
-    }
     if !causes.is_empty() {
         return Err(ApiError::invalid(&rt.group, &rt.kind, &name, causes));
     }
     Ok(warnings)
 }
 
+/// etcd's default request limit (`--max-request-bytes`): larger objects cannot be stored.
+const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
 /// Stores a new or changed object (after admission), honouring no-op updates,
 /// dry-run and completion of a pending deletion.
 fn commit(st: &mut State, rt: &ResourceType, old: Option<&Value>, mut obj: Value, opts: &WriteOpts) -> ApiResult<Value> {
-    if let Some(old) = old {
-        if comparable(old) == comparable(&obj) {
+    if serde_json::to_vec(&obj).map(|b| b.len()).unwrap_or(0) > MAX_OBJECT_BYTES {
+        return Err(ApiError::too_large("etcdserver: request is too large"));
+    }
+    if let Some(old) = old
+        && comparable(old) == comparable(&obj) {
             return Ok(to_served(rt, old.clone()));
         }
-    }
     if rt.plural == "customresourcedefinitions" {
         crd::set_status(&mut obj);
     }
@@ -279,12 +338,11 @@ pub fn create(st: &mut State, rt: &ResourceType, ns: Option<&str>, mut body: Val
     } else {
         meta.remove("namespace");
     }
-    if meta.get("name").and_then(Value::as_str).unwrap_or("").is_empty() {
-        if let Some(g) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
+    if meta.get("name").and_then(Value::as_str).unwrap_or("").is_empty()
+        && let Some(g) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
             let n = format!("{g}{}", random_suffix());
             meta.insert("name".into(), json!(n));
         }
-    }
     let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
     for k in ["uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
         meta.remove(k);
@@ -292,9 +350,8 @@ pub fn create(st: &mut State, rt: &ResourceType, ns: Option<&str>, mut body: Val
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(now()));
     if rt.has_generation || rt.custom.is_some() { meta.insert("generation".into(), json!(1)); } else { meta.remove("generation"); }
-    if rt.status_subresource && rt.plural != "namespaces" {
-        if let Some(m) = body.as_object_mut() { m.remove("status"); }
-    }
+    if rt.status_subresource && rt.plural != "namespaces"
+        && let Some(m) = body.as_object_mut() { m.remove("status"); }
     if rt.plural == "namespaces" {
         body["spec"] = json!({"finalizers": ["kubernetes"]});
         body["status"] = json!({"phase": "Active"});
@@ -354,11 +411,10 @@ fn stored_old(st: &State, rt: &ResourceType, ns: Option<&str>, name: &str) -> Ap
 pub fn update(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, sub: &str, mut body: Value, opts: &WriteOpts) -> ApiResult<Written> {
     check_type(rt, &body)?;
     let old = stored_old(st, rt, ns, name)?;
-    if let Some(n) = body["metadata"]["name"].as_str() {
-        if n != name {
+    if let Some(n) = body["metadata"]["name"].as_str()
+        && n != name {
             return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
         }
-    }
     match body["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
         Some(rv) if Some(rv) != old["metadata"]["resourceVersion"].as_str() => return Err(ApiError::stale(&rt.group, &rt.plural, name)),
         Some(_) => {}
@@ -380,7 +436,14 @@ pub fn update(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, s
     Ok(Written { code: 200, object, warnings })
 }
 
-pub fn patch(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, sub: &str, content_type: &str, body: &[u8], opts: &WriteOpts) -> ApiResult<Written> {
+/// A PATCH request body and its content type (which selects the patch type).
+pub struct PatchBody<'a> {
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+}
+
+pub fn patch(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, sub: &str, request: PatchBody<'_>, opts: &WriteOpts) -> ApiResult<Written> {
+    let PatchBody { content_type, body } = request;
     let kind = PatchType::from_content_type(content_type, rt.is_builtin())?;
     let existing = st.get(&storage(rt), &key(rt, ns, name)).cloned().map(|o| to_served(rt, o));
     if kind == PatchType::Apply {
@@ -398,16 +461,19 @@ pub fn patch(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, su
         let mut skeleton = json!({"apiVersion": rt.api_version(), "kind": rt.kind, "metadata": {"name": name}});
         if rt.namespaced { skeleton["metadata"]["namespace"] = json!(ns.unwrap_or("")); }
         let live = existing.clone().unwrap_or(skeleton);
-        let merged = managed_fields::apply(&live, &applied, &opts.manager, opts.force, sub, rt.status_subresource, &rt.group, &rt.plural, name)?;
+        let applier = managed_fields::Applier {
+            manager: &opts.manager, force: opts.force, subresource: sub, status_split: rt.status_subresource,
+            group: &rt.group, plural: &rt.plural, name,
+        };
+        let merged = applier.apply(&live, &applied)?;
         return match existing {
             None => {
                 if !sub.is_empty() { return Err(ApiError::not_found(&rt.group, &rt.plural, name)); }
                 create(st, rt, ns, merged, opts).map(|w| Written { code: 201, ..w })
             }
             Some(old) => {
-                if let Some(rv) = applied["metadata"]["resourceVersion"].as_str() {
-                    if Some(rv) != old["metadata"]["resourceVersion"].as_str() { return Err(ApiError::stale(&rt.group, &rt.plural, name)); }
-                }
+                if let Some(rv) = applied["metadata"]["resourceVersion"].as_str()
+                    && Some(rv) != old["metadata"]["resourceVersion"].as_str() { return Err(ApiError::stale(&rt.group, &rt.plural, name)); }
                 let mut new = merge_for_update(rt, &old, merged.clone(), sub);
                 new["metadata"]["managedFields"] = merged["metadata"]["managedFields"].clone();
                 let warnings = admit(st, rt, Some(&old), &mut new, opts)?;
@@ -442,16 +508,14 @@ pub struct DeleteOpts {
 
 pub fn delete(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, opts: &DeleteOpts) -> ApiResult<Written> {
     let old = stored_old(st, rt, ns, name)?;
-    if let Some(uid) = &opts.precondition_uid {
-        if old["metadata"]["uid"].as_str() != Some(uid) {
+    if let Some(uid) = &opts.precondition_uid
+        && old["metadata"]["uid"].as_str() != Some(uid) {
             return Err(ApiError::conflict(&rt.group, &rt.plural, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", old["metadata"]["uid"].as_str().unwrap_or(""))));
         }
-    }
-    if let Some(rv) = &opts.precondition_rv {
-        if old["metadata"]["resourceVersion"].as_str() != Some(rv) {
+    if let Some(rv) = &opts.precondition_rv
+        && old["metadata"]["resourceVersion"].as_str() != Some(rv) {
             return Err(ApiError::conflict(&rt.group, &rt.plural, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", old["metadata"]["resourceVersion"].as_str().unwrap_or(""))));
         }
-    }
     let policy = opts.propagation.clone().unwrap_or_else(|| "Background".into());
     if !["Background", "Foreground", "Orphan"].contains(&policy.as_str()) {
         return Err(ApiError::invalid(&rt.group, &rt.kind, name, vec![Cause::not_supported("propagationPolicy", &json!(policy), &[json!("Foreground"), json!("Background"), json!("Orphan"), json!("nil")])]));
@@ -463,9 +527,8 @@ pub fn delete(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, o
     let fins = new["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
     let mut fins: Vec<Value> = fins;
     let special = match policy.as_str() { "Foreground" => Some("foregroundDeletion"), "Orphan" => Some("orphan"), _ => None };
-    if let Some(f) = special {
-        if !fins.iter().any(|x| x == f) { fins.push(json!(f)); }
-    }
+    if let Some(f) = special
+        && !fins.iter().any(|x| x == f) { fins.push(json!(f)); }
     let is_ns = rt.plural == "namespaces";
     if !old["metadata"]["deletionTimestamp"].is_null() {
         if fins.len() != old["metadata"]["finalizers"].as_array().map(|a| a.len()).unwrap_or(0) {
@@ -501,9 +564,7 @@ pub fn remove_finalizer(st: &mut State, storage_key: &str, k: &Key, finalizer: &
     }
     let done = o["metadata"]["finalizers"].is_null() && !o["metadata"]["deletionTimestamp"].is_null();
     st.put(storage_key, o);
-    if done {
-        if let Some(gone) = st.remove(storage_key, k) {
-            if storage_key == "apiextensions.k8s.io/customresourcedefinitions" { crd::unregister(st, &gone); }
-        }
-    }
+    if done
+        && let Some(gone) = st.remove(storage_key, k)
+            && storage_key == "apiextensions.k8s.io/customresourcedefinitions" { crd::unregister(st, &gone); }
 }

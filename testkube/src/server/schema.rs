@@ -126,11 +126,10 @@ pub fn apply_defaults(v: &mut Value, schema: &Value) {
                         Some(Value::Null) => ps["nullable"] != Value::Bool(true),
                         _ => false,
                     };
-                    if missing {
-                        if let Some(d) = ps.get("default") {
+                    if missing
+                        && let Some(d) = ps.get("default") {
                             map.insert(k.clone(), d.clone());
                         }
-                    }
                     if let Some(val) = map.get_mut(k) {
                         apply_defaults(val, ps);
                     }
@@ -142,13 +141,12 @@ pub fn apply_defaults(v: &mut Value, schema: &Value) {
                 }
             }
         }
-        Value::Array(items) => {
-            if schema["items"].is_object() {
+        Value::Array(items)
+            if schema["items"].is_object() => {
                 for it in items {
                     apply_defaults(it, &schema["items"]);
                 }
             }
-        }
         _ => {}
     }
 }
@@ -180,13 +178,12 @@ pub fn prune(v: &mut Value, schema: &Value, path: &str, root: bool, pruned: &mut
                 }
             }
         }
-        Value::Array(items) => {
-            if schema["items"].is_object() {
+        Value::Array(items)
+            if schema["items"].is_object() => {
                 for (i, it) in items.iter_mut().enumerate() {
                     prune(it, &schema["items"], &format!("{path}[{i}]"), false, pruned);
                 }
             }
-        }
         _ => {}
     }
 }
@@ -255,35 +252,28 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<Cause>) {
                 &format!("{shown} in body must be of type integer,string: {:?}", type_name(v))));
             return;
         }
-    } else if let Some(t) = schema["type"].as_str() {
-        if !type_ok(t, v) {
+    } else if let Some(t) = schema["type"].as_str()
+        && !type_ok(t, v) {
             errs.push(Cause::type_invalid(path, &Value::String(type_name(v).into()),
                 &format!("{shown} in body must be of type {t}: {:?}", type_name(v))));
             return;
         }
-    }
-    if let Some(en) = schema["enum"].as_array() {
-        if !en.contains(v) {
+    if let Some(en) = schema["enum"].as_array()
+        && !en.contains(v) {
             errs.push(Cause::not_supported(path, v, en));
         }
-    }
     match v {
         Value::String(s) => {
             let len = s.chars().count() as u64;
-            if let Some(max) = schema["maxLength"].as_u64() {
-                if len > max { errs.push(Cause::too_long(path, max)); }
-            }
-            if let Some(min) = schema["minLength"].as_u64() {
-                if len < min { errs.push(Cause::invalid(path, v, &format!("{shown} in body should be at least {min} chars long"))); }
-            }
-            if let Some(p) = schema["pattern"].as_str() {
-                if let Ok(re) = regex::Regex::new(p) {
-                    if !re.is_match(s) { errs.push(Cause::invalid(path, v, &format!("{shown} in body should match '{p}'"))); }
-                }
-            }
-            if let Some(f) = schema["format"].as_str() {
-                if !format_ok(f, s) { errs.push(Cause::invalid(path, v, &format!("{shown} in body must be of type {f}: {s:?}"))); }
-            }
+            if let Some(max) = schema["maxLength"].as_u64()
+                && len > max { errs.push(Cause::too_long(path, max)); }
+            if let Some(min) = schema["minLength"].as_u64()
+                && len < min { errs.push(Cause::invalid(path, v, &format!("{shown} in body should be at least {min} chars long"))); }
+            if let Some(p) = schema["pattern"].as_str()
+                && let Ok(re) = regex::Regex::new(p)
+                    && !re.is_match(s) { errs.push(Cause::invalid(path, v, &format!("{shown} in body should match '{p}'"))); }
+            if let Some(f) = schema["format"].as_str()
+                && !format_ok(f, s) { errs.push(Cause::invalid(path, v, &format!("{shown} in body must be of type {f}: {s:?}"))); }
         }
         Value::Number(_) => {
             let x = num(v);
@@ -301,19 +291,16 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<Cause>) {
                     errs.push(Cause::invalid(path, v, &format!("{shown} in body should be {how} {}", go_num(min))));
                 }
             }
-            if let Some(m) = schema["multipleOf"].as_f64() {
-                if m != 0.0 && (x / m).fract() != 0.0 {
+            if let Some(m) = schema["multipleOf"].as_f64()
+                && m != 0.0 && (x / m).fract() != 0.0 {
                     errs.push(Cause::invalid(path, v, &format!("{shown} in body should be a multiple of {m}")));
                 }
-            }
         }
         Value::Array(items) => {
-            if let Some(max) = schema["maxItems"].as_u64() {
-                if items.len() as u64 > max { errs.push(Cause::too_many(path, items.len(), max)); }
-            }
-            if let Some(min) = schema["minItems"].as_u64() {
-                if (items.len() as u64) < min { errs.push(Cause::invalid(path, v, &format!("{shown} in body should have at least {min} items"))); }
-            }
+            if let Some(max) = schema["maxItems"].as_u64()
+                && items.len() as u64 > max { errs.push(Cause::too_many(path, items.len(), max)); }
+            if let Some(min) = schema["minItems"].as_u64()
+                && (items.len() as u64) < min { errs.push(Cause::invalid(path, v, &format!("{shown} in body should have at least {min} items"))); }
             let list_type = schema["x-kubernetes-list-type"].as_str().unwrap_or("");
             if schema["uniqueItems"] == Value::Bool(true) || list_type == "set" {
                 for (i, it) in items.iter().enumerate() {
@@ -340,12 +327,10 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<Cause>) {
             for r in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
                 if !map.contains_key(r) { errs.push(Cause::required(&child(path, r), "")); }
             }
-            if let Some(max) = schema["maxProperties"].as_u64() {
-                if map.len() as u64 > max { errs.push(Cause::too_many(path, map.len(), max)); }
-            }
-            if let Some(min) = schema["minProperties"].as_u64() {
-                if (map.len() as u64) < min { errs.push(Cause::invalid(path, v, &format!("{shown} in body should have at least {min} properties"))); }
-            }
+            if let Some(max) = schema["maxProperties"].as_u64()
+                && map.len() as u64 > max { errs.push(Cause::too_many(path, map.len(), max)); }
+            if let Some(min) = schema["minProperties"].as_u64()
+                && (map.len() as u64) < min { errs.push(Cause::invalid(path, v, &format!("{shown} in body should have at least {min} properties"))); }
             let props = schema["properties"].as_object();
             for (k, val) in map {
                 if path.is_empty() && (k == "apiVersion" || k == "kind" || k == "metadata") { continue; }

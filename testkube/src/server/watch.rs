@@ -45,9 +45,8 @@ struct Filter {
 
 impl Filter {
     fn matches(&self, o: &Value) -> bool {
-        if let Some(ns) = &self.p.namespace {
-            if o["metadata"]["namespace"].as_str() != Some(ns.as_str()) { return false; }
-        }
+        if let Some(ns) = &self.p.namespace
+            && o["metadata"]["namespace"].as_str() != Some(ns.as_str()) { return false; }
         let served = to_served(&self.rt, o.clone());
         self.p.labels.matches(&served) && self.p.fields.matches(&served)
     }
@@ -158,9 +157,8 @@ pub fn start(shared: Arc<Shared>, rt: Arc<ResourceType>, p: WatchParams) -> Resu
                     Ok(c) => {
                         if c.rv <= last_rv { continue; }
                         last_rv = c.rv;
-                        if let Some(l) = filter.event(&c) {
-                            if tx.send(Ok(l)).await.is_err() { return; }
-                        }
+                        if let Some(l) = filter.event(&c)
+                            && tx.send(Ok(l)).await.is_err() { return; }
                     }
                     Err(_) => return,
                 },
