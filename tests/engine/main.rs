@@ -40,6 +40,7 @@ macro_rules! all_cases {
             cancel_stops_at_a_batch_boundary,
             concurrency_and_rate_limit_are_bounded,
             values_json_cannot_carry_fail_that_record,
+            replies_without_results_accept_or_reject_the_whole_batch,
         );
     };
 }
