@@ -1,4 +1,5 @@
 pub mod api;
+pub mod controller;
 pub mod warehouse;
 pub mod destination;
 pub mod engine;

@@ -70,7 +70,7 @@ impl SyncReport {
     /// Run time, as `kubectl` prints durations (`4s`, `2m13s`, `1h2m`).
     pub fn duration(&self) -> Option<String> {
         let end = self.completed?;
-        Some(format_duration((end - self.started).get_milliseconds().max(0) as u64))
+        Some(format_duration(end.duration_since(self.started).as_millis().max(0) as u64))
     }
 }
 
@@ -99,4 +99,30 @@ pub struct Quiet;
 #[async_trait]
 impl Observer for Quiet {
     async fn progress(&self, _: u64, _: u64) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_kubectl() {
+        let started: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let report = |ms: i64| SyncReport {
+            phase: SyncPhase::Successful,
+            reason: None,
+            message: None,
+            started,
+            completed: Some(started + jiff::SignedDuration::from_millis(ms)),
+            extracted: Default::default(),
+            loaded: Default::default(),
+            skipped: vec![],
+            failed_records: vec![],
+            errors: vec![],
+        };
+        assert_eq!(report(420).duration().unwrap(), "420ms");
+        assert_eq!(report(2_500).duration().unwrap(), "2s");
+        assert_eq!(report(133_000).duration().unwrap(), "2m13s");
+        assert_eq!(report(3_720_000).duration().unwrap(), "1h2m");
+    }
 }

@@ -69,7 +69,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// Age as kubectl prints it: `45s`, `3m12s`, `5h`, `2d`.
 pub fn age(t: Timestamp, now: Timestamp) -> String {
-    let secs = (now - t).get_seconds().max(0) as u64;
+    let secs = now.duration_since(t).as_secs().max(0) as u64;
     match secs {
         0..=119 => format!("{secs}s"),
         120..=599 => format!("{}m{}s", secs / 60, secs % 60),

@@ -156,3 +156,35 @@ async fn table_output_from_printer_columns() {
     let names: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Name", "Age"]);
 }
+
+#[tokio::test]
+async fn crd_updates_and_deletion_change_what_is_served() {
+    let server = TestApiServer::start().await.unwrap();
+    let client = server.client();
+    install_crds(&client).await;
+    let api = widgets(&client, "default");
+    api.create(&PostParams::default(), &widget("u", json!({"size": 1}))).await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    // tighten the schema: the next write is validated against the new one
+    let patch = json!([{"op": "replace", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/size/maximum", "value": 2}]);
+    let p: json_patch::Patch = serde_json::from_value(patch).unwrap();
+    let crd = crds.patch("widgets.example.testkube.dev", &PatchParams::default(), &Patch::<()>::Json(p)).await.unwrap();
+    assert_eq!(crd.metadata.generation, Some(2));
+    let s = status(api.patch("u", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 3}}))).await);
+    assert!(s.message.ends_with("spec.size in body should be less than or equal to 2"), "{}", s.message);
+    // deletecollection with a selector
+    for n in ["x1", "x2"] {
+        let mut w = widget(n, json!({"size": 1}));
+        w.metadata.labels = Some([("batch".to_string(), "x".to_string())].into());
+        api.create(&PostParams::default(), &w).await.unwrap();
+    }
+    api.delete_collection(&Default::default(), &ListParams::default().labels("batch=x")).await.unwrap();
+    let left: Vec<String> = api.list(&ListParams::default()).await.unwrap().items.into_iter().map(|w| w.metadata.name.unwrap()).collect();
+    assert_eq!(left, ["u"]);
+    // deleting the CRD removes its objects and stops serving them
+    crds.delete("widgets.example.testkube.dev", &Default::default()).await.unwrap();
+    let s = status(api.list(&ListParams::default()).await);
+    assert_eq!(s.code, 404);
+    let doc = raw_get(&client, "/apis/example.testkube.dev/v1", "application/json").await;
+    assert!(!doc["resources"].as_array().unwrap().iter().any(|r| r["name"] == "widgets"));
+}

@@ -95,3 +95,26 @@ async fn labels_and_sizes_are_validated() {
     assert_eq!(s.code, 413);
     assert_eq!(s.message, "Request entity too large: limit is 3145728");
 }
+
+#[tokio::test]
+async fn odd_shapes_do_not_crash_the_server() {
+    let server = TestApiServer::start().await.unwrap();
+    let client = server.client();
+    install_crds(&client).await;
+    for (path, body) in [
+        ("/api/v1/namespaces/default/secrets", r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": "x"}"#),
+        ("/api/v1/namespaces/default/secrets", r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s2"}, "stringData": [1]}"#),
+        ("/api/v1/namespaces", r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "labels": "x"}}"#),
+        ("/api/v1/namespaces/default/configmaps", r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": [1], "finalizers": "x", "ownerReferences": 3}}"#),
+        ("/apis/batch/v1/namespaces/default/jobs", r#"{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": 7}"#),
+        ("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "a.b"}, "spec": {"names": "x", "versions": [1, {"schema": 3}]}}"#),
+        ("/apis/example.testkube.dev/v1/namespaces/default/widgets", r#"{"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": [], "status": 5}"#),
+    ] {
+        let req = http::Request::post(path).header("content-type", "application/json").body(body.as_bytes().to_vec()).unwrap();
+        let s = status(client.request_text(req).await);
+        assert!(s.code == 400 || s.code == 422, "{path} {body}: {} {}", s.code, s.message);
+    }
+    // still serving
+    let req = http::Request::get("/api/v1/namespaces").body(Vec::new()).unwrap();
+    client.request_text(req).await.unwrap();
+}

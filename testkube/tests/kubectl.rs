@@ -205,3 +205,19 @@ async fn kubectl_create_secret_configmap_namespace() {
     let gone = h.kubectl(&["get", "namespace", "team-b"]).unwrap();
     assert!(!gone.success(), "{gone:?}");
 }
+
+/// Re-applying a changed CRD (a strategic merge patch of a built-in type)
+/// replaces its lists: a removed printer column disappears from `kubectl get`.
+#[tokio::test]
+async fn reapplying_a_changed_crd() {
+    let h = Harness::start().await.unwrap();
+    h.apply_dir(fixtures()).await.unwrap();
+    let text = std::fs::read_to_string(format!("{}/widgets.yaml", fixtures())).unwrap();
+    let without_mode = text.replace("        - name: Mode\n          type: string\n          jsonPath: .spec.mode\n", "");
+    assert_ne!(text, without_mode);
+    let out = h.kubectl_stdin(&["apply", "-f", "-"], &without_mode).unwrap().ok().unwrap();
+    assert!(out.contains("widgets.example.testkube.dev configured"), "{out}");
+    h.apply_yaml(WIDGET).unwrap();
+    let rows = h.kubectl(&["get", "widgets"]).unwrap().table();
+    assert_eq!(rows[0], ["NAME", "SIZE", "PHASE", "READY", "STARTED", "AGE"]);
+}

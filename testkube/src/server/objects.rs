@@ -216,6 +216,10 @@ fn secret_string_data(obj: &mut Value, causes: &mut Vec<Cause>) {
     if obj["type"].as_str().unwrap_or("").is_empty() {
         obj["type"] = json!("Opaque");
     }
+    if !obj["data"].is_null() && !obj["data"].is_object() {
+        causes.push(Cause::invalid("data", &obj["data"], "must be a map of base64 strings"));
+        return;
+    }
     if let Some(sd) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
         for (k, v) in sd.as_object().into_iter().flatten() {
             let text = v.as_str().unwrap_or("");
@@ -229,8 +233,37 @@ fn secret_string_data(obj: &mut Value, causes: &mut Vec<Cause>) {
     }
 }
 
+/// Built-in objects must decode into their Go types; here, into the
+/// k8s-openapi types (a type mismatch is a 400, as the real decoder answers).
+fn decode_builtin(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+    use k8s_openapi::api::{batch::v1::Job, coordination::v1::Lease, core::v1 as core, events::v1 as events};
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    fn check<T: serde::de::DeserializeOwned>(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
+        serde_json::from_value::<T>(obj.clone()).map(|_| ()).map_err(|e| {
+            ApiError::bad_request(format!("{kind} in version {:?} cannot be handled as a {kind}: {e}", rt.version, kind = rt.kind))
+        })
+    }
+    match (rt.group.as_str(), rt.plural.as_str()) {
+        ("", "namespaces") => check::<core::Namespace>(rt, obj),
+        ("", "secrets") => check::<core::Secret>(rt, obj),
+        ("", "configmaps") => check::<core::ConfigMap>(rt, obj),
+        ("", "events") => check::<core::Event>(rt, obj),
+        ("events.k8s.io", "events") => check::<events::Event>(rt, obj),
+        ("coordination.k8s.io", "leases") => check::<Lease>(rt, obj),
+        ("batch", "jobs") => check::<Job>(rt, obj),
+        ("apiextensions.k8s.io", "customresourcedefinitions") => check::<CustomResourceDefinition>(rt, obj),
+        _ => Ok(()),
+    }
+}
+
 /// Defaulting, pruning and validation common to create and update. Returns warnings.
 fn admit(st: &State, rt: &ResourceType, old: Option<&Value>, obj: &mut Value, opts: &WriteOpts) -> ApiResult<Vec<String>> {
+    if rt.is_builtin() {
+        decode_builtin(rt, obj)?;
+    }
+    if !obj["metadata"].is_object() {
+        return Err(ApiError::bad_request("Object 'metadata' is missing or invalid"));
+    }
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     let mut causes = metadata_causes(obj, old.is_none());
     if rt.plural == "secrets" {
@@ -355,7 +388,9 @@ pub fn create(st: &mut State, rt: &ResourceType, ns: Option<&str>, mut body: Val
     if rt.plural == "namespaces" {
         body["spec"] = json!({"finalizers": ["kubernetes"]});
         body["status"] = json!({"phase": "Active"});
-        body["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+        if body["metadata"]["labels"].is_null() || body["metadata"]["labels"].is_object() {
+            body["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+        }
     }
     check_namespace(st, rt, ns, &name)?;
     let warnings = admit(st, rt, None, &mut body, opts)?;

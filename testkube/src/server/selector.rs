@@ -127,6 +127,12 @@ pub fn selectable_fields(rt: &ResourceType) -> Vec<String> {
     }
     match rt.plural.as_str() {
         "secrets" => f.push("type".into()),
+        "events" if rt.group == "events.k8s.io" => {
+            for x in ["regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid", "regarding.apiVersion",
+                "regarding.resourceVersion", "regarding.fieldPath", "reason", "reportingController", "type"] {
+                f.push(x.into());
+            }
+        }
         "events" => {
             for x in ["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
                 "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"] {

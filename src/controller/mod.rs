@@ -1,0 +1,4 @@
+//! The operator's controllers: one reconciler per kind. They know no SQL and
+//! send no records: warehouses and destinations are the worker's business.
+
+pub mod schedule;

@@ -1,0 +1,304 @@
+//! What the PostgreSQL and MySQL/MariaDB warehouses share: reading a
+//! Source's server settings and Secrets, explaining a failed connection
+//! without leaking a secret, turning a batch of outcomes into a few
+//! set-based statements, and reading staged rows back.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::rows::RowDecoder;
+use super::{OutcomeKind, RecordOutcome, Row, SecretValues, WarehouseError, secret_value};
+use crate::api::{ChangeKind, ServerSource, TlsMode};
+
+/// Key of the object a dialect puts in place of a value it cannot carry as
+/// JSON, as `{"$retl_unsupported": "<type>"}`; the record fails with
+/// `UNSUPPORTED_VALUE` and a message naming the column and its type.
+pub const UNSUPPORTED_MARKER: &str = "$retl_unsupported";
+
+/// Default seconds to wait for a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: u32 = 10;
+
+/// A Source's server settings with its Secrets resolved. `Debug` is not
+/// derived so that a password can never be printed by accident.
+pub struct ServerTarget {
+    /// A whole connection URL from `urlSecretRef`, when set.
+    pub url: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// `None`: the URL's own setting, or `prefer`.
+    pub tls: Option<TlsMode>,
+    pub connect_timeout: Duration,
+    pub statement_timeout: Option<u32>,
+    /// Every secret value in play, to scrub from error messages.
+    secrets: Vec<String>,
+}
+
+impl ServerTarget {
+    /// Resolves the settings of `spec.<dialect>`; `field` is `postgres` or `mysql`.
+    pub fn resolve(
+        source_name: &str,
+        field: &str,
+        settings: Option<&ServerSource>,
+        secrets: &SecretValues,
+    ) -> Result<ServerTarget, WarehouseError> {
+        let s = settings.ok_or_else(|| WarehouseError::Config {
+            source_name: source_name.to_string(),
+            message: format!("type is {field} but spec.{field} is missing; add spec.{field} with host, database and user"),
+        })?;
+        let url = s.url_secret_ref.as_ref().map(|r| secret_value(secrets, r).map(str::to_string)).transpose()?;
+        let password = s.password_secret_ref.as_ref().map(|r| secret_value(secrets, r).map(str::to_string)).transpose()?;
+        if url.is_none() && s.host.is_none() {
+            return Err(WarehouseError::Config {
+                source_name: source_name.to_string(),
+                message: format!("spec.{field}.host is not set; set it, or give a whole URL with spec.{field}.urlSecretRef"),
+            });
+        }
+        let mut scrub: Vec<String> = url.iter().chain(password.iter()).filter(|v| !v.is_empty()).cloned().collect();
+        if let Some(u) = &url {
+            // The password inside the URL, percent-encoded or not.
+            if let Some(pw) = url_password(u) {
+                scrub.push(pw);
+            }
+        }
+        Ok(ServerTarget {
+            url,
+            host: s.host.clone(),
+            port: s.port,
+            database: s.database.clone(),
+            user: s.user.clone(),
+            password,
+            tls: s.tls_mode,
+            connect_timeout: Duration::from_secs(u64::from(
+                s.connect_timeout_seconds.unwrap_or(DEFAULT_CONNECT_TIMEOUT).max(1),
+            )),
+            statement_timeout: s.statement_timeout_seconds.filter(|n| *n > 0),
+            secrets: scrub,
+        })
+    }
+
+    /// Removes every secret value from a message.
+    pub fn redact(&self, message: &str) -> String {
+        let mut out = message.to_string();
+        for s in &self.secrets {
+            out = out.replace(s.as_str(), "***");
+        }
+        out
+    }
+}
+
+/// The password part of `scheme://user:password@host/...`, if any.
+fn url_password(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let auth = rest.split('@').next().filter(|_| rest.contains('@'))?;
+    let pw = auth.split_once(':')?.1;
+    (!pw.is_empty()).then(|| pw.to_string())
+}
+
+/// Why a connection failed, for the message a person reads.
+pub enum Failure {
+    Unreachable(String),
+    TimedOut,
+    AuthRefused(String),
+    NoDatabase(String),
+    Tls(String),
+    Other(String),
+}
+
+/// Classifies what all dialects share; a dialect maps its own server error
+/// codes to [`Failure::AuthRefused`] and [`Failure::NoDatabase`] first.
+pub fn classify(e: &sqlx::Error) -> Failure {
+    match e {
+        sqlx::Error::Io(io) => Failure::Unreachable(io.to_string()),
+        sqlx::Error::Tls(t) => Failure::Tls(t.to_string()),
+        sqlx::Error::PoolTimedOut => Failure::TimedOut,
+        sqlx::Error::Database(db) => Failure::Other(db.message().to_string()),
+        other => Failure::Other(other.to_string()),
+    }
+}
+
+/// The message of a [`WarehouseError::Connect`]: what happened and what to
+/// do, never a secret.
+pub fn connect_message(target: &ServerTarget, at: &str, user: &str, field: &str, failure: Failure) -> String {
+    let at = target.redact(at);
+    let text = match failure {
+        Failure::Unreachable(why) => format!(
+            "cannot reach the server at {at} ({why}); check spec.{field}.host and port, that the server is running \
+             and that the network (firewall, NetworkPolicy) lets retl through"
+        ),
+        Failure::TimedOut => format!(
+            "no answer from {at} within {}s; check spec.{field}.host and port and the network, or raise \
+             spec.{field}.connectTimeoutSeconds",
+            target.connect_timeout.as_secs()
+        ),
+        Failure::AuthRefused(why) => format!(
+            "the server at {at} refused the login of user {user} ({why}); check spec.{field}.user and the password \
+             in the Secret of spec.{field}.passwordSecretRef (or the URL in urlSecretRef)"
+        ),
+        Failure::NoDatabase(why) => {
+            format!("the server at {at} does not have that database ({why}); check spec.{field}.database or create it")
+        }
+        Failure::Tls(why) => format!(
+            "TLS with {at} failed ({why}); check spec.{field}.tlsMode (disable, prefer, require, verify-ca, \
+             verify-full) and that the server's certificate is valid for its host name"
+        ),
+        Failure::Other(why) => format!("connecting to {at} failed: {why}"),
+    };
+    target.redact(&text)
+}
+
+/// One batch of outcomes as a few set-based statements. Within a batch each
+/// key counts once (the last outcome wins), which is what applying the
+/// outcomes one by one would leave behind.
+#[derive(Default)]
+pub struct CommitPlan<'a> {
+    /// Delivered or skipped upserts: (key, hash) into the snapshot.
+    pub upsert_snapshot: Vec<(&'a str, &'a str)>,
+    /// Delivered or skipped deletes: keys out of the snapshot.
+    pub delete_snapshot: Vec<&'a str>,
+    /// Settled keys: no longer pending failures.
+    pub clear_pending: Vec<&'a str>,
+    /// Rejected: (key, code, message) into the pending failures.
+    pub upsert_pending: Vec<(&'a str, &'a str, &'a str)>,
+    /// Every outcome, for the sync's record log.
+    pub log: Vec<LogEntry<'a>>,
+}
+
+/// One row of the record log.
+pub struct LogEntry<'a> {
+    pub key: Option<&'a str>,
+    pub op: &'static str,
+    pub outcome: &'static str,
+    pub code: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub payload: Option<&'a str>,
+}
+
+impl<'a> CommitPlan<'a> {
+    pub fn new(outcomes: &'a [RecordOutcome]) -> CommitPlan<'a> {
+        let mut plan = CommitPlan::default();
+        let mut last: HashMap<&str, usize> = HashMap::new();
+        for (i, o) in outcomes.iter().enumerate() {
+            if let Some(k) = &o.key {
+                last.insert(k.as_str(), i);
+            }
+            let (outcome, code, error, payload) = match &o.result {
+                OutcomeKind::Delivered => ("delivered", None, None, None),
+                OutcomeKind::Skipped { reason } => ("skipped", Some(reason.as_str()), None, None),
+                OutcomeKind::Rejected { code, message, payload } => {
+                    ("rejected", Some(code.as_str()), Some(message.as_str()), payload.as_deref())
+                }
+            };
+            plan.log.push(LogEntry {
+                key: o.key.as_deref(),
+                op: super::kind_name(o.kind),
+                outcome,
+                code,
+                error,
+                payload,
+            });
+        }
+        let mut finals: Vec<usize> = last.into_values().collect();
+        finals.sort_unstable();
+        for i in finals {
+            let o = &outcomes[i];
+            let Some(k) = o.key.as_deref() else { continue };
+            match (&o.result, o.kind) {
+                (OutcomeKind::Rejected { code, message, .. }, _) => {
+                    plan.upsert_pending.push((k, code.as_str(), message.as_str()))
+                }
+                (_, ChangeKind::Deleted) => {
+                    plan.delete_snapshot.push(k);
+                    plan.clear_pending.push(k);
+                }
+                _ => {
+                    plan.upsert_snapshot.push((k, o.hash.as_str()));
+                    plan.clear_pending.push(k);
+                }
+            }
+        }
+        plan
+    }
+}
+
+/// Decodes a staged row's JSON text; a value the dialect marked as not
+/// carriable fails the record with a message naming the column.
+pub fn decode_row(decoder: &RowDecoder, text: &str) -> Result<Row, String> {
+    let row = decoder.decode(text)?;
+    for (column, value) in &row {
+        if let Value::Object(o) = value
+            && o.len() == 1
+            && let Some(Value::String(type_name)) = o.get(UNSUPPORTED_MARKER)
+        {
+            return Err(format!(
+                "column {column:?} has type {type_name}, which JSON cannot carry; cast it in the model's query \
+                 (for example to text)"
+            ));
+        }
+    }
+    Ok(row)
+}
+
+/// The model's SQL as a subquery: trailing semicolons and blanks removed,
+/// nothing else touched.
+pub fn model_subquery(query: &str) -> String {
+    query.trim().trim_end_matches(';').trim_end().to_string()
+}
+
+/// A string literal in standard SQL (quotes doubled). Only used for names
+/// retl derives itself or for column names, never for the model's SQL.
+pub fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+pub(super) use super::sqlite::{now_ms, parse_flag, parse_kind};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(key: &str, kind: ChangeKind, result: OutcomeKind) -> RecordOutcome {
+        RecordOutcome { key: Some(key.into()), hash: format!("h{key}"), kind, result }
+    }
+
+    #[test]
+    fn a_batch_becomes_set_based_statements_with_each_key_once() {
+        let rejected = || OutcomeKind::Rejected { code: "C".into(), message: "m".into(), payload: None };
+        let outcomes = vec![
+            outcome("1", ChangeKind::Added, OutcomeKind::Delivered),
+            outcome("2", ChangeKind::Deleted, OutcomeKind::Delivered),
+            outcome("3", ChangeKind::Added, rejected()),
+            outcome("3", ChangeKind::Added, rejected()),
+            outcome("4", ChangeKind::Updated, OutcomeKind::Skipped { reason: "NotSelected".into() }),
+        ];
+        let plan = CommitPlan::new(&outcomes);
+        assert_eq!(plan.upsert_snapshot, vec![("1", "h1"), ("4", "h4")]);
+        assert_eq!(plan.delete_snapshot, vec!["2"]);
+        assert_eq!(plan.clear_pending, vec!["1", "2", "4"]);
+        assert_eq!(plan.upsert_pending, vec![("3", "C", "m")]);
+        assert_eq!(plan.log.len(), 5, "the log keeps every outcome");
+    }
+
+    #[test]
+    fn secrets_never_show_in_messages() {
+        let mut secrets = SecretValues::new();
+        secrets.insert(("db".into(), "url".into()), "postgres://app:s%40cret@db.internal:5432/x".into());
+        let settings = ServerSource {
+            url_secret_ref: Some(crate::api::SecretKeyRef { name: "db".into(), key: "url".into() }),
+            ..Default::default()
+        };
+        let t = ServerTarget::resolve("wh", "postgres", Some(&settings), &secrets).unwrap();
+        let msg = connect_message(&t, "db.internal:5432", "app", "postgres", Failure::Other("bad postgres://app:s%40cret@db.internal:5432/x".into()));
+        assert!(!msg.contains("s%40cret") && !msg.contains("postgres://"), "{msg}");
+    }
+
+    #[test]
+    fn unsupported_values_name_the_column() {
+        let err = decode_row(&RowDecoder, r#"{"id":1,"g":{"$retl_unsupported":"GEOMETRY"}}"#).unwrap_err();
+        assert!(err.contains("\"g\"") && err.contains("GEOMETRY") && err.contains("cast it in the model"), "{err}");
+    }
+}
