@@ -215,6 +215,9 @@ pub struct MappingStatus {
     /// Last `retl.dev/reset` token handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reset: Option<String>,
+    /// A reset was requested and the next Sync will do it (trigger `Reset`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reset_pending: bool,
     /// `Ready` says whether the Mapping's references and fields are valid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

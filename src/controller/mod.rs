@@ -2,3 +2,6 @@
 //! send no records: warehouses and destinations are the worker's business.
 
 pub mod schedule;
+pub mod naming;
+pub mod mapping_plan;
+pub mod status;

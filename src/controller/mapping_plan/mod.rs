@@ -1,0 +1,191 @@
+//! What the Mapping controller should do, decided without a client: from the
+//! Mapping, its Syncs and the time, to the Syncs to create, cancel and
+//! delete, the Events to record and the new status. Unit-tested from YAML.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::naming;
+use super::schedule::{Due, Schedule};
+use super::status::set_condition;
+use crate::api::conditions::{self, annotation, reason};
+use crate::api::{ConcurrencyPolicy, LastSync, Mapping, MappingStatus, SyncPhase, SyncTrigger};
+
+/// The part of a Sync the Mapping controller looks at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncView {
+    pub name: String,
+    pub phase: Option<SyncPhase>,
+    pub created: Timestamp,
+    pub started: Option<Timestamp>,
+}
+
+impl SyncView {
+    fn running(&self) -> bool {
+        !self.phase.is_some_and(SyncPhase::is_finished)
+    }
+}
+
+/// A Sync to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSync {
+    pub name: String,
+    pub trigger: SyncTrigger,
+}
+
+/// An Event to record on the Mapping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MappingPlan {
+    pub create: Option<NewSync>,
+    /// Running Syncs to cancel (concurrencyPolicy Replace).
+    pub cancel: Vec<String>,
+    /// Finished Syncs beyond the history limits.
+    pub delete: Vec<String>,
+    pub events: Vec<PlannedEvent>,
+    pub status: MappingStatus,
+    /// When to look again (the next schedule tick).
+    pub requeue_after_seconds: Option<u64>,
+}
+
+/// Decides. `problem` is why the Mapping is not ready (a missing reference,
+/// fields that do not fit), checked by the caller; a Mapping that is not
+/// ready creates no Syncs.
+pub fn plan(m: &Mapping, syncs: &[SyncView], problem: Option<(&str, String)>, now: Timestamp) -> MappingPlan {
+    let name = m.metadata.name.clone().unwrap_or_default();
+    let spec = &m.spec;
+    let mut status = m.status.clone().unwrap_or_default();
+    let mut out = MappingPlan::default();
+    let generation = m.metadata.generation;
+    let annotations = m.metadata.annotations.clone().unwrap_or_default();
+    let created = m.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
+
+    match &problem {
+        None => set_condition(&mut status.conditions, conditions::READY, true, "Ready", "the Mapping's references and fields are valid", generation, now),
+        Some((why, message)) => set_condition(&mut status.conditions, conditions::READY, false, why, message, generation, now),
+    };
+    status.observed_generation = generation;
+
+    let running: Vec<&SyncView> = syncs.iter().filter(|s| s.running()).collect();
+    let start = |out: &mut MappingPlan, status: &mut MappingStatus, sync: String, trigger: SyncTrigger, what: &str| {
+        if !spec.enabled {
+            out.events.push(skip(what, "the Mapping is disabled (spec.enabled: false)"));
+            return;
+        }
+        if problem.is_some() {
+            out.events.push(skip(what, "the Mapping is not ready; see its Ready condition"));
+            return;
+        }
+        if let Some(r) = running.first() {
+            match spec.concurrency_policy {
+                ConcurrencyPolicy::Forbid => {
+                    out.events.push(skip(what, &format!("Sync {} is still running (concurrencyPolicy: Forbid)", r.name)));
+                    return;
+                }
+                ConcurrencyPolicy::Replace => out.cancel.extend(running.iter().map(|r| r.name.clone())),
+                ConcurrencyPolicy::Allow => {}
+            }
+        }
+        let trigger = if status.reset_pending { SyncTrigger::Reset } else { trigger };
+        status.reset_pending = false;
+        out.events.push(PlannedEvent { warning: false, reason: "SyncCreated".into(), message: format!("created Sync {sync} ({what})") });
+        out.create = Some(NewSync { name: sync, trigger });
+    };
+
+    // Requests first: a reset marks the next sync; sync-now starts one.
+    if let Some(token) = annotations.get(annotation::RESET).filter(|t| status.last_handled_reset.as_ref() != Some(*t)) {
+        status.last_handled_reset = Some(token.clone());
+        status.reset_pending = true;
+        out.events.push(PlannedEvent {
+            warning: false,
+            reason: "ResetRequested".into(),
+            message: "the sync state will be forgotten: the next sync sends every record as new".into(),
+        });
+    }
+    if let Some(token) = annotations.get(annotation::SYNC_NOW).filter(|t| status.last_handled_sync_now.as_ref() != Some(*t)) {
+        status.last_handled_sync_now = Some(token.clone());
+        let trigger = SyncTrigger::Manual;
+        start(&mut out, &mut status, naming::requested_sync(&name, token), trigger, "requested with retl.dev/sync-now");
+    }
+
+    // Then the schedule.
+    if let Some(expr) = spec.schedule.as_deref().filter(|s| !s.trim().is_empty()) {
+        match Schedule::parse(expr, spec.time_zone.as_deref(), created) {
+            Err(e) => {
+                set_condition(&mut status.conditions, conditions::READY, false, reason::INVALID_SPEC, &e.to_string(), generation, now);
+            }
+            Ok(schedule) => {
+                let last = status.last_schedule_time.as_ref().map(|t| t.0).unwrap_or(created);
+                match schedule.due(last, now, spec.starting_deadline_seconds) {
+                    Due::Nothing => {}
+                    Due::Missed(tick) => {
+                        status.last_schedule_time = Some(Time(tick));
+                        out.events.push(PlannedEvent {
+                            warning: true,
+                            reason: "MissedSchedule".into(),
+                            message: format!("the tick of {tick} is older than startingDeadlineSeconds; skipped"),
+                        });
+                    }
+                    Due::Run(tick) => {
+                        status.last_schedule_time = Some(Time(tick));
+                        if out.create.is_none() {
+                            start(&mut out, &mut status, naming::scheduled_sync(&name, tick), SyncTrigger::Schedule, "scheduled");
+                        }
+                    }
+                }
+                let from = status.last_schedule_time.as_ref().map(|t| t.0).unwrap_or(created).max(now);
+                status.next_schedule_time = if spec.enabled { schedule.next_tick(from).map(Time) } else { None };
+                out.requeue_after_seconds = status
+                    .next_schedule_time
+                    .as_ref()
+                    .map(|t| t.0.duration_since(now).as_secs().clamp(1, 3600) as u64);
+            }
+        }
+    } else {
+        status.next_schedule_time = None;
+    }
+
+    out.delete = beyond_history(syncs, spec.successful_syncs_history_limit, spec.failed_syncs_history_limit);
+    status.last_sync = match (&out.create, syncs.iter().max_by_key(|s| (s.created, s.name.clone()))) {
+        (Some(new), _) => Some(LastSync { name: new.name.clone(), phase: Some(SyncPhase::Pending), start_time: None }),
+        (None, Some(s)) => Some(LastSync { name: s.name.clone(), phase: s.phase, start_time: s.started.map(Time) }),
+        (None, None) => status.last_sync.clone(),
+    };
+    out.status = status;
+    out
+}
+
+fn skip(what: &str, why: &str) -> PlannedEvent {
+    PlannedEvent { warning: true, reason: "SyncSkipped".into(), message: format!("a sync was {what} but skipped: {why}") }
+}
+
+/// Finished Syncs to delete so that at most `ok_limit` successful ones and
+/// `failed_limit` failed ones are kept, newest first.
+fn beyond_history(syncs: &[SyncView], ok_limit: u32, failed_limit: u32) -> Vec<String> {
+    let mut finished: Vec<&SyncView> = syncs.iter().filter(|s| !s.running()).collect();
+    finished.sort_by(|a, b| (b.created, &b.name).cmp(&(a.created, &a.name)));
+    let mut kept: BTreeMap<bool, u32> = BTreeMap::new();
+    let mut out = Vec::new();
+    for s in finished {
+        let failed = s.phase == Some(SyncPhase::Failed);
+        let limit = if failed { failed_limit } else { ok_limit };
+        let n = kept.entry(failed).or_default();
+        if *n >= limit {
+            out.push(s.name.clone());
+        } else {
+            *n += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
