@@ -5,3 +5,5 @@ pub mod schedule;
 pub mod naming;
 pub mod mapping_plan;
 pub mod status;
+pub mod job;
+pub mod sync_plan;

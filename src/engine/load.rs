@@ -179,7 +179,7 @@ impl Loader<'_> {
         for (o, r) in outcomes.iter().zip(&records) {
             tally.record(o, Some(&r.payload));
         }
-        self.observer.progress(tally.seen, tally.answered()).await;
+        self.observer.progress(&tally.progress()).await;
         Ok(())
     }
 
@@ -192,7 +192,7 @@ impl Loader<'_> {
         for (o, p) in settled {
             tally.record(o, p.as_ref());
         }
-        self.observer.progress(tally.seen, tally.answered()).await;
+        self.observer.progress(&tally.progress()).await;
         Ok(())
     }
 }

@@ -85,12 +85,29 @@ pub fn format_duration(ms: u64) -> String {
     }
 }
 
+/// How far a running sync got: the diff's counts once it is done, and the
+/// outcomes so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub extracted: ExtractedCounts,
+    pub loaded: LoadedCounts,
+    /// Changes read from the stage so far.
+    pub read: u64,
+}
+
+impl Progress {
+    /// Records sent and answered so far (accepted or rejected).
+    pub fn answered(&self) -> u64 {
+        self.loaded.succeeded + self.loaded.failed
+    }
+}
+
 /// Hears how a running sync is getting on (the worker writes it to the
-/// Sync's status, the local runner prints it).
+/// Sync's status, the local runner prints it). Called after the diff and
+/// after every commit; observers throttle as they need.
 #[async_trait]
 pub trait Observer: Send + Sync {
-    /// Changes read from the stage so far, and records answered so far.
-    async fn progress(&self, extracted: u64, loaded: u64);
+    async fn progress(&self, progress: &Progress);
 }
 
 /// An observer that ignores progress.
@@ -98,7 +115,7 @@ pub struct Quiet;
 
 #[async_trait]
 impl Observer for Quiet {
-    async fn progress(&self, _: u64, _: u64) {}
+    async fn progress(&self, _: &Progress) {}
 }
 
 #[cfg(test)]

@@ -106,7 +106,7 @@ async fn steps(
     let (request, mapper) = prepare(ctx, warehouse, now_ms - window, false).await?;
     let counts = warehouse.stage(scope, &request).await?;
     tally.extracted = extracted(&counts);
-    observer.progress(0, 0).await;
+    observer.progress(&tally.progress()).await;
     if let Err(message) = guard::check(&ctx.mapping.guards, &ctx.mapping.send, &counts, ctx.replay_of.is_some()) {
         return Ok(Step::GuardTripped(message));
     }

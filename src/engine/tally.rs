@@ -87,9 +87,9 @@ impl Tally {
         *self.skipped.entry(reason.to_string()).or_default() += n;
     }
 
-    /// Records answered so far (accepted or rejected).
-    pub fn answered(&self) -> u64 {
-        self.loaded.succeeded + self.loaded.failed
+    /// Where the sync stands, for observers.
+    pub fn progress(&self) -> super::Progress {
+        super::Progress { extracted: self.extracted.clone(), loaded: self.loaded.clone(), read: self.seen }
     }
 
     /// Changes not yet accounted for.

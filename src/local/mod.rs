@@ -183,13 +183,13 @@ impl Progress {
 
 #[async_trait]
 impl Observer for Progress {
-    async fn progress(&self, extracted: u64, loaded: u64) {
+    async fn progress(&self, p: &engine::Progress) {
         let Ok(mut last) = self.last.lock() else { return };
         if last.elapsed() < std::time::Duration::from_secs(2) {
             return;
         }
         *last = std::time::Instant::now();
-        eprintln!("{}: {extracted} changes read, {loaded} records loaded", self.sync);
+        eprintln!("{}: {} changes read, {} records loaded", self.sync, p.read, p.answered());
     }
 }
 
