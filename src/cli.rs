@@ -82,6 +82,36 @@ pub enum Command {
         /// The statement.
         statement: String,
     },
+    /// Run the controllers (in a cluster, or against KUBECONFIG).
+    Operator {
+        /// Watch only this namespace (repeatable); all namespaces when not given.
+        #[arg(long = "namespace", env = "RETL_NAMESPACES", value_delimiter = ',')]
+        namespaces: Vec<String>,
+        /// Image of the sync Jobs' workers: the operator's own.
+        #[arg(long, env = "RETL_WORKER_IMAGE", default_value = "ghcr.io/retl/retl:latest")]
+        worker_image: String,
+        /// Service account the workers run as, unless a Mapping names one.
+        #[arg(long, env = "RETL_WORKER_SERVICE_ACCOUNT", default_value = "retl-worker")]
+        worker_service_account: String,
+        /// Seconds a finished sync Job is kept.
+        #[arg(long, default_value_t = 3600)]
+        job_ttl_seconds: i32,
+        /// Address of /metrics, /healthz and /readyz.
+        #[arg(long, env = "RETL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+        metrics_addr: String,
+        /// Lease for leader election, as NAMESPACE/NAME; `none` to run without.
+        #[arg(long, env = "RETL_LEADER_LEASE", default_value = "retl-system/retl-operator")]
+        leader_lease: String,
+        /// This replica's identity in the Lease (the pod name in a cluster).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+    },
+    /// Run one Sync (the entrypoint of a sync's Job).
+    Worker {
+        /// The Sync to run, as NAMESPACE/NAME.
+        #[arg(long)]
+        sync: String,
+    },
     /// Print the CustomResourceDefinitions, or write them to a directory.
     Crds {
         /// Write one file per CRD into this directory instead of printing.
@@ -141,6 +171,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sql { dir, source, statement } => {
             let n = local::sql(&dir, &source, &statement).await?;
             println!("{n} rows affected");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Operator {
+            namespaces,
+            worker_image,
+            worker_service_account,
+            job_ttl_seconds,
+            metrics_addr,
+            leader_lease,
+            identity,
+        } => {
+            let leader_lease = match leader_lease.as_str() {
+                "none" | "" => None,
+                l => Some(
+                    l.split_once('/')
+                        .map(|(ns, n)| (ns.to_string(), n.to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("--leader-lease must be NAMESPACE/NAME or none, got {l:?}"))?,
+                ),
+            };
+            let identity = identity.unwrap_or_else(|| format!("retl-{}", uuid::Uuid::new_v4().simple()));
+            let settings = retl::controller::run::Settings {
+                namespaces,
+                worker: retl::controller::job::WorkerSettings {
+                    image: worker_image,
+                    service_account: worker_service_account,
+                    ttl_seconds_after_finished: job_ttl_seconds,
+                },
+                metrics_addr,
+                leader_lease,
+                identity,
+            };
+            retl::controller::run::run(settings).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker { sync } => {
+            retl::install_crypto_provider();
+            let client = kube::Client::try_default().await?;
+            let phase = retl::worker::run(client, &sync).await?;
+            println!("Sync {sync}: {phase}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Crds { reference: true, .. } => {

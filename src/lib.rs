@@ -1,6 +1,7 @@
 pub mod api;
 pub mod controller;
 pub mod warehouse;
+pub mod worker;
 pub mod destination;
 pub mod engine;
 pub mod fieldmap;

@@ -9,8 +9,10 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    retl::telemetry::init();
-    match cli::run(cli::Cli::parse()).await {
+    let cli = cli::Cli::parse();
+    let long_running = matches!(cli.command, cli::Command::Operator { .. } | cli::Command::Worker { .. });
+    retl::telemetry::init(if long_running { "info" } else { "warn" });
+    match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

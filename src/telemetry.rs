@@ -1,9 +1,16 @@
-//! Logging: human-readable on a terminal, `RUST_LOG` to tune (default `warn`
-//! for commands, so their output stays clean).
+//! Logging: human-readable by default, JSON with `RETL_LOG_FORMAT=json` (as
+//! the operator's Deployment and the sync Jobs set it). `RUST_LOG` tunes the
+//! level (default `warn` for commands, so their output stays clean, and
+//! `info` for the operator and worker).
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+pub fn init(default_level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if std::env::var("RETL_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -18,7 +18,7 @@ use super::{Condition, SecretKeyRef};
     status = "SyncAlertStatus",
     category = "retl",
     doc = "Who hears about failed and partially successful syncs, and how.",
-    printcolumn(name = "On", type_ = "string", json_path = ".spec.on"),
+    printcolumn(name = "Outcomes", type_ = "string", json_path = ".spec.on"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]

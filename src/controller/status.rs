@@ -31,3 +31,33 @@ pub fn set_condition(
     }
 }
 
+
+/// Writes a `Ready` condition (and any extra status fields) to an object's
+/// status subresource, only when something changed.
+pub async fn write_ready<K>(
+    api: &kube::Api<K>,
+    obj: &K,
+    old_conditions: &[crate::api::Condition],
+    ready: Result<String, (&str, String)>,
+    extra: serde_json::Map<String, serde_json::Value>,
+    old_extra: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let generation = obj.meta().generation;
+    let mut conditions = old_conditions.to_vec();
+    let changed = match &ready {
+        Ok(msg) => set_condition(&mut conditions, crate::api::conditions::READY, true, "Ready", msg, generation, Timestamp::now()),
+        Err((why, msg)) => set_condition(&mut conditions, crate::api::conditions::READY, false, why, msg, generation, Timestamp::now()),
+    };
+    if !changed && extra == old_extra {
+        return Ok(());
+    }
+    let mut status = extra;
+    status.insert("conditions".into(), serde_json::json!(conditions));
+    status.insert("observedGeneration".into(), serde_json::json!(generation));
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.map(|_| ())
+}

@@ -8,7 +8,12 @@
 //! A new warehouse touches one new file and one line in [`connect`].
 
 mod error;
+mod mysql;
+mod mysql_state;
+mod postgres;
+mod postgres_state;
 pub(crate) mod rows;
+mod server;
 mod sqlite;
 
 pub use error::WarehouseError;
@@ -40,15 +45,13 @@ pub fn secret_value<'a>(secrets: &'a SecretValues, r: &SecretKeyRef) -> Result<&
 pub async fn connect(
     source_name: &str,
     spec: &SourceSpec,
-    _secrets: &SecretValues,
+    secrets: &SecretValues,
     base_dir: &Path,
 ) -> Result<Box<dyn Warehouse>, WarehouseError> {
     match spec.type_ {
         SourceType::Sqlite => Ok(Box::new(sqlite::SqliteWarehouse::connect(source_name, spec, base_dir).await?)),
-        SourceType::Postgres | SourceType::Mysql => Err(WarehouseError::Unsupported {
-            source_name: source_name.to_string(),
-            what: format!("{:?} sources are not available in this build yet", spec.type_).to_lowercase(),
-        }),
+        SourceType::Postgres => Ok(Box::new(postgres::PostgresWarehouse::connect(source_name, spec, secrets).await?)),
+        SourceType::Mysql => Ok(Box::new(mysql::MysqlWarehouse::connect(source_name, spec, secrets).await?)),
     }
 }
 

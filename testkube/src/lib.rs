@@ -8,4 +8,4 @@ pub mod server;
 pub use server::{ServerConfig, TestApiServer};
 pub mod harness;
 
-pub use harness::{Harness, HarnessError, KubectlOutput, Kubelet, Process};
+pub use harness::{Harness, HarnessError, KubectlOutput, Kubelet, Process, wait_until};

@@ -79,11 +79,7 @@ async fn controller_owns_jobs_run_by_the_kubelet() {
     // deleting the owner collects its Job
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     api.delete("small", &Default::default()).await.unwrap();
-    let mut gone = false;
-    for _ in 0..100 {
-        if jobs.get_opt("small-run").await.unwrap().is_none() { gone = true; break; }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let gone = testkube::wait_until(Duration::from_secs(5), || { let jobs = jobs.clone(); async move { jobs.get_opt("small-run").await.unwrap().is_none() } }).await;
     assert!(gone, "owned Job garbage-collected");
     assert!(jobs.get_opt("large-run").await.unwrap().is_some());
     let owner = &jobs.get("large-run").await.unwrap().metadata.owner_references.unwrap()[0];

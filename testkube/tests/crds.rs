@@ -188,3 +188,25 @@ async fn crd_updates_and_deletion_change_what_is_served() {
     let doc = raw_get(&client, "/apis/example.testkube.dev/v1", "application/json").await;
     assert!(!doc["resources"].as_array().unwrap().iter().any(|r| r["name"] == "widgets"));
 }
+
+#[tokio::test]
+async fn server_side_apply_of_status() {
+    let server = TestApiServer::start().await.unwrap();
+    let client = server.client();
+    install_crds(&client).await;
+    let api = widgets(&client, "default");
+    api.create(&PostParams::default(), &widget("a", json!({"size": 1}))).await.unwrap();
+    let status = json!({"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "a"},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}});
+    let w = api.patch_status("a", &PatchParams::apply("ctrl").force(), &Patch::Apply(&status)).await.unwrap();
+    assert_eq!(w.data["status"]["phase"], "Running");
+    assert_eq!(w.data["spec"]["size"], 1);
+    assert_eq!(w.metadata.generation, Some(1));
+    let mf = w.metadata.managed_fields.unwrap();
+    let entry = mf.iter().find(|m| m.manager.as_deref() == Some("ctrl")).unwrap();
+    assert_eq!(entry.subresource.as_deref(), Some("status"));
+    // applying less removes what this manager no longer applies
+    let less = json!({"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "a"}, "status": {"phase": "Done"}});
+    let w = api.patch_status("a", &PatchParams::apply("ctrl").force(), &Patch::Apply(&less)).await.unwrap();
+    assert_eq!(w.data["status"], json!({"phase": "Done"}));
+}

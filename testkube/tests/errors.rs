@@ -118,3 +118,22 @@ async fn odd_shapes_do_not_crash_the_server() {
     let req = http::Request::get("/api/v1/namespaces").body(Vec::new()).unwrap();
     client.request_text(req).await.unwrap();
 }
+
+#[tokio::test]
+async fn namespace_names_and_events_v1_are_validated() {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::{Api, PostParams};
+    let server = TestApiServer::start().await.unwrap();
+    let client = server.client();
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let s = status(nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team.a"}})).unwrap()).await);
+    assert!(s.message.contains("a lowercase RFC 1123 label must consist of"), "{}", s.message);
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let bare: Event = serde_json::from_value(json!({"metadata": {"name": "e"}, "type": "Info", "reason": "X", "note": "n"})).unwrap();
+    let s = status(events.create(&PostParams::default(), &bare).await);
+    assert_eq!(s.code, 422);
+    for want in ["eventTime: Required value", "reportingController: Required value", "reportingInstance: Required value", "action: Required value", "type: Invalid value: \"\": has invalid value: Info"] {
+        assert!(s.message.contains(want), "{want} in {}", s.message);
+    }
+}

@@ -76,11 +76,18 @@ async fn failures_count_against_backoff_limit() {
 async fn active_deadline_kills_and_fails_the_job() {
     let (h, jobs) = setup().await;
     let kubelet = h.start_kubelet(shell);
-    jobs.create(&PostParams::default(), &job("slow", "sleep 30", json!({"spec": {"activeDeadlineSeconds": 1}}))).await.unwrap();
+    // a shell with a child: the whole process group is killed
+    jobs.create(&PostParams::default(), &job("slow", "sleep 30; echo never", json!({"spec": {"activeDeadlineSeconds": 1}}))).await.unwrap();
     let pid = kubelet.wait_running("default", "slow", Duration::from_secs(5)).await.expect("started");
     let j = wait_condition(&jobs, "slow", "Failed").await;
     assert_eq!(reason(&j, "Failed"), "DeadlineExceeded");
-    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| s.contains(") Z")).unwrap_or(true), "process killed");
+    let alive = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z")).unwrap_or(false);
+    assert!(!alive(pid), "process killed");
+    // no `sleep 30` of this job's process group is left
+    let group_left = std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .any(|stat| stat.rsplit(')').next().map(|rest| rest.split_whitespace().nth(2) == Some(&pid.to_string()) && !rest.starts_with(" Z")).unwrap_or(false));
+    assert!(!group_left, "children of the job's process were killed too");
 }
 
 #[tokio::test]
@@ -101,4 +108,23 @@ async fn killing_the_process_is_a_crash_and_deleting_the_job_kills_it() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(kubelet.pid("default", "doomed").is_none(), "process of a deleted job is killed (pid {pid})");
+}
+
+#[tokio::test]
+async fn jobs_are_defaulted_and_cleaned_up_after_their_ttl() {
+    let (h, jobs) = setup().await;
+    let _kubelet = h.start_kubelet(shell);
+    let created = jobs.create(&PostParams::default(), &job("ttl", "true", json!({"spec": {"ttlSecondsAfterFinished": 0}}))).await.unwrap();
+    let spec = created.spec.unwrap();
+    assert_eq!((spec.completions, spec.parallelism, spec.completion_mode.as_deref()), (Some(1), Some(1), Some("NonIndexed")));
+    let uid = created.metadata.uid.unwrap();
+    assert_eq!(spec.selector.unwrap().match_labels.unwrap()["batch.kubernetes.io/controller-uid"], uid);
+    let labels = spec.template.metadata.unwrap().labels.unwrap();
+    assert_eq!(labels["batch.kubernetes.io/job-name"], "ttl");
+    assert_eq!(spec.template.spec.unwrap().containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
+    for _ in 0..100 {
+        if jobs.get_opt("ttl").await.unwrap().is_none() { return; }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("finished job with ttlSecondsAfterFinished=0 was not deleted");
 }

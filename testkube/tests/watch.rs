@@ -156,6 +156,6 @@ async fn reflector_survives_a_long_run() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     task.abort();
-    assert!(n > 100, "long enough run: {n} writes");
+    assert!(n > 50, "long enough run: {n} writes");
     assert_eq!(got, want);
 }

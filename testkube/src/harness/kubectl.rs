@@ -8,7 +8,8 @@ use std::process::Command;
 /// Where kubectl is looked for: `$KUBECTL`, else `/usr/bin/kubectl`, else `kubectl` on PATH.
 pub fn find_kubectl() -> Result<PathBuf, HarnessError> {
     if let Some(p) = std::env::var_os("KUBECTL") {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        return if p.exists() { Ok(p) } else { Err(HarnessError::KubectlMissing) };
     }
     let default = PathBuf::from("/usr/bin/kubectl");
     if default.exists() {

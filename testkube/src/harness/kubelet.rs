@@ -14,15 +14,16 @@
 //!   ErrImagePull/CreateContainerConfigError would) until the deadline or deletion;
 //! - a failed attempt is retried after `backoff` until `backoffLimit` failures;
 //! - `activeDeadlineSeconds` kills the process and fails the Job (DeadlineExceeded);
-//! - deleting the Job kills its process.
+//! - deleting the Job kills its process;
+//! - `ttlSecondsAfterFinished` deletes the finished Job (the TTL controller).
 
 use crate::server::TestApiServer;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use super::pod_env::env_for;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -217,66 +218,6 @@ enum Outcome {
     Deleted,
 }
 
-async fn env_for(client: &kube::Client, ns: &str, pod: &str, container: &Value) -> Result<BTreeMap<String, String>, String> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let mut env = BTreeMap::new();
-    let secret_data = |s: Secret| -> BTreeMap<String, String> {
-        s.data.unwrap_or_default().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())).collect()
-    };
-    for from in container["envFrom"].as_array().into_iter().flatten() {
-        let prefix = from["prefix"].as_str().unwrap_or("");
-        let optional = |r: &Value| r["optional"] == true;
-        if let Some(name) = from["secretRef"]["name"].as_str() {
-            match secrets.get_opt(name).await.map_err(|e| e.to_string())? {
-                Some(sec) => for (k, v) in secret_data(sec) { env.insert(format!("{prefix}{k}"), v); },
-                None if optional(&from["secretRef"]) => {}
-                None => return Err(format!("secret {name:?} not found")),
-            }
-        }
-        if let Some(name) = from["configMapRef"]["name"].as_str() {
-            match cms.get_opt(name).await.map_err(|e| e.to_string())? {
-                Some(cm) => for (k, v) in cm.data.unwrap_or_default() { env.insert(format!("{prefix}{k}"), v); },
-                None if optional(&from["configMapRef"]) => {}
-                None => return Err(format!("configmap {name:?} not found")),
-            }
-        }
-    }
-    for e in container["env"].as_array().into_iter().flatten() {
-        let name = e["name"].as_str().unwrap_or("").to_string();
-        let vf = &e["valueFrom"];
-        let value = if let Some(r) = vf.get("secretKeyRef") {
-            let sname = r["name"].as_str().unwrap_or("");
-            let key = r["key"].as_str().unwrap_or("");
-            match secrets.get_opt(sname).await.map_err(|e| e.to_string())?.map(secret_data).and_then(|d| d.get(key).cloned()) {
-                Some(v) => v,
-                None if r["optional"] == true => continue,
-                None => return Err(format!("couldn't find key {key} in Secret {ns}/{sname}")),
-            }
-        } else if let Some(r) = vf.get("configMapKeyRef") {
-            let cname = r["name"].as_str().unwrap_or("");
-            let key = r["key"].as_str().unwrap_or("");
-            match cms.get_opt(cname).await.map_err(|e| e.to_string())?.and_then(|c| c.data.unwrap_or_default().get(key).cloned()) {
-                Some(v) => v,
-                None if r["optional"] == true => continue,
-                None => return Err(format!("couldn't find key {key} in ConfigMap {ns}/{cname}")),
-            }
-        } else if let Some(r) = vf.get("fieldRef") {
-            match r["fieldPath"].as_str().unwrap_or("") {
-                "metadata.name" => pod.to_string(),
-                "metadata.namespace" => ns.to_string(),
-                "spec.nodeName" => "testkube-node".into(),
-                "status.podIP" | "status.hostIP" => "127.0.0.1".into(),
-                _ => String::new(),
-            }
-        } else {
-            e["value"].as_str().unwrap_or("").to_string()
-        };
-        env.insert(name, value);
-    }
-    Ok(env)
-}
-
 /// Counts are `omitempty` int32s in JobStatus: zero is written as absent (null in a merge patch).
 fn count(n: i64) -> Value {
     if n == 0 { Value::Null } else { json!(n) }
@@ -337,7 +278,9 @@ async fn run_job(ctx: RunCtx, job: Value) {
                 if let Some(v) = std::env::var_os(k) { cmd.env(k, v); }
             }
             cmd.env("KUBECONFIG", &ctx.kubeconfig).env("HOSTNAME", &pod).envs(&env)
-                .stdin(std::process::Stdio::null()).stdout(f).stderr(f2).kill_on_drop(true);
+                .stdin(std::process::Stdio::null()).stdout(f).stderr(f2).kill_on_drop(true)
+                // its own process group, so that killing the "container" kills all its processes
+                .process_group(0);
             if let Some(wd) = container["workingDir"].as_str() { cmd.current_dir(wd); }
             cmd.spawn()
         });
@@ -356,6 +299,9 @@ async fn run_job(ctx: RunCtx, job: Value) {
             _ = ctx.deleted.notified() => Outcome::Deleted,
         };
         if !matches!(result, Outcome::Exited(_)) {
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+            }
             let _ = child.kill().await;
         }
         ctx.update(|r| r.pid = None);
@@ -390,4 +336,14 @@ async fn run_job(ctx: RunCtx, job: Value) {
                            condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")]}),
     };
     patch_status(&ctx.client, &ns, &name, status).await;
+    // the TTL-after-finished controller
+    if let Some(ttl) = spec["ttlSecondsAfterFinished"].as_u64() {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(ttl)) => {
+                let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+                let _ = jobs.delete(&name, &kube::api::DeleteParams::background()).await;
+            }
+            _ = ctx.deleted.notified() => {}
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 mod kubectl;
 mod kubelet;
+mod pod_env;
 mod process;
 
 pub use kubectl::{KubectlOutput, find_kubectl};
@@ -14,13 +15,13 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum HarnessError {
     #[error(transparent)]
     Start(#[from] StartError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("kubectl is required for these tests: install it at /usr/bin/kubectl, put it on PATH, or set KUBECTL=/path/to/kubectl")]
+    #[error("kubectl is required for these tests and was not found ($KUBECTL, /usr/bin/kubectl, PATH): install it at /usr/bin/kubectl, put it on PATH, or set KUBECTL=/path/to/kubectl")]
     KubectlMissing,
     #[error("`kubectl {args}` exited with {code}: {stderr}")]
     KubectlFailed { args: String, code: i32, stderr: String },
@@ -28,6 +29,31 @@ pub enum HarnessError {
     Spawn(String, std::io::Error),
     #[error("bad JSON: {0}")]
     Json(String),
+}
+
+/// Polls `check` every 50 ms until it returns true; false if `timeout` passes first.
+pub async fn wait_until<F, Fut>(timeout: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Debug shows the message, so that `unwrap()` in a test says what is wrong.
+impl std::fmt::Debug for HarnessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// A kubeconfig for a plain-HTTP server without authentication.
@@ -91,6 +117,11 @@ impl Harness {
     /// Runs `kubectl ARGS` with `input` on stdin (e.g. `apply -f -`).
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<KubectlOutput, HarnessError> {
         kubectl::run(&find_kubectl()?, &self.kubeconfig, &self.dir.path().join("kubectl-cache"), args, Some(input))
+    }
+
+    /// Runs `kubectl ARGS` and returns stdout; a non-zero exit is an error carrying stderr.
+    pub fn kubectl_ok(&self, args: &[&str]) -> Result<String, HarnessError> {
+        self.kubectl(args)?.ok()
     }
 
     /// Runs `kubectl ARGS -o json`, fails on a non-zero exit, parses stdout.

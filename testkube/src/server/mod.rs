@@ -1,12 +1,15 @@
 //! A faithful-enough in-memory Kubernetes API server (plain HTTP, no auth).
 
+mod builtins;
 mod crd;
+mod deletion;
 mod discovery;
 pub mod errors;
 mod events;
 mod gc;
 mod http;
 pub mod managed_fields;
+mod metadata;
 mod objects;
 mod openapi;
 mod protobuf;

@@ -2,9 +2,11 @@
 //! optimistic concurrency, CRD schemas, status subresource, finalizers,
 //! deletion with propagation policies.
 
+use super::builtins::{decode_builtin, default_job, event_v1_causes, secret_string_data};
 use super::crd;
 use super::errors::{ApiError, ApiResult, Cause};
 use super::managed_fields;
+use super::metadata::{metadata_causes, namespace_name_causes};
 use super::patch::{self, PatchType};
 use super::registry::ResourceType;
 use super::schema;
@@ -45,20 +47,11 @@ fn random_suffix() -> String {
     u.as_bytes()[..5].iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect()
 }
 
-const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-
-fn valid_subdomain(s: &str) -> bool {
-    s.len() <= 253 && !s.is_empty() && s.split('.').all(|l| {
-        !l.is_empty() && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !l.starts_with('-') && !l.ends_with('-')
-    })
-}
-
-fn storage(rt: &ResourceType) -> String {
+pub(super) fn storage(rt: &ResourceType) -> String {
     rt.storage_key()
 }
 
-fn key(rt: &ResourceType, ns: Option<&str>, name: &str) -> Key {
+pub(super) fn key(rt: &ResourceType, ns: Option<&str>, name: &str) -> Key {
     (if rt.namespaced { ns.unwrap_or("").to_string() } else { String::new() }, name.to_string())
 }
 
@@ -72,7 +65,7 @@ pub fn to_served(rt: &ResourceType, mut obj: Value) -> Value {
     obj
 }
 
-fn to_stored(rt: &ResourceType, obj: Value) -> Value {
+pub(super) fn to_stored(rt: &ResourceType, obj: Value) -> Value {
     if rt.group == "events.k8s.io" {
         let mut o = super::events::events_v1_to_core(obj);
         o["apiVersion"] = json!("v1");
@@ -134,128 +127,6 @@ fn comparable(o: &Value) -> Value {
     c
 }
 
-const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
-const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
-
-fn label_token_ok(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty() && b[0].is_ascii_alphanumeric() && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_' || *c == b'.')
-}
-
-/// apimachinery `IsQualifiedName`: `[prefix/]name`, prefix a DNS subdomain, name at most 63 characters.
-fn qualified_name_errors(key: &str) -> Vec<String> {
-    let (prefix, name) = match key.split_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    let mut errs = vec![];
-    if let Some(p) = prefix {
-        if !valid_subdomain(p) { errs.push(format!("prefix part {DNS1123_SUBDOMAIN_MSG}")); }
-    }
-    if name.is_empty() {
-        errs.push("name part must be non-empty".into());
-    } else {
-        if name.len() > 63 { errs.push("name part must be no more than 63 characters".into()); }
-        if !label_token_ok(name) { errs.push(QUALIFIED_NAME_MSG.into()); }
-    }
-    errs
-}
-
-/// Labels and annotations as kube-apiserver validates them (apimachinery `ValidateLabels`, `ValidateAnnotations`).
-fn label_causes(m: &Value, causes: &mut Vec<Cause>) {
-    if let Some(labels) = m["labels"].as_object() {
-        for (k, v) in labels {
-            for e in qualified_name_errors(k) { causes.push(Cause::invalid("metadata.labels", &json!(k), &e)); }
-            if let Some(s) = v.as_str() {
-                if s.len() > 63 { causes.push(Cause::invalid("metadata.labels", v, "must be no more than 63 characters")); }
-                if !s.is_empty() && !label_token_ok(s) { causes.push(Cause::invalid("metadata.labels", v, LABEL_VALUE_MSG)); }
-            }
-        }
-    }
-    if let Some(annotations) = m["annotations"].as_object() {
-        let mut total = 0;
-        for (k, v) in annotations {
-            for e in qualified_name_errors(&k.to_lowercase()) { causes.push(Cause::invalid("metadata.annotations", &json!(k), &e)); }
-            total += k.len() + v.as_str().map(str::len).unwrap_or(0);
-        }
-        if total > 256 * 1024 {
-            causes.push(Cause { reason: "FieldValueTooLong".into(), message: "Too long: must have at most 262144 bytes".into(), field: "metadata.annotations".into() });
-        }
-    }
-}
-
-fn metadata_causes(o: &Value, creating: bool) -> Vec<Cause> {
-    let mut causes = vec![];
-    let m = &o["metadata"];
-    let name = m["name"].as_str().unwrap_or("");
-    if creating && name.is_empty() {
-        causes.push(Cause::required("metadata.name", "name or generateName is required"));
-    } else if creating && !valid_subdomain(name) {
-        causes.push(Cause::invalid("metadata.name", &json!(name), DNS1123_SUBDOMAIN_MSG));
-    }
-    label_causes(m, &mut causes);
-    for field in ["labels", "annotations"] {
-        if let Some(map) = m[field].as_object() {
-            for (k, v) in map {
-                if !v.is_string() {
-                    causes.push(Cause::invalid(&format!("metadata.{field}[{k}]"), v, "must be a string"));
-                }
-            }
-        } else if !m[field].is_null() {
-            causes.push(Cause::invalid(&format!("metadata.{field}"), &m[field], "must be a map of strings"));
-        }
-    }
-    causes
-}
-
-/// Secrets: `stringData` is merged into `data` (base64) and never stored; `data` must be base64.
-fn secret_string_data(obj: &mut Value, causes: &mut Vec<Cause>) {
-    use base64::Engine;
-    let engine = base64::engine::general_purpose::STANDARD;
-    if obj["type"].as_str().unwrap_or("").is_empty() {
-        obj["type"] = json!("Opaque");
-    }
-    if !obj["data"].is_null() && !obj["data"].is_object() {
-        causes.push(Cause::invalid("data", &obj["data"], "must be a map of base64 strings"));
-        return;
-    }
-    if let Some(sd) = obj.as_object_mut().and_then(|m| m.remove("stringData")) {
-        for (k, v) in sd.as_object().into_iter().flatten() {
-            let text = v.as_str().unwrap_or("");
-            obj["data"][k.as_str()] = json!(engine.encode(text));
-        }
-    }
-    for (k, v) in obj["data"].as_object().into_iter().flatten() {
-        if v.as_str().map(|s| engine.decode(s).is_err()).unwrap_or(true) {
-            causes.push(Cause::invalid(&format!("data[{k}]"), v, "must be a base64 encoded string"));
-        }
-    }
-}
-
-/// Built-in objects must decode into their Go types; here, into the
-/// k8s-openapi types (a type mismatch is a 400, as the real decoder answers).
-fn decode_builtin(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
-    use k8s_openapi::api::{batch::v1::Job, coordination::v1::Lease, core::v1 as core, events::v1 as events};
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    fn check<T: serde::de::DeserializeOwned>(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
-        serde_json::from_value::<T>(obj.clone()).map(|_| ()).map_err(|e| {
-            ApiError::bad_request(format!("{kind} in version {:?} cannot be handled as a {kind}: {e}", rt.version, kind = rt.kind))
-        })
-    }
-    match (rt.group.as_str(), rt.plural.as_str()) {
-        ("", "namespaces") => check::<core::Namespace>(rt, obj),
-        ("", "secrets") => check::<core::Secret>(rt, obj),
-        ("", "configmaps") => check::<core::ConfigMap>(rt, obj),
-        ("", "events") => check::<core::Event>(rt, obj),
-        ("events.k8s.io", "events") => check::<events::Event>(rt, obj),
-        ("coordination.k8s.io", "leases") => check::<Lease>(rt, obj),
-        ("batch", "jobs") => check::<Job>(rt, obj),
-        ("apiextensions.k8s.io", "customresourcedefinitions") => check::<CustomResourceDefinition>(rt, obj),
-        _ => Ok(()),
-    }
-}
-
 /// Defaulting, pruning and validation common to create and update. Returns warnings.
 fn admit(st: &State, rt: &ResourceType, old: Option<&Value>, obj: &mut Value, opts: &WriteOpts) -> ApiResult<Vec<String>> {
     if rt.is_builtin() {
@@ -266,6 +137,12 @@ fn admit(st: &State, rt: &ResourceType, old: Option<&Value>, obj: &mut Value, op
     }
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     let mut causes = metadata_causes(obj, old.is_none());
+    if rt.plural == "namespaces" && old.is_none() {
+        causes.extend(namespace_name_causes(obj["metadata"]["name"].as_str().unwrap_or("")));
+    }
+    if rt.group == "events.k8s.io" {
+        causes.extend(event_v1_causes(obj));
+    }
     if rt.plural == "secrets" {
         secret_string_data(obj, &mut causes);
     }
@@ -350,7 +227,7 @@ fn commit(st: &mut State, rt: &ResourceType, old: Option<&Value>, mut obj: Value
     Ok(to_served(rt, saved))
 }
 
-fn after_removal(st: &mut State, rt: &ResourceType, gone: &Value) {
+pub(super) fn after_removal(st: &mut State, rt: &ResourceType, gone: &Value) {
     if rt.plural == "customresourcedefinitions" {
         crd::unregister(st, gone);
     }
@@ -393,6 +270,9 @@ pub fn create(st: &mut State, rt: &ResourceType, ns: Option<&str>, mut body: Val
         }
     }
     check_namespace(st, rt, ns, &name)?;
+    if rt.plural == "jobs" {
+        default_job(&mut body);
+    }
     let warnings = admit(st, rt, None, &mut body, opts)?;
     if st.get(&storage(rt), &key(rt, ns, &name)).is_some() {
         return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
@@ -438,7 +318,7 @@ fn merge_for_update(rt: &ResourceType, old: &Value, requested: Value, sub: &str)
     new
 }
 
-fn stored_old(st: &State, rt: &ResourceType, ns: Option<&str>, name: &str) -> ApiResult<Value> {
+pub(super) fn stored_old(st: &State, rt: &ResourceType, ns: Option<&str>, name: &str) -> ApiResult<Value> {
     st.get(&storage(rt), &key(rt, ns, name)).cloned().map(|o| to_served(rt, o))
         .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
 }
@@ -532,74 +412,4 @@ pub fn patch(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, su
     Ok(Written { code: 200, object, warnings })
 }
 
-/// Options of a DELETE (metav1.DeleteOptions).
-#[derive(Debug, Clone, Default)]
-pub struct DeleteOpts {
-    pub propagation: Option<String>,
-    pub precondition_uid: Option<String>,
-    pub precondition_rv: Option<String>,
-    pub dry_run: bool,
-}
-
-pub fn delete(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, opts: &DeleteOpts) -> ApiResult<Written> {
-    let old = stored_old(st, rt, ns, name)?;
-    if let Some(uid) = &opts.precondition_uid
-        && old["metadata"]["uid"].as_str() != Some(uid) {
-            return Err(ApiError::conflict(&rt.group, &rt.plural, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", old["metadata"]["uid"].as_str().unwrap_or(""))));
-        }
-    if let Some(rv) = &opts.precondition_rv
-        && old["metadata"]["resourceVersion"].as_str() != Some(rv) {
-            return Err(ApiError::conflict(&rt.group, &rt.plural, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", old["metadata"]["resourceVersion"].as_str().unwrap_or(""))));
-        }
-    let policy = opts.propagation.clone().unwrap_or_else(|| "Background".into());
-    if !["Background", "Foreground", "Orphan"].contains(&policy.as_str()) {
-        return Err(ApiError::invalid(&rt.group, &rt.kind, name, vec![Cause::not_supported("propagationPolicy", &json!(policy), &[json!("Foreground"), json!("Background"), json!("Orphan"), json!("nil")])]));
-    }
-    if opts.dry_run {
-        return Ok(Written { code: 200, object: old, warnings: vec![] });
-    }
-    let mut new = old.clone();
-    let fins = new["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
-    let mut fins: Vec<Value> = fins;
-    let special = match policy.as_str() { "Foreground" => Some("foregroundDeletion"), "Orphan" => Some("orphan"), _ => None };
-    if let Some(f) = special
-        && !fins.iter().any(|x| x == f) { fins.push(json!(f)); }
-    let is_ns = rt.plural == "namespaces";
-    if !old["metadata"]["deletionTimestamp"].is_null() {
-        if fins.len() != old["metadata"]["finalizers"].as_array().map(|a| a.len()).unwrap_or(0) {
-            new["metadata"]["finalizers"] = Value::Array(fins);
-            let saved = st.put(&storage(rt), to_stored(rt, new));
-            return Ok(Written { code: 202, object: to_served(rt, saved), warnings: vec![] });
-        }
-        return Ok(Written { code: 202, object: old, warnings: vec![] });
-    }
-    if fins.is_empty() && !is_ns {
-        let gone = st.remove(&storage(rt), &key(rt, ns, name)).unwrap_or(old);
-        after_removal(st, rt, &gone);
-        return Ok(Written { code: 200, object: to_served(rt, gone), warnings: vec![] });
-    }
-    new["metadata"]["finalizers"] = Value::Array(fins);
-    new["metadata"]["deletionTimestamp"] = json!(now());
-    new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-    if let Some(g) = new["metadata"]["generation"].as_i64() { new["metadata"]["generation"] = json!(g + 1); }
-    if is_ns { new["status"]["phase"] = json!("Terminating"); }
-    if new["metadata"]["finalizers"].as_array().map(|a| a.is_empty()).unwrap_or(false) {
-        new["metadata"].as_object_mut().map(|m| m.remove("finalizers"));
-    }
-    let saved = st.put(&storage(rt), to_stored(rt, new));
-    Ok(Written { code: 202, object: to_served(rt, saved), warnings: vec![] })
-}
-
-/// Removes `finalizer` from a stored object; deletes it when it was being deleted and none remain.
-pub fn remove_finalizer(st: &mut State, storage_key: &str, k: &Key, finalizer: &str) {
-    let Some(mut o) = st.get(storage_key, k).cloned() else { return };
-    if let Some(a) = o["metadata"]["finalizers"].as_array_mut() {
-        a.retain(|f| f != finalizer);
-        if a.is_empty() { o["metadata"].as_object_mut().map(|m| m.remove("finalizers")); }
-    }
-    let done = o["metadata"]["finalizers"].is_null() && !o["metadata"]["deletionTimestamp"].is_null();
-    st.put(storage_key, o);
-    if done
-        && let Some(gone) = st.remove(storage_key, k)
-            && storage_key == "apiextensions.k8s.io/customresourcedefinitions" { crd::unregister(st, &gone); }
-}
+pub use super::deletion::{DeleteOpts, delete, remove_finalizer};

@@ -246,22 +246,27 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<Cause>) {
         }
         return;
     }
-    if int_or_string(schema) {
-        if !(v.is_string() || type_ok("integer", v)) {
-            errs.push(Cause::type_invalid(path, &Value::String(type_name(v).into()),
-                &format!("{shown} in body must be of type integer,string: {:?}", type_name(v))));
-            return;
-        }
-    } else if let Some(t) = schema["type"].as_str()
-        && !type_ok(t, v) {
-            errs.push(Cause::type_invalid(path, &Value::String(type_name(v).into()),
-                &format!("{shown} in body must be of type {t}: {:?}", type_name(v))));
-            return;
-        }
-    if let Some(en) = schema["enum"].as_array()
-        && !en.contains(v) {
+    // On a type mismatch the enum check still runs (kube-openapi runs both; see
+    // apiextensions-apiserver validation_test.go), the type-specific ones do not.
+    let enum_check = |errs: &mut Vec<Cause>| {
+        if let Some(en) = schema["enum"].as_array()
+            && !en.contains(v)
+        {
             errs.push(Cause::not_supported(path, v, en));
         }
+    };
+    let type_error = if int_or_string(schema) {
+        (!(v.is_string() || type_ok("integer", v))).then(|| "integer,string".to_string())
+    } else {
+        schema["type"].as_str().filter(|t| !type_ok(t, v)).map(String::from)
+    };
+    if let Some(t) = type_error {
+        errs.push(Cause::type_invalid(path, &Value::String(type_name(v).into()),
+            &format!("{shown} in body must be of type {t}: {:?}", type_name(v))));
+        enum_check(errs);
+        return;
+    }
+    enum_check(errs);
     match v {
         Value::String(s) => {
             let len = s.chars().count() as u64;
@@ -388,6 +393,11 @@ mod tests {
         assert_eq!(errs[0].render(), r#"spec.size: Invalid value: "string": spec.size in body must be of type integer: "string""#);
         let mut errs = vec![];
         validate(&json!({"spec": {"mode": "c"}}), &schema(), "", &mut errs);
+        let mut both = vec![];
+        validate(&json!({"spec": {"size": 1, "mode": 3}}), &schema(), "", &mut both);
+        let r: Vec<String> = both.iter().map(Cause::render).collect();
+        assert_eq!(r, vec![r#"spec.mode: Invalid value: "integer": spec.mode in body must be of type string: "integer""#,
+            r#"spec.mode: Unsupported value: 3: supported values: "a", "b""#]);
         let r: Vec<String> = errs.iter().map(Cause::render).collect();
         assert_eq!(r, vec!["spec.size: Required value", r#"spec.mode: Unsupported value: "c": supported values: "a", "b""#]);
     }

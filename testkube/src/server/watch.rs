@@ -3,7 +3,9 @@
 //! - no resourceVersion or "0": synthetic ADDED events for current objects, then changes;
 //! - resourceVersion N: every change after N replayed from history, or a single
 //!   ERROR event with a 410 Expired Status when N is older than the history
-//!   (as the watch cache answers: HTTP 200 then the ERROR event);
+//!   (HTTP 200 then the ERROR event, as kube-apiserver answers with or without
+//!   the watch cache since kubernetes/kubernetes#25369; message as the cacher's
+//!   `NewResourceExpired("too old resource version: N (M)")`);
 //! - `allowWatchBookmarks=true`: BOOKMARK events (kind, apiVersion and
 //!   metadata.resourceVersion only) every `bookmark_interval`;
 //! - `sendInitialEvents=true`: initial ADDED events followed by a BOOKMARK

@@ -1,0 +1,139 @@
+//! The Mapping controller, like CronJob's: dereference (Model, Destination,
+//! Syncs) → validate → plan (pure, see mapping_plan) → apply (create, cancel
+//! and delete Syncs) → update status (only when it changed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::context::{Context, FIELD_MANAGER};
+use super::error::ControllerError;
+use super::mapping_plan::{SyncView, plan};
+use crate::api::conditions::{annotation, label, reason};
+use crate::api::{Destination, Mapping, Model, ObjectRef, Sync, SyncSpec};
+use crate::fieldmap::FieldMapper;
+
+pub async fn reconcile(mapping: Arc<Mapping>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
+    let ns = mapping.namespace().unwrap_or_default();
+    let name = mapping.name_any();
+    let client = ctx.client.clone();
+    let syncs_api: Api<Sync> = Api::namespaced(client.clone(), &ns);
+
+    // Dereference.
+    let problem = validate(&client, &ns, &mapping).await?;
+    let syncs = syncs_api
+        .list(&ListParams::default().labels(&format!("{}={name}", label::MAPPING)))
+        .await
+        .map_err(ControllerError::api("list", "Sync", &name))?;
+    let views: Vec<SyncView> = syncs
+        .items
+        .iter()
+        .map(|s| SyncView {
+            name: s.name_any(),
+            phase: s.status.as_ref().and_then(|st| st.phase),
+            created: s.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or_else(Timestamp::now),
+            started: s.status.as_ref().and_then(|st| st.start_time.as_ref()).map(|t| t.0),
+        })
+        .collect();
+
+    // Plan, without a client.
+    let p = plan(&mapping, &views, problem.as_ref().map(|(r, m)| (*r, m.clone())), Timestamp::now());
+
+    // Apply.
+    if let Some(new) = &p.create {
+        let mut sync = Sync::new(
+            &new.name,
+            SyncSpec { mapping_ref: ObjectRef { name: name.clone() }, trigger: new.trigger, replay_of: None },
+        );
+        sync.metadata.namespace = Some(ns.clone());
+        sync.metadata.labels = Some(
+            [
+                (label::MAPPING.to_string(), name.clone()),
+                (label::MODEL.to_string(), mapping.spec.model_ref.name.clone()),
+                (label::DESTINATION.to_string(), mapping.spec.destination_ref.name.clone()),
+                (label::STATUS.to_string(), "pending".to_string()),
+            ]
+            .into(),
+        );
+        sync.metadata.owner_references = mapping.controller_owner_ref(&()).map(|o| vec![o]);
+        match syncs_api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &sync).await {
+            Ok(_) => {}
+            // The name is the request: AlreadyExists means it was done.
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(ControllerError::api("create", "Sync", &new.name)(e)),
+        }
+    }
+    for running in &p.cancel {
+        let token = Timestamp::now().to_string();
+        let patch = json!({"metadata": {"annotations": {annotation::CANCEL: token}}});
+        syncs_api
+            .patch(running, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(ControllerError::api("cancel", "Sync", running))?;
+    }
+    for old in &p.delete {
+        match syncs_api.delete(old, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(ControllerError::api("delete", "Sync", old)(e)),
+        }
+    }
+    let reference = mapping.object_ref(&());
+    for e in &p.events {
+        ctx.event(&reference, e, "Schedule").await;
+    }
+
+    // Update status, only when it changed.
+    if mapping.status.as_ref() != Some(&p.status) {
+        let api: Api<Mapping> = Api::namespaced(client, &ns);
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": p.status})))
+            .await
+            .map_err(ControllerError::api("update status of", "Mapping", &name))?;
+    }
+    Ok(match p.requeue_after_seconds {
+        Some(s) => Action::requeue(Duration::from_secs(s)),
+        None => Action::requeue(Duration::from_secs(600)),
+    })
+}
+
+/// Why the Mapping cannot run, if it cannot: a missing or unready Model or
+/// Destination, an unknown action, or fields that do not fit.
+async fn validate(client: &kube::Client, ns: &str, m: &Mapping) -> Result<Option<(&'static str, String)>, ControllerError> {
+    let models: Api<Model> = Api::namespaced(client.clone(), ns);
+    let dests: Api<Destination> = Api::namespaced(client.clone(), ns);
+    let missing = |kind: &str, n: &str| {
+        Some((
+            reason::REFERENCE_NOT_FOUND,
+            format!("{kind} {n:?} does not exist in namespace {ns:?}; create it there (references never cross namespaces)"),
+        ))
+    };
+    let model_name = &m.spec.model_ref.name;
+    let Some(model) = models.get_opt(model_name).await.map_err(ControllerError::api("get", "Model", model_name))? else {
+        return Ok(missing("Model", model_name));
+    };
+    let dest_name = &m.spec.destination_ref.name;
+    let Some(dest) = dests.get_opt(dest_name).await.map_err(ControllerError::api("get", "Destination", dest_name))? else {
+        return Ok(missing("Destination", dest_name));
+    };
+    let Some(action) = dest.spec.actions.iter().find(|a| a.name == m.spec.action) else {
+        let known: Vec<&str> = dest.spec.actions.iter().map(|a| a.name.as_str()).collect();
+        return Ok(Some((
+            reason::INVALID_SPEC,
+            format!("Destination {dest_name:?} has no action {:?} (its actions: {})", m.spec.action, known.join(", ")),
+        )));
+    };
+    let columns: Vec<String> =
+        model.status.as_ref().map(|s| s.columns.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
+    if columns.is_empty() {
+        return Ok(Some((reason::REFERENCE_NOT_FOUND, format!("Model {model_name:?} is not ready yet (its columns are not known)"))));
+    }
+    if let Err(e) = FieldMapper::new(&m.spec.fields, action, m.spec.skip_nulls, &columns) {
+        return Ok(Some((reason::INVALID_SPEC, e.to_string())));
+    }
+    Ok(None)
+}

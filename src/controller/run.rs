@@ -1,0 +1,228 @@
+//! `retl operator`: wires the reconcilers into kube-runtime Controllers,
+//! behind leader election, with metrics and health on one port, and stops
+//! gracefully on SIGTERM/Ctrl-C. Syncs run in their own Jobs, so stopping
+//! the operator never leaves a Sync stuck: a new leader picks up the watch.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::context::Context;
+use super::error::ControllerError;
+use super::job::WorkerSettings;
+use super::leader::LeaderElection;
+use super::metrics::{ControllerLabels, Metrics};
+use super::{destination, mapping, model, source, sync};
+use crate::api::{Destination, Mapping, Model, Source, Sync};
+
+/// Settings of `retl operator`.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespaces to watch; empty for all.
+    pub namespaces: Vec<String>,
+    pub worker: WorkerSettings,
+    /// Address of /metrics, /healthz and /readyz.
+    pub metrics_addr: String,
+    /// Lease to elect a leader with (`namespace/name`); `None` runs without election.
+    pub leader_lease: Option<(String, String)>,
+    /// This replica's identity in the Lease (the pod name).
+    pub identity: String,
+}
+
+pub async fn run(settings: Settings) -> Result<(), ControllerError> {
+    crate::install_crypto_provider();
+    let client = Client::try_default().await.map_err(ControllerError::Client)?;
+    let metrics = Arc::new(Metrics::default());
+    let stop = CancellationToken::new();
+    spawn_signal_handler(stop.clone());
+
+    let listener = tokio::net::TcpListener::bind(&settings.metrics_addr)
+        .await
+        .map_err(|source| ControllerError::Metrics { addr: settings.metrics_addr.clone(), source })?;
+    tracing::info!(addr = %settings.metrics_addr, "serving /metrics, /healthz and /readyz");
+    let router = super::metrics::router(metrics.clone());
+    let server_stop = stop.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).with_graceful_shutdown(server_stop.cancelled_owned()).await;
+    });
+
+    // Only the leader reconciles; the others wait (and are not ready).
+    let run_stop = match &settings.leader_lease {
+        None => stop.clone(),
+        Some((ns, name)) => {
+            let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+            let election = LeaderElection::new(leases, name, &settings.identity, 15);
+            match election.lead(stop.clone()).await {
+                None => return Ok(()),
+                Some(lost) => {
+                    let both = stop.child_token();
+                    let b = both.clone();
+                    tokio::spawn(async move {
+                        lost.cancelled().await;
+                        b.cancel();
+                    });
+                    both
+                }
+            }
+        }
+    };
+    metrics.ready.store(true, Ordering::Relaxed);
+    let ctx = Arc::new(Context::new(client.clone(), settings.worker.clone(), metrics.clone(), Some(settings.identity.clone())));
+    let namespaces: Vec<Option<String>> =
+        if settings.namespaces.is_empty() { vec![None] } else { settings.namespaces.iter().cloned().map(Some).collect() };
+    let mut tasks = Vec::new();
+    for ns in namespaces {
+        tasks.extend(controllers(&client, ns.as_deref(), ctx.clone(), run_stop.clone()));
+    }
+    futures::future::join_all(tasks).await;
+    metrics.ready.store(false, Ordering::Relaxed);
+    if !stop.is_cancelled() {
+        return Err(ControllerError::Leader("lost the Lease; exiting so that a new leader takes over".into()));
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+type Task = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The five controllers for one namespace (or all).
+fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: CancellationToken) -> Vec<Task> {
+    let cfg = watcher::Config::default;
+    let mut tasks: Vec<Task> = Vec::new();
+
+    let mappings = Controller::new(api::<Mapping>(client, ns), cfg()).owns(api::<Sync>(client, ns), cfg());
+    let store = mappings.store();
+    let by_model = store.clone();
+    let mappings = mappings
+        .watches(api::<Model>(client, ns), cfg(), move |m: Model| {
+            referrers(&by_model, &m, |x: &Mapping| x.spec.model_ref.name.clone())
+        })
+        .watches(api::<Destination>(client, ns), cfg(), move |d: Destination| {
+            referrers(&store, &d, |x: &Mapping| x.spec.destination_ref.name.clone())
+        });
+    tasks.push(Box::pin(drive(mappings, mapping::reconcile, ctx.clone(), "mapping", stop.clone())));
+
+    let syncs = Controller::new(api::<Sync>(client, ns), cfg()).owns(api::<Job>(client, ns), cfg());
+    tasks.push(Box::pin(drive(syncs, sync::reconcile, ctx.clone(), "sync", stop.clone())));
+
+    let sources = Controller::new(api::<Source>(client, ns), cfg());
+    let store = sources.store();
+    let sources = sources.watches(api::<Secret>(client, ns), cfg(), move |s: Secret| {
+        secret_referrers(&store, &s, |x: &Source| crate::warehouse::secret_refs(&x.spec))
+    });
+    tasks.push(Box::pin(drive(sources, source::reconcile, ctx.clone(), "source", stop.clone())));
+
+    let dests = Controller::new(api::<Destination>(client, ns), cfg());
+    let store = dests.store();
+    let dests = dests.watches(api::<Secret>(client, ns), cfg(), move |s: Secret| {
+        secret_referrers(&store, &s, |x: &Destination| crate::destination::secret_refs(&x.spec))
+    });
+    tasks.push(Box::pin(drive(dests, destination::reconcile, ctx.clone(), "destination", stop.clone())));
+
+    let models = Controller::new(api::<Model>(client, ns), cfg());
+    let store = models.store();
+    let models = models.watches(api::<Source>(client, ns), cfg(), move |s: Source| {
+        referrers(&store, &s, |x: &Model| x.spec.source_ref.name.clone())
+    });
+    tasks.push(Box::pin(drive(models, model::reconcile, ctx, "model", stop)));
+    tasks
+}
+
+/// Objects in the store whose reference (by `name_of`) points at `target`, in its namespace.
+fn referrers<K, T>(
+    store: &kube::runtime::reflector::Store<K>,
+    target: &T,
+    name_of: impl Fn(&K) -> String,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+    T: Resource,
+{
+    let ns = target.meta().namespace.clone();
+    let name = target.meta().name.clone().unwrap_or_default();
+    store
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace == ns && name_of(o) == name)
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// Objects in the store that read a key of this Secret.
+fn secret_referrers<K>(
+    store: &kube::runtime::reflector::Store<K>,
+    secret: &Secret,
+    refs: impl Fn(&K) -> Vec<crate::api::SecretKeyRef>,
+) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    let name = secret.name_any();
+    store
+        .state()
+        .iter()
+        .filter(|o| o.meta().namespace == secret.metadata.namespace && refs(o).iter().any(|r| r.name == name))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+async fn drive<K, F, Fut>(controller: Controller<K>, reconcile: F, ctx: Arc<Context>, name: &'static str, stop: CancellationToken)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + std::marker::Sync + 'static,
+    F: FnMut(Arc<K>, Arc<Context>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Action, ControllerError>> + Send + 'static,
+{
+    let error_policy = move |_obj: Arc<K>, err: &ControllerError, ctx: Arc<Context>| {
+        tracing::warn!(controller = name, error = %err, "reconcile failed; retrying in 30s");
+        ctx.metrics.reconcile_errors.get_or_create(&ControllerLabels { controller: name.into() }).inc();
+        Action::requeue(Duration::from_secs(30))
+    };
+    controller
+        .graceful_shutdown_on(stop.cancelled_owned())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+fn spawn_signal_handler(stop: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+}

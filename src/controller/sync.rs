@@ -1,0 +1,126 @@
+//! The Sync controller, like the Job controller's view of a CronJob's Jobs:
+//! dereference (Mapping, Job) → plan (pure, see sync_plan) → apply (labels,
+//! the Job, a replay) → update status (only when it changed). It turns a
+//! worker's death, deletion or deadline into a Failed Sync.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::context::{Context, FIELD_MANAGER};
+use super::error::ControllerError;
+use super::metrics::{RecordLabels, SyncLabels};
+use super::sync_plan::{JobState, plan};
+use super::{job, naming};
+use crate::api::conditions::label;
+use crate::api::{Mapping, ObjectRef, Sync, SyncSpec, SyncTrigger};
+
+pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
+    let ns = sync.namespace().unwrap_or_default();
+    let name = sync.name_any();
+    let client = ctx.client.clone();
+    let syncs: Api<Sync> = Api::namespaced(client.clone(), &ns);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    let mappings: Api<Mapping> = Api::namespaced(client.clone(), &ns);
+    ctx.metrics.reconciles.get_or_create(&super::metrics::ControllerLabels { controller: "sync".into() }).inc();
+
+    // Dereference.
+    let mapping_name = &sync.spec.mapping_ref.name;
+    let mapping = mappings.get_opt(mapping_name).await.map_err(ControllerError::api("get", "Mapping", mapping_name))?;
+    let job_name = naming::job_name(&name);
+    let job = jobs.get_opt(&job_name).await.map_err(ControllerError::api("get", "Job", &job_name))?;
+
+    // Plan, without a client.
+    let p = plan(&sync, mapping.as_ref(), JobState::of(job.as_ref()), Timestamp::now());
+
+    // Apply.
+    let mut metadata = serde_json::Map::new();
+    let labels = sync.labels();
+    if p.labels.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+        metadata.insert("labels".into(), json!(p.labels));
+    }
+    if sync.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty())
+        && let Some(owner) = mapping.as_ref().and_then(|m| m.controller_owner_ref(&()))
+    {
+        metadata.insert("ownerReferences".into(), json!([owner]));
+    }
+    if !metadata.is_empty() {
+        syncs
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&json!({ "metadata": metadata })))
+            .await
+            .map_err(ControllerError::api("label", "Sync", &name))?;
+    }
+    if p.create_job
+        && let Some(m) = &mapping
+    {
+        let j = job::build(&sync, m, &ctx.worker);
+        match jobs.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &j).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(ControllerError::api("create", "Job", &job_name)(e)),
+        }
+    }
+    if p.delete_job {
+        match jobs.delete(&job_name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(ControllerError::api("delete", "Job", &job_name)(e)),
+        }
+    }
+    if let Some(r) = &p.replay {
+        let mut replay = Sync::new(
+            &r.name,
+            SyncSpec { mapping_ref: sync.spec.mapping_ref.clone(), trigger: SyncTrigger::Replay, replay_of: Some(r.replay_of.clone()) },
+        );
+        replay.metadata.namespace = Some(ns.clone());
+        replay.metadata.labels = Some([(label::MAPPING.to_string(), mapping_name.clone())].into());
+        replay.metadata.owner_references = mapping.as_ref().and_then(|m| m.controller_owner_ref(&())).map(|o| vec![o]);
+        match syncs.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &replay).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(ControllerError::api("create", "Sync", &r.name)(e)),
+        }
+    }
+    let reference = sync.object_ref(&());
+    for e in &p.events {
+        ctx.event(&reference, e, "Sync").await;
+        if let Some(m) = &mapping {
+            ctx.event(&m.object_ref(&()), e, "Sync").await;
+        }
+    }
+
+    // Update status, only when it changed.
+    let status = p.status.as_ref().or(sync.status.as_ref());
+    if let Some(st) = &p.status {
+        syncs
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({ "status": st })))
+            .await
+            .map_err(ControllerError::api("update status of", "Sync", &name))?;
+    }
+    if !p.events.is_empty()
+        && let Some(st) = status
+        && let Some(phase) = st.phase.filter(|p| p.is_finished())
+    {
+        let m = &ctx.metrics;
+        m.syncs.get_or_create(&SyncLabels { namespace: ns.clone(), mapping: mapping_name.clone(), outcome: phase.to_string() }).inc();
+        for (outcome, n) in [("succeeded", st.loaded.succeeded), ("failed", st.loaded.failed), ("skipped", st.loaded.skipped)] {
+            m.records.get_or_create(&RecordLabels { outcome: outcome.into() }).inc_by(n);
+        }
+        if let (Some(a), Some(b)) = (&st.start_time, &st.completion_time) {
+            m.sync_duration.observe(b.0.duration_since(a.0).as_secs_f64().max(0.0));
+        }
+    }
+    let finished = status.and_then(|s| s.phase).is_some_and(|p| p.is_finished());
+    Ok(if finished { Action::await_change() } else { Action::requeue(Duration::from_secs(30)) })
+}
+
+/// The Mapping a Sync belongs to, for watches.
+pub fn mapping_of(sync: &Sync) -> ObjectRef {
+    sync.spec.mapping_ref.clone()
+}

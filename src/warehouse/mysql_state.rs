@@ -1,0 +1,242 @@
+//! MySQL/MariaDB: retl's state database — created on first use, upgraded in
+//! place — the per-batch commit and the sync-run table.
+
+use sqlx::{AssertSqlSafe, Executor, MySql, QueryBuilder, Row};
+
+use super::mysql::{MysqlWarehouse, quote};
+use super::server::{CommitPlan, now_ms};
+use super::{HistoryFilter, StateScope, SyncRun, WarehouseError};
+
+/// Version of the state layout this build writes.
+const LAYOUT_VERSION: i32 = 1;
+
+/// In-place upgrades of the shared tables, by target version (none yet).
+const UPGRADES: &[(i32, &str)] = &[];
+
+/// Rows per multi-row statement (well under MySQL's 65535 placeholders).
+const CHUNK: usize = 1000;
+
+/// Creates (or upgrades) the state database and the tables of one Mapping,
+/// under a named lock so that syncs starting together do not race.
+pub async fn prepare(wh: &MysqlWarehouse, scope: &StateScope) -> Result<(), WarehouseError> {
+    let err = |e| wh.state_err("created", e);
+    let db = &wh.db;
+    let mut conn = wh.pool.acquire().await.map_err(err)?;
+    let lock = format!("retl state {}", wh.db_name);
+    sqlx::query("SELECT GET_LOCK(?, 60)").bind(&lock).execute(&mut *conn).await.map_err(err)?;
+    let result = async {
+        // CREATE DATABASE IF NOT EXISTS needs a global right even when the
+        // database exists, so look first.
+        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?")
+            .bind(&wh.db_name)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err)?;
+        if exists == 0 {
+            conn.execute(AssertSqlSafe(format!("CREATE DATABASE {db} CHARACTER SET utf8mb4"))).await.map_err(err)?;
+        }
+        let [s, p, l] = ["snapshot", "pending", "log"].map(|t| wh.table(t, scope));
+        let li = quote(&format!("log_{}_sync", scope.id));
+        let la = quote(&format!("log_{}_at", scope.id));
+        let statements = [
+            format!("CREATE TABLE IF NOT EXISTS {db}.layout (version INT NOT NULL) ENGINE=InnoDB"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (namespace VARCHAR(253) NOT NULL, sync VARCHAR(253) NOT NULL,
+                 mapping VARCHAR(253) NOT NULL, mapping_uid VARCHAR(64) NOT NULL, model VARCHAR(253) NOT NULL,
+                 destination VARCHAR(253) NOT NULL, trigger_kind VARCHAR(32) NOT NULL, phase VARCHAR(32) NOT NULL,
+                 started_ms BIGINT NOT NULL, completed_ms BIGINT NULL, status_json LONGTEXT NOT NULL,
+                 PRIMARY KEY (namespace, sync), INDEX (mapping_uid, started_ms)) ENGINE=InnoDB CHARACTER SET utf8mb4",
+                wh.runs_table()
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {s} (k VARBINARY(1024) PRIMARY KEY, h CHAR(32) CHARACTER SET ascii NOT NULL,
+                 delivered_at BIGINT NOT NULL) ENGINE=InnoDB"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {p} (k VARBINARY(1024) PRIMARY KEY, first_failed_at BIGINT NOT NULL,
+                 last_failed_at BIGINT NOT NULL, attempts INT NOT NULL, last_code VARCHAR(255) NULL, last_error TEXT NULL)
+                 ENGINE=InnoDB CHARACTER SET utf8mb4"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {l} (sync VARCHAR(253) NOT NULL, k VARBINARY(1024) NULL, op VARCHAR(8) NOT NULL,
+                 outcome VARCHAR(16) NOT NULL, code VARCHAR(255) NULL, error TEXT NULL, payload LONGTEXT NULL,
+                 at BIGINT NOT NULL, INDEX {li} (sync), INDEX {la} (at)) ENGINE=InnoDB CHARACTER SET utf8mb4"
+            ),
+        ];
+        for sql in statements {
+            conn.execute(AssertSqlSafe(sql)).await.map_err(err)?;
+        }
+        let version: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {db}.layout")))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(err)?;
+        match version {
+            Some(v) if v > LAYOUT_VERSION => Err(WarehouseError::State {
+                action: "used",
+                message: format!(
+                    "the state database {db} was written by a newer retl (layout {v}, this build knows {LAYOUT_VERSION}); \
+                     upgrade retl, or point stateSchema at another database"
+                ),
+            }),
+            Some(v) => {
+                for (_, sql) in UPGRADES.iter().filter(|(to, _)| *to > v) {
+                    conn.execute(AssertSqlSafe(sql.replace("{db}", db))).await.map_err(err)?;
+                }
+                if v < LAYOUT_VERSION {
+                    sqlx::query(AssertSqlSafe(format!("UPDATE {db}.layout SET version = ?")))
+                        .bind(LAYOUT_VERSION)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(err)?;
+                }
+                Ok(())
+            }
+            None => sqlx::query(AssertSqlSafe(format!("INSERT INTO {db}.layout (version) VALUES (?)")))
+                .bind(LAYOUT_VERSION)
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+                .map_err(err),
+        }
+    }
+    .await;
+    let _ = sqlx::query("SELECT RELEASE_LOCK(?)").bind(&lock).execute(&mut *conn).await;
+    result
+}
+
+/// Commits one batch in one transaction, a few multi-row statements each.
+pub async fn commit(wh: &MysqlWarehouse, scope: &StateScope, sync: &str, plan: &CommitPlan<'_>) -> Result<(), WarehouseError> {
+    let [s, p, l] = ["snapshot", "pending", "log"].map(|t| wh.table(t, scope));
+    let now = now_ms();
+    let err = |e| wh.state_err("committed", e);
+    let mut tx = wh.pool.begin().await.map_err(err)?;
+    for chunk in plan.upsert_snapshot.chunks(CHUNK) {
+        let mut q = QueryBuilder::<MySql>::new(format!("INSERT INTO {s} (k, h, delivered_at) "));
+        q.push_values(chunk, |mut b, (k, h)| {
+            b.push_bind(*k).push_bind(*h).push_bind(now);
+        });
+        q.push(" ON DUPLICATE KEY UPDATE h = VALUES(h), delivered_at = VALUES(delivered_at)");
+        q.build().execute(&mut *tx).await.map_err(err)?;
+    }
+    for (table, keys) in [(&s, &plan.delete_snapshot), (&p, &plan.clear_pending)] {
+        for chunk in keys.chunks(CHUNK) {
+            let mut q = QueryBuilder::<MySql>::new(format!("DELETE FROM {table} WHERE k IN ("));
+            let mut list = q.separated(", ");
+            for k in chunk {
+                list.push_bind(*k);
+            }
+            q.push(")");
+            q.build().execute(&mut *tx).await.map_err(err)?;
+        }
+    }
+    for chunk in plan.upsert_pending.chunks(CHUNK) {
+        let mut q = QueryBuilder::<MySql>::new(format!(
+            "INSERT INTO {p} (k, first_failed_at, last_failed_at, attempts, last_code, last_error) "
+        ));
+        q.push_values(chunk, |mut b, (k, code, message)| {
+            b.push_bind(*k).push_bind(now).push_bind(now).push_bind(1).push_bind(*code).push_bind(*message);
+        });
+        q.push(
+            " ON DUPLICATE KEY UPDATE last_failed_at = VALUES(last_failed_at), attempts = attempts + 1,
+              last_code = VALUES(last_code), last_error = VALUES(last_error)",
+        );
+        q.build().execute(&mut *tx).await.map_err(err)?;
+    }
+    for chunk in plan.log.chunks(CHUNK) {
+        let mut q = QueryBuilder::<MySql>::new(format!("INSERT INTO {l} (sync, k, op, outcome, code, error, payload, at) "));
+        q.push_values(chunk, |mut b, e| {
+            b.push_bind(sync)
+                .push_bind(e.key)
+                .push_bind(e.op)
+                .push_bind(e.outcome)
+                .push_bind(e.code)
+                .push_bind(e.error)
+                .push_bind(e.payload)
+                .push_bind(now);
+        });
+        q.build().execute(&mut *tx).await.map_err(err)?;
+    }
+    tx.commit().await.map_err(err)
+}
+
+pub async fn save_run(wh: &MysqlWarehouse, run: &SyncRun) -> Result<(), WarehouseError> {
+    let sql = format!(
+        "INSERT INTO {} (namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase, started_ms,
+         completed_ms, status_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON DUPLICATE KEY UPDATE mapping = VALUES(mapping), mapping_uid = VALUES(mapping_uid), model = VALUES(model),
+         destination = VALUES(destination), trigger_kind = VALUES(trigger_kind), phase = VALUES(phase),
+         started_ms = VALUES(started_ms), completed_ms = VALUES(completed_ms), status_json = VALUES(status_json)",
+        wh.runs_table()
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(&run.namespace)
+        .bind(&run.sync)
+        .bind(&run.mapping)
+        .bind(&run.mapping_uid)
+        .bind(&run.model)
+        .bind(&run.destination)
+        .bind(&run.trigger)
+        .bind(&run.phase)
+        .bind(run.started_ms)
+        .bind(run.completed_ms)
+        .bind(&run.status_json)
+        .execute(&wh.pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| wh.state_err("saved", e))
+}
+
+pub async fn runs(wh: &MysqlWarehouse, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError> {
+    if filter.mapping_uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let err = |e| wh.state_err("read", e);
+    let exists: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'sync_runs'",
+    )
+    .bind(&wh.db_name)
+    .fetch_one(&wh.pool)
+    .await
+    .map_err(err)?;
+    if exists == 0 {
+        return Ok(Vec::new());
+    }
+    let mut q = QueryBuilder::<MySql>::new(format!(
+        "SELECT namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase, started_ms, completed_ms,
+         status_json FROM {} WHERE mapping_uid IN (",
+        wh.runs_table()
+    ));
+    let mut list = q.separated(", ");
+    for uid in &filter.mapping_uids {
+        list.push_bind(uid);
+    }
+    q.push(")");
+    if let Some(phase) = &filter.phase {
+        q.push(" AND phase = ").push_bind(phase);
+    }
+    if let Some(since) = filter.since_ms {
+        q.push(" AND started_ms >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until_ms {
+        q.push(" AND started_ms <= ").push_bind(until);
+    }
+    q.push(" ORDER BY started_ms DESC, sync DESC");
+    let rows = q.build().fetch_all(&wh.pool).await.map_err(err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(SyncRun {
+                namespace: r.try_get("namespace").map_err(err)?,
+                sync: r.try_get("sync").map_err(err)?,
+                mapping: r.try_get("mapping").map_err(err)?,
+                mapping_uid: r.try_get("mapping_uid").map_err(err)?,
+                model: r.try_get("model").map_err(err)?,
+                destination: r.try_get("destination").map_err(err)?,
+                trigger: r.try_get("trigger_kind").map_err(err)?,
+                phase: r.try_get("phase").map_err(err)?,
+                started_ms: r.try_get("started_ms").map_err(err)?,
+                completed_ms: r.try_get("completed_ms").map_err(err)?,
+                status_json: r.try_get("status_json").map_err(err)?,
+            })
+        })
+        .collect()
+}

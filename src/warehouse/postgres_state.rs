@@ -1,0 +1,177 @@
+//! PostgreSQL: retl's state schema — created on first use, upgraded in
+//! place — and the sync-run table.
+
+use sqlx::{AssertSqlSafe, Executor, Row};
+
+use super::postgres::PostgresWarehouse;
+use super::rows::quote_ident;
+use super::{HistoryFilter, StateScope, SyncRun, WarehouseError};
+
+/// Version of the state layout this build writes. Each entry of
+/// [`UPGRADES`] takes a schema from the version before it to its own.
+const LAYOUT_VERSION: i32 = 1;
+
+/// In-place upgrades of the shared tables, by target version (none yet:
+/// version 1 is the first layout). Per-Mapping tables are upgraded by the
+/// `ALTER TABLE ... ADD COLUMN IF NOT EXISTS` lines of [`mapping_tables`].
+const UPGRADES: &[(i32, &str)] = &[];
+
+/// Creates (or upgrades) the state schema and the tables of one Mapping.
+/// Runs under an advisory lock so that syncs starting together do not race
+/// on `CREATE TABLE IF NOT EXISTS`.
+pub async fn prepare(wh: &PostgresWarehouse, scope: &StateScope) -> Result<(), WarehouseError> {
+    let (name, schema) = wh.schema_parts();
+    let err = |e| wh.error("created", e);
+    let mut tx = wh.pool().begin().await.map_err(err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("retl state {name}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+    // CREATE SCHEMA IF NOT EXISTS needs the CREATE right on the database even
+    // when the schema exists, so look first.
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?;
+    if !exists {
+        tx.execute(sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))).await.map_err(err)?;
+    }
+    let shared = format!(
+        "CREATE TABLE IF NOT EXISTS {schema}.layout (version integer NOT NULL);
+         CREATE TABLE IF NOT EXISTS {schema}.sync_runs (namespace text NOT NULL, sync text NOT NULL, mapping text NOT NULL,
+             mapping_uid text NOT NULL, model text NOT NULL, destination text NOT NULL, trigger_kind text NOT NULL,
+             phase text NOT NULL, started_ms bigint NOT NULL, completed_ms bigint, status_json text NOT NULL,
+             PRIMARY KEY (namespace, sync));
+         CREATE INDEX IF NOT EXISTS sync_runs_mapping ON {schema}.sync_runs (mapping_uid, started_ms);"
+    );
+    tx.execute(sqlx::raw_sql(AssertSqlSafe(shared))).await.map_err(err)?;
+    let version: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(version) FROM {schema}.layout")))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?;
+    match version {
+        Some(v) if v > LAYOUT_VERSION => {
+            return Err(WarehouseError::State {
+                action: "used",
+                message: format!(
+                    "the state schema {schema} was written by a newer retl (layout {v}, this build knows {LAYOUT_VERSION}); \
+                     upgrade retl, or point stateSchema at another schema"
+                ),
+            });
+        }
+        Some(v) => {
+            for (_, sql) in UPGRADES.iter().filter(|(to, _)| *to > v) {
+                tx.execute(sqlx::raw_sql(AssertSqlSafe(sql.replace("{schema}", schema)))).await.map_err(err)?;
+            }
+            if v < LAYOUT_VERSION {
+                sqlx::query(AssertSqlSafe(format!("UPDATE {schema}.layout SET version = $1")))
+                    .bind(LAYOUT_VERSION)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
+        }
+        None => {
+            sqlx::query(AssertSqlSafe(format!("INSERT INTO {schema}.layout (version) VALUES ($1)")))
+                .bind(LAYOUT_VERSION)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+    }
+    tx.execute(sqlx::raw_sql(AssertSqlSafe(mapping_tables(wh, scope)))).await.map_err(err)?;
+    tx.commit().await.map_err(err)
+}
+
+fn mapping_tables(wh: &PostgresWarehouse, scope: &StateScope) -> String {
+    let [s, p, l, _] = wh.tables(scope);
+    let li = quote_ident(&format!("log_{}_sync", scope.id));
+    let la = quote_ident(&format!("log_{}_at", scope.id));
+    format!(
+        "CREATE TABLE IF NOT EXISTS {s} (k text PRIMARY KEY, h bigint NOT NULL, delivered_at bigint NOT NULL);
+         CREATE TABLE IF NOT EXISTS {p} (k text PRIMARY KEY, first_failed_at bigint NOT NULL, last_failed_at bigint NOT NULL,
+             attempts integer NOT NULL, last_code text, last_error text);
+         CREATE TABLE IF NOT EXISTS {l} (sync text NOT NULL, k text, op text NOT NULL, outcome text NOT NULL,
+             code text, error text, payload text, at bigint NOT NULL);
+         CREATE INDEX IF NOT EXISTS {li} ON {l} (sync);
+         CREATE INDEX IF NOT EXISTS {la} ON {l} (at);"
+    )
+}
+
+pub async fn save_run(wh: &PostgresWarehouse, run: &SyncRun) -> Result<(), WarehouseError> {
+    let (_, schema) = wh.schema_parts();
+    let sql = format!(
+        "INSERT INTO {schema}.sync_runs (namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase,
+         started_ms, completed_ms, status_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (namespace, sync) DO UPDATE SET mapping = excluded.mapping, mapping_uid = excluded.mapping_uid,
+         model = excluded.model, destination = excluded.destination, trigger_kind = excluded.trigger_kind,
+         phase = excluded.phase, started_ms = excluded.started_ms, completed_ms = excluded.completed_ms,
+         status_json = excluded.status_json"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(&run.namespace)
+        .bind(&run.sync)
+        .bind(&run.mapping)
+        .bind(&run.mapping_uid)
+        .bind(&run.model)
+        .bind(&run.destination)
+        .bind(&run.trigger)
+        .bind(&run.phase)
+        .bind(run.started_ms)
+        .bind(run.completed_ms)
+        .bind(&run.status_json)
+        .execute(wh.pool())
+        .await
+        .map(|_| ())
+        .map_err(|e| wh.error("saved", e))
+}
+
+pub async fn runs(wh: &PostgresWarehouse, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError> {
+    if filter.mapping_uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (_, schema) = wh.schema_parts();
+    let table = format!("{schema}.sync_runs");
+    let err = |e| wh.error("read", e);
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(&table)
+        .fetch_one(wh.pool())
+        .await
+        .map_err(err)?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase, started_ms, completed_ms,
+         status_json FROM {table} WHERE mapping_uid = ANY($1) AND ($2::text IS NULL OR phase = $2)
+         AND ($3::bigint IS NULL OR started_ms >= $3) AND ($4::bigint IS NULL OR started_ms <= $4)
+         ORDER BY started_ms DESC, sync DESC"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(&filter.mapping_uids)
+        .bind(&filter.phase)
+        .bind(filter.since_ms)
+        .bind(filter.until_ms)
+        .fetch_all(wh.pool())
+        .await
+        .map_err(err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(SyncRun {
+                namespace: r.try_get("namespace").map_err(err)?,
+                sync: r.try_get("sync").map_err(err)?,
+                mapping: r.try_get("mapping").map_err(err)?,
+                mapping_uid: r.try_get("mapping_uid").map_err(err)?,
+                model: r.try_get("model").map_err(err)?,
+                destination: r.try_get("destination").map_err(err)?,
+                trigger: r.try_get("trigger_kind").map_err(err)?,
+                phase: r.try_get("phase").map_err(err)?,
+                started_ms: r.try_get("started_ms").map_err(err)?,
+                completed_ms: r.try_get("completed_ms").map_err(err)?,
+                status_json: r.try_get("status_json").map_err(err)?,
+            })
+        })
+        .collect()
+}
