@@ -16,13 +16,11 @@ fn crds_dir() -> PathBuf {
 #[tokio::test]
 async fn syncs_print_like_a_real_cluster() {
     let h = Harness::start().await.unwrap();
-    // Only the Sync CRD: crds/syncalerts.retl.dev.yaml has a printer column
-    // `name: On`, which kubectl's YAML 1.1 decoding turns into `true`, and
-    // kube-apiserver (like testkube) refuses it with 400. Switch to
-    // `h.apply_dir(crds_dir())` once the generator quotes it.
-    let out = h.kubectl(&["apply", "-f", &crds_dir().join("syncs.retl.dev.yaml").display().to_string()]).unwrap().ok().unwrap();
-    assert_eq!(out.trim(), "customresourcedefinition.apiextensions.k8s.io/syncs.retl.dev created");
-    h.kubectl(&["wait", "--for=condition=Established", "crd/syncs.retl.dev", "--timeout=10s"]).unwrap().ok().unwrap();
+    // Every CRD of retl applies (a printer column once named `On` was read
+    // as a boolean by kubectl's YAML 1.1 decoding and refused).
+    let out = h.apply_dir(crds_dir()).await.unwrap();
+    assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/syncs.retl.dev created"), "{out}");
+    assert_eq!(out.matches(" created").count(), 6, "{out}");
     h.apply_yaml(r#"
 apiVersion: retl.dev/v1alpha1
 kind: Sync
