@@ -91,7 +91,8 @@ pub async fn reconcile(mapping: Arc<Mapping>, ctx: Arc<Context>) -> Result<Actio
     // Update status, only when it changed.
     if mapping.status.as_ref() != Some(&p.status) {
         let api: Api<Mapping> = Api::namespaced(client, &ns);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": p.status})))
+        let patch = super::status::status_patch(mapping.status.as_ref(), &p.status);
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .map_err(ControllerError::api("update status of", "Mapping", &name))?;
     }

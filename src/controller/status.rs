@@ -61,3 +61,50 @@ where
     let patch = serde_json::json!({ "status": status });
     api.patch_status(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.map(|_| ())
 }
+
+/// A JSON merge patch (RFC 7396) that turns `old` into `new`: changed keys
+/// carry their new value and keys that disappeared are set to null, so a
+/// field cleared in Rust (an `Option` set to `None`) is cleared on the server.
+pub fn merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut patch = serde_json::Map::new();
+            for (k, v) in n {
+                match o.get(k) {
+                    Some(ov) if ov == v => {}
+                    Some(ov) if ov.is_object() && v.is_object() => {
+                        patch.insert(k.clone(), merge_patch(ov, v));
+                    }
+                    _ => {
+                        patch.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            for k in o.keys().filter(|k| !n.contains_key(*k)) {
+                patch.insert(k.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        _ => new.clone(),
+    }
+}
+
+/// The merge patch of a status subresource: `{"status": <diff>}`.
+pub fn status_patch<S: serde::Serialize>(old: Option<&S>, new: &S) -> serde_json::Value {
+    let old = old.and_then(|o| serde_json::to_value(o).ok()).unwrap_or_else(|| serde_json::json!({}));
+    let new = serde_json::to_value(new).unwrap_or_else(|_| serde_json::json!({}));
+    serde_json::json!({ "status": merge_patch(&old, &new) })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn merge_patches_clear_what_disappeared() {
+        let old = json!({"a": 1, "b": {"c": 2, "d": 3}, "gone": true});
+        let new = json!({"a": 1, "b": {"c": 5}, "e": [1]});
+        assert_eq!(super::merge_patch(&old, &new), json!({"b": {"c": 5, "d": null}, "e": [1], "gone": null}));
+    }
+}

@@ -99,7 +99,7 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Con
     let status = p.status.as_ref().or(sync.status.as_ref());
     if let Some(st) = &p.status {
         syncs
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({ "status": st })))
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&super::status::status_patch(sync.status.as_ref(), st)))
             .await
             .map_err(ControllerError::api("update status of", "Sync", &name))?;
     }

@@ -15,7 +15,6 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
-use serde_json::json;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
@@ -44,8 +43,12 @@ pub async fn run(client: Client, target: &str) -> Result<SyncPhase, WorkerError>
         return Ok(phase);
     }
     let started = Timestamp::now();
-    let base = SyncStatus { start_time: Some(Time(started)), ..sync.status.clone().unwrap_or_default() };
-    write_status(&syncs, name, &status::in_progress(base.clone(), &Progress::default())).await.map_err(api_err)?;
+    write_status(&syncs, name, |current| {
+        let started = SyncStatus { start_time: Some(Time(started)), ..current };
+        status::in_progress(started, &Progress::default())
+    })
+    .await
+    .map_err(api_err)?;
 
     let report = match resolve(&client, namespace, &sync).await {
         Err((why, message)) => SyncReport {
@@ -60,10 +63,12 @@ pub async fn run(client: Client, target: &str) -> Result<SyncPhase, WorkerError>
             failed_records: vec![],
             errors: vec![],
         },
-        Ok(resolved) => execute(&syncs, name, &base, resolved).await,
+        Ok(resolved) => execute(&syncs, name, resolved).await,
     };
-    let done = status::finished(base, &report, sync.metadata.generation, Timestamp::now());
-    write_status(&syncs, name, &done).await.map_err(api_err)?;
+    let generation = sync.metadata.generation;
+    write_status(&syncs, name, |current| status::finished(current, &report, generation, Timestamp::now()))
+        .await
+        .map_err(api_err)?;
     Ok(report.phase)
 }
 
@@ -75,7 +80,7 @@ struct Resolved {
     secrets: SecretValues,
 }
 
-async fn execute(syncs: &Api<Sync>, name: &str, base: &SyncStatus, r: Resolved) -> SyncReport {
+async fn execute(syncs: &Api<Sync>, name: &str, r: Resolved) -> SyncReport {
     let source_name = r.source.name_any();
     let here = Path::new(".");
     let warehouse = match crate::warehouse::connect(&source_name, &r.source.spec, &r.secrets, here).await {
@@ -88,7 +93,7 @@ async fn execute(syncs: &Api<Sync>, name: &str, base: &SyncStatus, r: Resolved) 
     };
     let cancel = CancellationToken::new();
     let watcher = tokio::spawn(watch_cancel(syncs.clone(), name.to_string(), cancel.clone()));
-    let observer = StatusWriter { syncs: syncs.clone(), name: name.to_string(), base: base.clone(), last: Mutex::new(None) };
+    let observer = StatusWriter { syncs: syncs.clone(), name: name.to_string(), last: Mutex::new(None) };
     let report = engine::run_sync(&r.ctx, warehouse.as_ref(), destination, &observer, &cancel).await;
     watcher.abort();
     report
@@ -149,15 +154,28 @@ async fn resolve(client: &Client, ns: &str, sync: &Sync) -> Result<Resolved, (&'
 }
 
 
-async fn write_status(syncs: &Api<Sync>, name: &str, status: &SyncStatus) -> Result<(), kube::Error> {
-    let patch = json!({ "status": status });
+/// Updates the status from what the server has now (so fields the
+/// controller owns, like handled request tokens, stay as they are), as a
+/// merge patch that also clears what the update cleared. Skips the write
+/// when nothing changed.
+async fn write_status(
+    syncs: &Api<Sync>,
+    name: &str,
+    update: impl FnOnce(SyncStatus) -> SyncStatus,
+) -> Result<(), kube::Error> {
+    let current = syncs.get_status(name).await?.status;
+    let new = update(current.clone().unwrap_or_default());
+    if current.as_ref() == Some(&new) {
+        return Ok(());
+    }
+    let patch = crate::controller::status::status_patch(current.as_ref(), &new);
     syncs.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
 }
 
 /// Stops the sync at the next batch boundary once `retl.dev/cancel` appears.
 async fn watch_cancel(syncs: Api<Sync>, name: String, cancel: CancellationToken) {
     loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         if let Ok(s) = syncs.get(&name).await
             && s.annotations().contains_key(annotation::CANCEL)
         {
@@ -172,7 +190,6 @@ async fn watch_cancel(syncs: Api<Sync>, name: String, cancel: CancellationToken)
 struct StatusWriter {
     syncs: Api<Sync>,
     name: String,
-    base: SyncStatus,
     last: Mutex<Option<Instant>>,
 }
 
@@ -186,8 +203,7 @@ impl Observer for StatusWriter {
             }
             *last = Some(Instant::now());
         }
-        let status = status::in_progress(self.base.clone(), p);
-        if let Err(e) = write_status(&self.syncs, &self.name, &status).await {
+        if let Err(e) = write_status(&self.syncs, &self.name, |current| status::in_progress(current, p)).await {
             tracing::warn!(sync = %self.name, error = %short(&e), "could not write progress");
         }
     }
