@@ -206,8 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Worker { sync } => {
-            retl::install_crypto_provider();
-            let client = kube::Client::try_default().await?;
+            let client = retl::controller::client("worker").await?;
             let phase = retl::worker::run(client, &sync).await?;
             println!("Sync {sync}: {phase}");
             Ok(ExitCode::SUCCESS)

@@ -19,6 +19,9 @@ fn crds_directory_matches_the_code() {
     }
     let files = std::fs::read_dir(&dir).unwrap().count();
     assert_eq!(files, all_crds().len(), "crds/ holds exactly one file per CRD");
+    let bundled = std::fs::read_to_string(dir.parent().unwrap().join("deploy/crds.yaml")).unwrap_or_default();
+    let expected: String = all_crds().iter().map(|c| format!("---\n{}", crd_yaml(c).unwrap())).collect();
+    assert_eq!(bundled, expected, "deploy/crds.yaml is out of date: `cargo run -- crds > deploy/crds.yaml`");
 }
 
 #[test]

@@ -11,6 +11,8 @@ pub enum ControllerError {
     Metrics { addr: String, source: std::io::Error },
     #[error("cannot build a Kubernetes client (is KUBECONFIG or the in-cluster service account set up?): {0}")]
     Client(kube::Error),
+    #[error("cannot find a Kubernetes configuration (in-cluster service account or KUBECONFIG): {0}")]
+    Config(String),
     #[error("leader election: {0}")]
     Leader(String),
 }

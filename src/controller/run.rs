@@ -17,6 +17,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
+
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
@@ -43,8 +44,7 @@ pub struct Settings {
 }
 
 pub async fn run(settings: Settings) -> Result<(), ControllerError> {
-    crate::install_crypto_provider();
-    let client = Client::try_default().await.map_err(ControllerError::Client)?;
+    let client = super::client("operator").await?;
     let metrics = Arc::new(Metrics::default());
     let stop = CancellationToken::new();
     spawn_signal_handler(stop.clone());
@@ -52,7 +52,11 @@ pub async fn run(settings: Settings) -> Result<(), ControllerError> {
     let listener = tokio::net::TcpListener::bind(&settings.metrics_addr)
         .await
         .map_err(|source| ControllerError::Metrics { addr: settings.metrics_addr.clone(), source })?;
-    tracing::info!(addr = %settings.metrics_addr, "serving /metrics, /healthz and /readyz");
+    let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| settings.metrics_addr.clone());
+    tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
+    // Ready once it can serve; a standby replica is ready too (a rollout
+    // must not wait for it to lead).
+    metrics.ready.store(true, Ordering::Relaxed);
     let router = super::metrics::router(metrics.clone());
     let server_stop = stop.clone();
     tokio::spawn(async move {
@@ -79,7 +83,6 @@ pub async fn run(settings: Settings) -> Result<(), ControllerError> {
             }
         }
     };
-    metrics.ready.store(true, Ordering::Relaxed);
     let ctx = Arc::new(Context::new(client.clone(), settings.worker.clone(), metrics.clone(), Some(settings.identity.clone())));
     let namespaces: Vec<Option<String>> =
         if settings.namespaces.is_empty() { vec![None] } else { settings.namespaces.iter().cloned().map(Some).collect() };

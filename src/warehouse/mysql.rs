@@ -305,7 +305,7 @@ impl Warehouse for MysqlWarehouse {
             "CREATE TABLE {m} (k {key} NULL, h {hash} NULL, row LONGTEXT CHARACTER SET utf8mb4 NULL, sh {hash} NULL, INDEX (k))
              ENGINE=InnoDB
              SELECT x.k, x.h, {keep_row} AS row, s.h AS sh
-             FROM (SELECT y.k, y.row, MD5(y.row) AS h FROM ({model}) AS y) AS x LEFT JOIN {s} s ON s.k = x.k",
+             FROM (SELECT y.k, y.row, CONVERT(MD5(y.row) USING ascii) AS h FROM ({model}) AS y) AS x LEFT JOIN {s} s ON s.k = x.k",
             model = model_rows(req)
         );
         self.pool.execute(AssertSqlSafe(create_model)).await.map_err(query_err)?;

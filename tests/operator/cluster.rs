@@ -104,6 +104,24 @@ impl Cluster {
         new
     }
 
+    /// Waits until a Sync whose name starts with `prefix` has finished.
+    pub async fn wait_finished_named(&self, prefix: &str) -> Value {
+        let found = std::sync::Mutex::new(None);
+        let ok = wait_until(Duration::from_secs(60), || {
+            let hit = self.syncs().into_iter().find(|s| {
+                s["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(prefix)) && is_finished(s)
+            });
+            let done = hit.is_some();
+            *found.lock().unwrap() = hit;
+            async move { done }
+        })
+        .await;
+        assert!(ok, "a finished Sync named {prefix}*:\n{}", self.h.kubectl(&["get", "syncs"]).unwrap().stdout);
+        let s = found.into_inner().unwrap().unwrap_or_default();
+        self.seen.lock().unwrap().push(s["metadata"]["name"].as_str().unwrap_or_default().to_string());
+        s
+    }
+
     /// The name of the one running (not finished) Sync, once there is one.
     pub async fn running(&self) -> String {
         let mut name = String::new();

@@ -168,20 +168,23 @@ fn skip(what: &str, why: &str) -> PlannedEvent {
 }
 
 /// Finished Syncs to delete so that at most `ok_limit` successful ones and
-/// `failed_limit` failed ones are kept, newest first.
+/// `failed_limit` failed ones are kept, newest first. Creation times have
+/// one-second resolution: a Sync created in the same second as the last one
+/// kept is kept too, rather than guessing which of the two is newer.
 fn beyond_history(syncs: &[SyncView], ok_limit: u32, failed_limit: u32) -> Vec<String> {
     let mut finished: Vec<&SyncView> = syncs.iter().filter(|s| !s.running()).collect();
-    finished.sort_by(|a, b| (b.created, &b.name).cmp(&(a.created, &a.name)));
-    let mut kept: BTreeMap<bool, u32> = BTreeMap::new();
+    finished.sort_by(|a, b| b.created.cmp(&a.created));
+    let mut kept: BTreeMap<bool, (u32, Option<Timestamp>)> = BTreeMap::new();
     let mut out = Vec::new();
     for s in finished {
         let failed = s.phase == Some(SyncPhase::Failed);
         let limit = if failed { failed_limit } else { ok_limit };
-        let n = kept.entry(failed).or_default();
-        if *n >= limit {
+        let (n, last) = kept.entry(failed).or_default();
+        if *n >= limit && *last != Some(s.created) {
             out.push(s.name.clone());
         } else {
             *n += 1;
+            *last = Some(s.created);
         }
     }
     out

@@ -63,6 +63,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     }
     let query: HashMap<String, String> = uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let req = Request { method, path: uri.path().trim_end_matches('/').to_string(), query, headers, body };
+    if let Some(e) = super::audit::entry(&req.method, &req.path, &req.query, req.header("user-agent")) {
+        shared.audit.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+    }
     let resp = match route(&shared, &req) {
         Ok(r) => r,
         Err(e) => error_response(&e),

@@ -1,5 +1,6 @@
 //! A faithful-enough in-memory Kubernetes API server (plain HTTP, no auth).
 
+pub mod audit;
 mod builtins;
 mod crd;
 mod deletion;
@@ -49,6 +50,7 @@ pub(crate) struct Shared {
     pub config: ServerConfig,
     pub gc_wake: Notify,
     pub addr: SocketAddr,
+    pub audit: Mutex<Vec<audit::AuditEntry>>,
 }
 
 impl Shared {
@@ -118,7 +120,7 @@ impl TestApiServer {
             let opts = objects::WriteOpts { manager: "kube-apiserver".into(), dry_run: false, field_validation: objects::FieldValidation::Ignore, force: false };
             let _ = objects::create(&mut state, &rt, None, o, &opts);
         }
-        let shared = Arc::new(Shared { state: Mutex::new(state), config, gc_wake: Notify::new(), addr });
+        let shared = Arc::new(Shared { state: Mutex::new(state), config, gc_wake: Notify::new(), addr, audit: Mutex::new(Vec::new()) });
         let app = http::router(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -161,6 +163,11 @@ impl TestApiServer {
     /// The current cluster-wide resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.lock().rv
+    }
+
+    /// Every API call so far (see [`audit::AuditEntry`]).
+    pub fn audit(&self) -> Vec<audit::AuditEntry> {
+        self.shared.audit.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Forgets the change history (like an etcd compaction): watches resuming from older versions get 410 Gone.
