@@ -3,6 +3,7 @@
 //! with the test kubelet running each sync's Job as a local process.
 
 mod cluster;
+mod lifecycle;
 mod rbac;
 
 use std::time::Duration;

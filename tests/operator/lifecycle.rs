@@ -1,0 +1,121 @@
+//! The operator's own lifecycle and the conditions people read: metrics and
+//! health, graceful shutdown, a restart in the middle of a sync, a deleted
+//! Job, references across namespaces, mappings that do not fit, and an
+//! unreachable destination.
+
+use std::time::Duration;
+
+use testkube::wait_until;
+
+use super::cluster::{Cluster, Setup, count, spawn_operator};
+
+fn metrics_addr(logs: &str) -> Option<String> {
+    let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
+    let at = line.find("addr=")? + 5;
+    Some(line[at..].split_whitespace().next()?.trim_matches('"').to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_graceful_shutdown() {
+    let c = Cluster::start(Setup::default()).await;
+    c.annotate("mapping", "users-api", "retl.dev/sync-now=1");
+    c.wait_finished(1).await;
+    let addr = metrics_addr(&c.operator.logs()).unwrap_or_else(|| panic!("the operator logs its metrics address:\n{}", c.operator.logs()));
+    retl::install_crypto_provider();
+    let get = |path: &str| {
+        let url = format!("http://{addr}{path}");
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    assert_eq!(get("/healthz").await.status(), 200);
+    assert_eq!(get("/readyz").await.status(), 200);
+    let h = &c;
+    let scraped = wait_until(Duration::from_secs(10), || async {
+        let body = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+        body.contains(r#"retl_syncs_total{namespace="default",mapping="users-api",outcome="Successful"} 1"#)
+            && body.contains(r#"retl_records_total{outcome="succeeded"} 25"#)
+            && body.contains("retl_sync_duration_seconds_count 1")
+            && body.contains("retl_reconciles_total")
+            && h.operator.exit_code().is_none()
+    })
+    .await;
+    assert!(scraped, "{}", reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap());
+
+    let code = c.operator.terminate(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "SIGTERM stops the operator cleanly: {}", c.operator.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_operator_picks_up_a_running_sync_and_a_deleted_job_fails_it() {
+    let c = Cluster::start(Setup { rows: 200, ..Default::default() }).await;
+    c.sink.set(|b| b.stall = Some(Duration::from_millis(30)));
+    c.annotate("mapping", "users-api", "retl.dev/sync-now=1");
+    let running = c.running().await;
+    c.operator.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = spawn_operator(&c.h, &["--leader-lease", "none"]);
+    let s = c.wait_finished(1).await;
+    assert_eq!(s["metadata"]["name"], running.as_str(), "no duplicate Sync");
+    assert_eq!(s["status"]["phase"], "Successful", "{s:#}\n{}", again.logs());
+    assert_eq!(c.sink.latest().len(), 200);
+
+    // Deleting the Job of a running sync fails the Sync; nothing is lost.
+    c.sql("UPDATE users SET email = 'new@example.com'");
+    c.annotate("mapping", "users-api", "retl.dev/sync-now=2");
+    let running = c.running().await;
+    let sink = &c.sink;
+    assert!(wait_until(Duration::from_secs(30), || async { sink.received().len() >= 230 }).await);
+    let job = c.h.kubectl_json(&["get", "sync", &running]).unwrap()["status"]["jobName"].as_str().unwrap().to_string();
+    c.h.kubectl_ok(&["delete", "job", &job, "--wait=false"]).unwrap();
+    let s = c.wait_finished(2).await;
+    assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("WorkerDied")), "{s:#}");
+    assert!(s["status"]["message"].as_str().unwrap().contains("Job was deleted"));
+    c.sink.set(|b| b.stall = None);
+    c.annotate("mapping", "users-api", "retl.dev/sync-now=3");
+    let s = c.wait_finished(3).await;
+    assert_eq!(s["status"]["phase"], "Successful");
+    assert!(c.sink.latest().values().all(|r| r.payload["email"] == "new@example.com"), "every update arrived");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_say_what_is_wrong() {
+    let c = Cluster::start(Setup::default()).await;
+    let h = &c;
+    // A Mapping in another namespace cannot use the Model of `default`.
+    c.h.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n").unwrap();
+    c.h.apply_yaml(
+        "apiVersion: retl.dev/v1alpha1\nkind: Mapping\nmetadata: {name: users-api, namespace: team-b}\n\
+         spec: {modelRef: {name: users}, destinationRef: {name: api}, action: upsert}\n",
+    )
+    .unwrap();
+    let m = wait_until(Duration::from_secs(20), || async {
+        let m = h.h.kubectl_json(&["get", "mapping", "users-api", "-n", "team-b"]).unwrap_or_default();
+        m["status"]["conditions"][0]["status"] == "False"
+    })
+    .await;
+    assert!(m);
+    let m = c.h.kubectl_json(&["get", "mapping", "users-api", "-n", "team-b"]).unwrap();
+    let msg = m["status"]["conditions"][0]["message"].as_str().unwrap();
+    assert!(msg.contains("does not exist in namespace \"team-b\"") && msg.contains("never cross namespaces"), "{msg}");
+
+    // A field from a column the model does not return.
+    let patch = r#"{"spec":{"fields":[{"to":"id","from":"id"},{"to":"email","from":"mail"}]}}"#;
+    c.h.kubectl_ok(&["patch", "mapping", "users-api", "--type=merge", "-p", patch]).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || async { h.condition("mapping", "users-api", "Ready").as_deref() == Some("False") }).await);
+    let (reason, message) = c.reason("mapping", "users-api", "Ready");
+    assert_eq!(reason, "InvalidSpec");
+    assert!(message.contains("\"mail\""), "{message}");
+
+    // An unreachable destination.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let patch = format!(r#"{{"spec":{{"http":{{"url":"http://{closed}/x"}}}}}}"#);
+    c.h.kubectl_ok(&["patch", "destination", "api", "--type=merge", "-p", &patch]).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || async { h.condition("destination", "api", "Ready").as_deref() == Some("False") }).await);
+    let (reason, message) = c.reason("destination", "api", "Ready");
+    assert_eq!(reason, "DestinationUnreachable", "{message}");
+    assert!(message.contains("cannot connect"), "{message}");
+
+    // The Mapping's status shows its latest sync; the model its columns.
+    let model = c.h.kubectl_json(&["get", "model", "users"]).unwrap();
+    assert_eq!(model["status"]["columns"][1]["name"], "email");
+    assert_eq!(count(&model, "/status/observedGeneration"), 1);
+}
