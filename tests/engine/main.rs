@@ -46,3 +46,5 @@ macro_rules! all_cases {
 }
 
 all_cases!(sqlite);
+all_cases!(postgres);
+all_cases!(mysql);
