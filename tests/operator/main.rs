@@ -5,6 +5,7 @@
 mod cluster;
 mod lifecycle;
 mod rbac;
+mod warehouses;
 
 use std::time::Duration;
 
