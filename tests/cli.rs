@@ -141,12 +141,7 @@ fn crds_command_prints_every_crd() {
 
 /// Writes manifests for a Mapping of `rows` users to an HTTP sink.
 fn http_setup(dir: &Path, rows: u32, sink_url: &str, extra_destination: &str) {
-    let values: Vec<String> = (1..=rows).map(|i| format!("({i}, 'u{i}@example.com')")).collect();
-    std::fs::write(
-        dir.join("seed.sql"),
-        format!("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);\nINSERT INTO users VALUES {};\n", values.join(",")),
-    )
-    .unwrap();
+    std::fs::write(dir.join("seed.sql"), testkit::seed::users_sql(rows)).unwrap();
     std::fs::write(
         dir.join("all.yaml"),
         format!(

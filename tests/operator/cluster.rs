@@ -164,9 +164,8 @@ pub fn count(sync: &Value, path: &str) -> u64 {
 }
 
 fn manifests_yaml(dir: &Path, s: &Setup<'_>, sink_url: &str) -> String {
-    let values: Vec<String> = (1..=s.rows).map(|i| format!("({i}, 'u{i}@example.com')")).collect();
     let seed = dir.join("seed.sql");
-    std::fs::write(&seed, format!("CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);\nINSERT INTO users VALUES {};\n", values.join(","))).unwrap();
+    std::fs::write(&seed, testkit::seed::users_sql(s.rows)).unwrap();
     let db = dir.join("wh.db");
     format!(
         r#"apiVersion: retl.dev/v1alpha1
