@@ -20,7 +20,7 @@ pub enum ScheduleError {
 /// A parsed schedule.
 #[derive(Clone, Debug)]
 pub enum Schedule {
-    Cron { cron: Cron, tz: TimeZone },
+    Cron { cron: Box<Cron>, tz: TimeZone },
     /// Ticks at `anchor + n × every`.
     Every { every: SignedDuration, anchor: Timestamp },
 }
@@ -55,7 +55,7 @@ impl Schedule {
             Some(name) => TimeZone::get(name).map_err(|_| ScheduleError::TimeZone(name.to_string()))?,
         };
         let cron = Cron::from_str(trimmed).map_err(|e| invalid(e.to_string()))?;
-        Ok(Schedule::Cron { cron, tz })
+        Ok(Schedule::Cron { cron: Box::new(cron), tz })
     }
 
     /// The latest tick in `(after, now]`, if any.

@@ -210,16 +210,15 @@ fn column_json(c: &Column) -> String {
         "TIMESTAMP" | "DATETIME" => format!("JSON_QUOTE(DATE_FORMAT({q}, {}))", iso.replace("{q}", &q)),
         "DATE" => format!("JSON_QUOTE(DATE_FORMAT({q}, '%Y-%m-%d'))"),
         "JSON" => format!("CAST({q} AS CHAR)"),
-        // MariaDB's JSON is a LONGTEXT alias that clients cannot tell apart:
-        // a LONGTEXT holding a JSON object or array is carried as one.
-        "LONGTEXT" => format!(
-            "IF(LEFT({q}, 1) IN ('{{', '[') AND JSON_VALID({q}), JSON_COMPACT({q}), JSON_QUOTE({q}))"
-        ),
-        "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "ENUM" | "SET" | "TIME" => {
+        "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" => longtext(&q),
+        "CHAR" | "VARCHAR" | "ENUM" | "SET" | "TIME" => {
             format!("JSON_QUOTE(CAST({q} AS CHAR))")
         }
+        // Clients see a binary collation (`utf8mb4_bin`, MariaDB's JSON) as
+        // binary too; the column's character set tells bytes from text.
         "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
-            format!("JSON_QUOTE(REPLACE(TO_BASE64({q}), CHAR(10 USING ascii), ''))")
+            let text = if ty.ends_with("BLOB") { longtext(&q) } else { format!("JSON_QUOTE({q})") };
+            format!("IF(CHARSET({q}) = 'binary', JSON_QUOTE(REPLACE(TO_BASE64({q}), CHAR(10 USING ascii), '')), {text})")
         }
         "NULL" => "NULL".to_string(),
         other => format!(
@@ -227,6 +226,13 @@ fn column_json(c: &Column) -> String {
             text(&format!("{{\"{UNSUPPORTED_MARKER}\":{}}}", serde_json::Value::String(other.to_string())))
         ),
     }
+}
+
+/// MariaDB's JSON is a LONGTEXT alias that clients cannot tell apart from
+/// other TEXT columns (the protocol sends one type for all of them): a
+/// TEXT-family value holding a JSON object or array is carried as one.
+fn longtext(q: &str) -> String {
+    format!("IF(LEFT({q}, 1) IN ('{{', '[') AND JSON_VALID({q}), JSON_COMPACT({q}), JSON_QUOTE({q}))")
 }
 
 /// `SELECT k, row` of the model: the key as text and the row as JSON text,

@@ -113,12 +113,19 @@ pub enum Failure {
 /// codes to [`Failure::AuthRefused`] and [`Failure::NoDatabase`] first.
 pub fn classify(e: &sqlx::Error) -> Failure {
     match e {
+        // rustls reports a refused certificate as an I/O error of the handshake.
+        sqlx::Error::Io(io) if is_tls(&io.to_string()) => Failure::Tls(io.to_string()),
         sqlx::Error::Io(io) => Failure::Unreachable(io.to_string()),
         sqlx::Error::Tls(t) => Failure::Tls(t.to_string()),
         sqlx::Error::PoolTimedOut => Failure::TimedOut,
         sqlx::Error::Database(db) => Failure::Other(db.message().to_string()),
         other => Failure::Other(other.to_string()),
     }
+}
+
+fn is_tls(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    ["certificate", "tls", "ssl", "handshake"].iter().any(|w| t.contains(w))
 }
 
 /// The message of a [`WarehouseError::Connect`]: what happened and what to

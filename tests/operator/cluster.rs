@@ -65,7 +65,7 @@ impl Cluster {
     pub fn condition(&self, kind: &str, name: &str, type_: &str) -> Option<String> {
         let obj = self.h.kubectl_json(&["get", kind, name]).ok()?;
         obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_).map(|c| {
-            format!("{}", c["status"].as_str().unwrap_or_default())
+            c["status"].as_str().unwrap_or_default().to_string()
         })
     }
 

@@ -141,7 +141,7 @@ async fn cancel_stops_a_running_sync_and_deadlines_fail_it() {
     let s = c.wait_finished(1).await;
     assert_eq!(s["status"]["phase"], "Canceled", "{s:#}");
     let loaded = count(&s, "/status/loaded/succeeded");
-    assert!(loaded >= 20 && loaded < 300, "stopped at a batch boundary after {loaded}");
+    assert!((20..300).contains(&loaded), "stopped at a batch boundary after {loaded}");
 
     // A deadline shorter than the sync: the Job is stopped and the Sync fails.
     let patch = r#"{"spec":{"activeDeadlineSeconds":2}}"#;

@@ -173,7 +173,7 @@ fn skip(what: &str, why: &str) -> PlannedEvent {
 /// kept is kept too, rather than guessing which of the two is newer.
 fn beyond_history(syncs: &[SyncView], ok_limit: u32, failed_limit: u32) -> Vec<String> {
     let mut finished: Vec<&SyncView> = syncs.iter().filter(|s| !s.running()).collect();
-    finished.sort_by(|a, b| b.created.cmp(&a.created));
+    finished.sort_by_key(|s| std::cmp::Reverse(s.created));
     let mut kept: BTreeMap<bool, (u32, Option<Timestamp>)> = BTreeMap::new();
     let mut out = Vec::new();
     for s in finished {
