@@ -129,6 +129,7 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
     tasks.push(Box::pin(drive(mappings, mapping::reconcile, ctx.clone(), "mapping", stop.clone())));
 
     let syncs = Controller::new(api::<Sync>(client, ns), cfg()).owns(api::<Job>(client, ns), cfg());
+    tasks.push(Box::pin(gauge_running(syncs.store(), ctx.clone(), stop.clone())));
     tasks.push(Box::pin(drive(syncs, sync::reconcile, ctx.clone(), "sync", stop.clone())));
 
     let sources = Controller::new(api::<Source>(client, ns), cfg());
@@ -208,6 +209,19 @@ where
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
+}
+
+/// Keeps `retl_running_syncs` (the queue of sync work: Syncs pending or in
+/// progress) current from the Sync controller's cache.
+async fn gauge_running(store: kube::runtime::reflector::Store<Sync>, ctx: Arc<Context>, stop: CancellationToken) {
+    loop {
+        let running = store.state().iter().filter(|s| !s.status.as_ref().and_then(|st| st.phase).is_some_and(|p| p.is_finished())).count();
+        ctx.metrics.running_syncs.set(running as i64);
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
 }
 
 fn spawn_signal_handler(stop: CancellationToken) {

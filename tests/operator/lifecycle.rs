@@ -35,6 +35,7 @@ async fn metrics_health_and_graceful_shutdown() {
             && body.contains(r#"retl_records_total{outcome="succeeded"} 25"#)
             && body.contains("retl_sync_duration_seconds_count 1")
             && body.contains("retl_reconciles_total")
+            && body.contains("retl_running_syncs 0")
             && h.operator.exit_code().is_none()
     })
     .await;
