@@ -47,6 +47,14 @@ async fn sync_now_runs_a_job_and_kubectl_shows_the_sync() {
     assert_eq!(by_phase.stdout.lines().count(), 2, "{}", by_phase.stderr);
     let failed = c.h.kubectl(&["get", "syncs", "-l", "retl.dev/status=failed", "-o", "name"]).unwrap();
     assert_eq!(failed.stdout.trim(), "");
+
+    // A Sync made by hand runs too, and gets its labels and owner.
+    c.sql("UPDATE users SET email = 'hand@example.com' WHERE id = 1");
+    c.h.apply_yaml("apiVersion: retl.dev/v1alpha1\nkind: Sync\nmetadata: {name: by-hand, namespace: default}\nspec: {mappingRef: {name: users-api}}\n").unwrap();
+    let s = c.wait_finished_named("by-hand").await;
+    assert_eq!((s["status"]["phase"].as_str(), count(&s, "/status/extracted/updated")), (Some("Successful"), 1), "{s:#}");
+    assert_eq!(s["metadata"]["labels"]["retl.dev/model"], "users");
+    assert_eq!(s["metadata"]["ownerReferences"][0]["name"], "users-api");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
