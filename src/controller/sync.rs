@@ -21,20 +21,27 @@ use super::{job, naming};
 use crate::api::conditions::label;
 use crate::api::{Mapping, ObjectRef, Sync, SyncSpec, SyncTrigger};
 
-pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
-    let ns = sync.namespace().unwrap_or_default();
-    let name = sync.name_any();
+pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
     let client = ctx.client.clone();
     let syncs: Api<Sync> = Api::namespaced(client.clone(), &ns);
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    // The Job first, then the Sync fresh from the API: the worker writes its
+    // result before it exits, so a Sync read after its Job finished shows
+    // that result. (The cache can lag behind, and judging a finished Job
+    // against a stale InProgress status would fail a sync that succeeded.)
+    let job_name = naming::job_name(&name);
+    let job = jobs.get_opt(&job_name).await.map_err(ControllerError::api("get", "Job", &job_name))?;
+    let Some(sync) = syncs.get_opt(&name).await.map_err(ControllerError::api("get", "Sync", &name))? else {
+        return Ok(Action::await_change());
+    };
     let mappings: Api<Mapping> = Api::namespaced(client.clone(), &ns);
     ctx.metrics.reconciles.get_or_create(&super::metrics::ControllerLabels { controller: "sync".into() }).inc();
 
     // Dereference.
     let mapping_name = &sync.spec.mapping_ref.name;
     let mapping = mappings.get_opt(mapping_name).await.map_err(ControllerError::api("get", "Mapping", mapping_name))?;
-    let job_name = naming::job_name(&name);
-    let job = jobs.get_opt(&job_name).await.map_err(ControllerError::api("get", "Job", &job_name))?;
 
     // Plan, without a client.
     let p = plan(&sync, mapping.as_ref(), JobState::of(job.as_ref()), Timestamp::now());
