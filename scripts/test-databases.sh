@@ -70,10 +70,10 @@ _retl_postgres() {
     _retl_say "PostgreSQL: reusing the throwaway server on port ${_retl_pg_port} ($_retl_db_dir/pg)"; return 0
   fi
   local bin
-  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
   if [ -z "$bin" ] && ! command -v pg_ctl >/dev/null; then
     _retl_apt_install PostgreSQL postgresql || return 1
-    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
   fi
   [ -n "$bin" ] || bin=$(dirname "$(command -v pg_ctl)")
   local user; user=$(id -un); [ "$(id -u)" -eq 0 ] && user=postgres

@@ -114,20 +114,17 @@ impl Loader<'_> {
             Some(Err(message)) => return reject(codes::UNSUPPORTED_VALUE, message.clone(), None),
             None => return reject(codes::UNSUPPORTED_VALUE, "the row has no values".into(), None),
         };
-        let mapped = self.mapper.map(row);
-        let payload = match &mapped {
-            Ok(p) | Err((_, p)) => p.clone(),
-        };
-        match (change.flag, change.key.as_ref(), mapped) {
-            (Some(StageFlag::NullKey), _, _) | (_, None, _) => reject(
+        // The payload moves into the record (or the rejection): no copy per row.
+        match (change.flag, change.key.as_ref(), self.mapper.map(row)) {
+            (Some(StageFlag::NullKey), _, Ok(p) | Err((_, p))) | (_, None, Ok(p) | Err((_, p))) => reject(
                 codes::NULL_PRIMARY_KEY,
                 format!("the row's primary key ({}) is null", self.ctx.model.primary_key),
-                Some(payload),
+                Some(p),
             ),
-            (Some(StageFlag::DuplicateKey), Some(k), _) => reject(
+            (Some(StageFlag::DuplicateKey), Some(k), Ok(p) | Err((_, p))) => reject(
                 codes::DUPLICATE_PRIMARY_KEY,
                 format!("several rows have the primary key {k:?}; none of them is sent"),
-                Some(payload),
+                Some(p),
             ),
             (_, _, Err((e, partial))) => reject(&e.code, e.message, Some(partial)),
             (_, Some(k), Ok(p)) => {

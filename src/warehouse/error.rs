@@ -25,9 +25,6 @@ pub enum WarehouseError {
     #[error("Secret {name:?} has no key {key:?} (or the Secret does not exist); create it, or in a local run set it in a Secret manifest or the environment")]
     MissingSecret { name: String, key: String },
 
-    #[error("Source {source_name}: {what}")]
-    Unsupported { source_name: String, what: String },
-
     #[error("Source {source_name}: {message}")]
     Config { source_name: String, message: String },
 
@@ -48,7 +45,7 @@ impl WarehouseError {
             | WarehouseError::DuplicateColumn { .. } => reason::QUERY_FAILED,
             WarehouseError::State { .. } => reason::STATE_ERROR,
             WarehouseError::MissingSecret { .. } => reason::SECRET_NOT_FOUND,
-            WarehouseError::Unsupported { .. } | WarehouseError::Config { .. } | WarehouseError::NothingToReplay { .. } => {
+            WarehouseError::Config { .. } | WarehouseError::NothingToReplay { .. } => {
                 reason::INVALID_SPEC
             }
         }

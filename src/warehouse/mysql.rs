@@ -235,7 +235,8 @@ fn longtext(q: &str) -> String {
     format!("IF(LEFT({q}, 1) IN ('{{', '[') AND JSON_VALID({q}), JSON_COMPACT({q}), JSON_QUOTE({q}))")
 }
 
-/// `SELECT k, row` of the model: the key as text and the row as JSON text,
+/// `SELECT k, doc` of the model: the key as text and the row as JSON text
+/// (`doc`, not `row`: ROW is a reserved word in MySQL 8),
 /// in the query's column order.
 fn model_rows(req: &DiffRequest) -> String {
     let mut parts = Vec::with_capacity(req.columns.len() * 2 + 1);
@@ -247,7 +248,7 @@ fn model_rows(req: &DiffRequest) -> String {
     }
     parts.push("'}'".to_string());
     format!(
-        "SELECT CAST(q.{pk} AS CHAR) AS k, CONCAT({parts}) AS row FROM ({query}) AS q",
+        "SELECT CAST(q.{pk} AS CHAR) AS k, CONCAT({parts}) AS doc FROM ({query}) AS q",
         pk = quote(&req.primary_key),
         parts = parts.join(", "),
         query = model_subquery(&req.query)
@@ -304,14 +305,14 @@ impl Warehouse for MysqlWarehouse {
                 return Err(WarehouseError::NothingToReplay { sync: sync.clone() });
             }
         }
-        let keep_row = if replay.is_some() { "x.row" } else { "IF(s.h <=> x.h, NULL, x.row)" };
+        let keep_row = if replay.is_some() { "x.doc" } else { "IF(s.h <=> x.h, NULL, x.doc)" };
         let key = "VARBINARY(1024)";
         let hash = "CHAR(32) CHARACTER SET ascii";
         let create_model = format!(
-            "CREATE TABLE {m} (k {key} NULL, h {hash} NULL, row LONGTEXT CHARACTER SET utf8mb4 NULL, sh {hash} NULL, INDEX (k))
+            "CREATE TABLE {m} (k {key} NULL, h {hash} NULL, doc LONGTEXT CHARACTER SET utf8mb4 NULL, sh {hash} NULL, INDEX (k))
              ENGINE=InnoDB
-             SELECT x.k, x.h, {keep_row} AS row, s.h AS sh
-             FROM (SELECT y.k, y.row, CONVERT(MD5(y.row) USING ascii) AS h FROM ({model}) AS y) AS x LEFT JOIN {s} s ON s.k = x.k",
+             SELECT x.k, x.h, {keep_row} AS doc, s.h AS sh
+             FROM (SELECT y.k, y.doc, CONVERT(MD5(y.doc) USING ascii) AS h FROM ({model}) AS y) AS x LEFT JOIN {s} s ON s.k = x.k",
             model = model_rows(req)
         );
         self.pool.execute(AssertSqlSafe(create_model)).await.map_err(query_err)?;
@@ -324,7 +325,7 @@ impl Warehouse for MysqlWarehouse {
             "staged",
             format!(
                 "CREATE TABLE {st} (pos BIGINT AUTO_INCREMENT PRIMARY KEY, k {key} NULL, h {hash} NULL,
-                 row LONGTEXT CHARACTER SET utf8mb4 NULL, op VARCHAR(8) NOT NULL, retried TINYINT NOT NULL,
+                 doc LONGTEXT CHARACTER SET utf8mb4 NULL, op VARCHAR(8) NOT NULL, retried TINYINT NOT NULL,
                  flag VARCHAR(16) NULL, INDEX (k)) ENGINE=InnoDB"
             ),
         )
@@ -332,13 +333,13 @@ impl Warehouse for MysqlWarehouse {
         let expired = format!("IF(p.first_failed_at < {}, 'expired', NULL)", req.expire_before_ms);
         let pk_name = serde_json::Value::String(req.primary_key.clone()).to_string();
         let key_only = format!("CONCAT({}, JSON_QUOTE(CAST(m.k AS CHAR)), '}}')", text(&format!("{{{pk_name}:")));
-        let cols = "INSERT INTO {st} (k, h, row, op, retried, flag)".replace("{st}", &st);
+        let cols = "INSERT INTO {st} (k, h, doc, op, retried, flag)".replace("{st}", &st);
         match replay {
             None => {
                 let inserts = [
-                    format!("{cols} SELECT NULL, m.h, m.row, 'added', 0, 'null_key' FROM {m} m WHERE m.k IS NULL"),
+                    format!("{cols} SELECT NULL, m.h, m.doc, 'added', 0, 'null_key' FROM {m} m WHERE m.k IS NULL"),
                     format!(
-                        "{cols} SELECT m.k, m.h, COALESCE(m.row, {key_only}), IF(m.sh IS NULL, 'added', 'updated'),
+                        "{cols} SELECT m.k, m.h, COALESCE(m.doc, {key_only}), IF(m.sh IS NULL, 'added', 'updated'),
                                 p.k IS NOT NULL, IF(d.k IS NOT NULL, 'duplicate_key', {expired})
                          FROM {m} m LEFT JOIN {d} d ON d.k = m.k LEFT JOIN {p} p ON p.k = m.k
                          WHERE m.k IS NOT NULL AND (d.k IS NOT NULL OR NOT (m.sh <=> m.h))"
@@ -354,7 +355,7 @@ impl Warehouse for MysqlWarehouse {
             }
             Some(sync) => {
                 let sql = format!(
-                    "{cols} SELECT l.k, m.h, m.row,
+                    "{cols} SELECT l.k, m.h, m.doc,
                        CASE WHEN m.k IS NULL THEN 'deleted' WHEN m.sh IS NULL THEN 'added' ELSE 'updated' END,
                        p.k IS NOT NULL, IF(d.k IS NOT NULL, 'duplicate_key', NULL)
                      FROM (SELECT DISTINCT k FROM {l} WHERE sync = ? AND k IS NOT NULL) l
@@ -398,7 +399,7 @@ impl Warehouse for MysqlWarehouse {
     ) -> Result<Vec<StagedChange>, WarehouseError> {
         let [_, _, st] = self.stage_tables(scope, stage);
         let sql = format!(
-            "SELECT pos, k, COALESCE(h, '') AS h, row, op, retried, flag FROM {st} WHERE pos > ? ORDER BY pos LIMIT ?"
+            "SELECT pos, k, COALESCE(h, '') AS h, doc, op, retried, flag FROM {st} WHERE pos > ? ORDER BY pos LIMIT ?"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(after)
@@ -411,7 +412,7 @@ impl Warehouse for MysqlWarehouse {
                 let get_err = |e| self.state_err("read", e);
                 let op: String = r.try_get("op").map_err(get_err)?;
                 let flag: Option<String> = r.try_get("flag").map_err(get_err)?;
-                let row: Option<String> = r.try_get("row").map_err(get_err)?;
+                let row: Option<String> = r.try_get("doc").map_err(get_err)?;
                 let key: Option<Vec<u8>> = r.try_get("k").map_err(get_err)?;
                 Ok(StagedChange {
                     position: r.try_get("pos").map_err(get_err)?,
