@@ -148,3 +148,28 @@ spec: {{modelRef: {{name: things}}, destinationRef: {{name: api}}, action: upser
     assert!(c.operator.exit_code().is_none(), "no crash loop");
     run_sql(&url, &[&format!("DROP USER '{user}'@'%'")]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_example_applies_and_syncs() {
+    let url = server_url("RETL_TEST_POSTGRES_URL");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/postgres");
+    let seed = std::fs::read_to_string(dir.join("seed.sql")).unwrap();
+    run_sql(&url, &[&seed]).await;
+    let c = Cluster::start(Setup::default()).await;
+    let applied = c.h.kubectl(&["apply", "-f", &dir.display().to_string()]).unwrap();
+    assert!(applied.success(), "{}", applied.stderr);
+    // Point the example at this machine's test server and at the sink.
+    c.h.kubectl_ok(&["patch", "secret", "warehouse", "--type=merge", "-p", &format!(r#"{{"stringData":{{"url":"{url}"}}}}"#)]).unwrap();
+    let use_url = r#"{"spec":{"postgres":{"urlSecretRef":{"name":"warehouse","key":"url"}}}}"#;
+    c.h.kubectl_ok(&["patch", "source", "warehouse", "--type=merge", "-p", use_url]).unwrap();
+    let to_sink = format!(r#"{{"spec":{{"http":{{"url":"{}"}}}}}}"#, c.sink.url());
+    c.h.kubectl_ok(&["patch", "destination", "crm", "--type=merge", "-p", &to_sink]).unwrap();
+    c.wait_ready("mapping", "users-to-crm").await;
+    c.annotate("mapping", "users-to-crm", "retl.dev/sync-now=1");
+    let s = c.wait_finished(1).await;
+    assert_eq!(s["status"]["phase"], "Successful", "{s:#}");
+    let ada = &c.sink.latest()["1"].payload;
+    assert_eq!(ada["traits"], serde_json::json!({"plan": "pro", "mrr": 49.0, "company": "Analytical Engines", "seats": 5}), "{ada}");
+    let at: jiff::Timestamp = ada["signedUpAt"].as_str().unwrap().parse().expect("RFC 3339");
+    assert_eq!(at, "2024-01-05T09:30:00Z".parse::<jiff::Timestamp>().unwrap());
+}
