@@ -13,6 +13,7 @@ mod mysql_state;
 mod postgres;
 mod postgres_state;
 pub(crate) mod rows;
+mod runs;
 mod server;
 mod sqlite;
 

@@ -1,7 +1,7 @@
 //! MySQL/MariaDB: retl's state database — created on first use, upgraded in
 //! place — the per-batch commit and the sync-run table.
 
-use sqlx::{AssertSqlSafe, Executor, MySql, QueryBuilder, Row};
+use sqlx::{AssertSqlSafe, Executor, MySql, QueryBuilder};
 
 use super::mysql::{MysqlWarehouse, quote};
 use super::server::{CommitPlan, now_ms};
@@ -168,18 +168,7 @@ pub async fn save_run(wh: &MysqlWarehouse, run: &SyncRun) -> Result<(), Warehous
          started_ms = VALUES(started_ms), completed_ms = VALUES(completed_ms), status_json = VALUES(status_json)",
         wh.runs_table()
     );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(&run.namespace)
-        .bind(&run.sync)
-        .bind(&run.mapping)
-        .bind(&run.mapping_uid)
-        .bind(&run.model)
-        .bind(&run.destination)
-        .bind(&run.trigger)
-        .bind(&run.phase)
-        .bind(run.started_ms)
-        .bind(run.completed_ms)
-        .bind(&run.status_json)
+    super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run)
         .execute(&wh.pool)
         .await
         .map(|_| ())
@@ -222,21 +211,5 @@ pub async fn runs(wh: &MysqlWarehouse, filter: &HistoryFilter) -> Result<Vec<Syn
     }
     q.push(" ORDER BY started_ms DESC, sync DESC");
     let rows = q.build().fetch_all(&wh.pool).await.map_err(err)?;
-    rows.iter()
-        .map(|r| {
-            Ok(SyncRun {
-                namespace: r.try_get("namespace").map_err(err)?,
-                sync: r.try_get("sync").map_err(err)?,
-                mapping: r.try_get("mapping").map_err(err)?,
-                mapping_uid: r.try_get("mapping_uid").map_err(err)?,
-                model: r.try_get("model").map_err(err)?,
-                destination: r.try_get("destination").map_err(err)?,
-                trigger: r.try_get("trigger_kind").map_err(err)?,
-                phase: r.try_get("phase").map_err(err)?,
-                started_ms: r.try_get("started_ms").map_err(err)?,
-                completed_ms: r.try_get("completed_ms").map_err(err)?,
-                status_json: r.try_get("status_json").map_err(err)?,
-            })
-        })
-        .collect()
+    rows.iter().map(|r| super::runs::read(r).map_err(err)).collect()
 }

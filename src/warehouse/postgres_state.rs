@@ -1,7 +1,7 @@
 //! PostgreSQL: retl's state schema — created on first use, upgraded in
 //! place — and the sync-run table.
 
-use sqlx::{AssertSqlSafe, Executor, Row};
+use sqlx::{AssertSqlSafe, Executor};
 
 use super::postgres::PostgresWarehouse;
 use super::rows::quote_ident;
@@ -103,25 +103,14 @@ fn mapping_tables(wh: &PostgresWarehouse, scope: &StateScope) -> String {
 pub async fn save_run(wh: &PostgresWarehouse, run: &SyncRun) -> Result<(), WarehouseError> {
     let (_, schema) = wh.schema_parts();
     let sql = format!(
-        "INSERT INTO {schema}.sync_runs (namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase,
-         started_ms, completed_ms, status_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        "INSERT INTO {schema}.sync_runs ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (namespace, sync) DO UPDATE SET mapping = excluded.mapping, mapping_uid = excluded.mapping_uid,
          model = excluded.model, destination = excluded.destination, trigger_kind = excluded.trigger_kind,
          phase = excluded.phase, started_ms = excluded.started_ms, completed_ms = excluded.completed_ms,
-         status_json = excluded.status_json"
+         status_json = excluded.status_json",
+        super::runs::COLUMNS
     );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(&run.namespace)
-        .bind(&run.sync)
-        .bind(&run.mapping)
-        .bind(&run.mapping_uid)
-        .bind(&run.model)
-        .bind(&run.destination)
-        .bind(&run.trigger)
-        .bind(&run.phase)
-        .bind(run.started_ms)
-        .bind(run.completed_ms)
-        .bind(&run.status_json)
+    super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run)
         .execute(wh.pool())
         .await
         .map(|_| ())
@@ -157,21 +146,5 @@ pub async fn runs(wh: &PostgresWarehouse, filter: &HistoryFilter) -> Result<Vec<
         .fetch_all(wh.pool())
         .await
         .map_err(err)?;
-    rows.iter()
-        .map(|r| {
-            Ok(SyncRun {
-                namespace: r.try_get("namespace").map_err(err)?,
-                sync: r.try_get("sync").map_err(err)?,
-                mapping: r.try_get("mapping").map_err(err)?,
-                mapping_uid: r.try_get("mapping_uid").map_err(err)?,
-                model: r.try_get("model").map_err(err)?,
-                destination: r.try_get("destination").map_err(err)?,
-                trigger: r.try_get("trigger_kind").map_err(err)?,
-                phase: r.try_get("phase").map_err(err)?,
-                started_ms: r.try_get("started_ms").map_err(err)?,
-                completed_ms: r.try_get("completed_ms").map_err(err)?,
-                status_json: r.try_get("status_json").map_err(err)?,
-            })
-        })
-        .collect()
+    rows.iter().map(|r| super::runs::read(r).map_err(err)).collect()
 }

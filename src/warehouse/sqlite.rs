@@ -444,18 +444,7 @@ impl Warehouse for SqliteWarehouse {
              started_ms, completed_ms, status_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             self.runs_table()
         );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(&run.namespace)
-            .bind(&run.sync)
-            .bind(&run.mapping)
-            .bind(&run.mapping_uid)
-            .bind(&run.model)
-            .bind(&run.destination)
-            .bind(&run.trigger)
-            .bind(&run.phase)
-            .bind(run.started_ms)
-            .bind(run.completed_ms)
-            .bind(&run.status_json)
+        super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run)
             .execute(&self.pool)
             .await
             .map(|_| ())
@@ -493,24 +482,7 @@ impl Warehouse for SqliteWarehouse {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| state_err("read", e))?;
-        rows.iter()
-            .map(|r| {
-                let get = |c: &str| -> Result<String, WarehouseError> { r.try_get(c).map_err(|e| state_err("read", e)) };
-                Ok(SyncRun {
-                    namespace: get("namespace")?,
-                    sync: get("sync")?,
-                    mapping: get("mapping")?,
-                    mapping_uid: get("mapping_uid")?,
-                    model: get("model")?,
-                    destination: get("destination")?,
-                    trigger: get("trigger_kind")?,
-                    phase: get("phase")?,
-                    started_ms: r.try_get("started_ms").map_err(|e| state_err("read", e))?,
-                    completed_ms: r.try_get("completed_ms").map_err(|e| state_err("read", e))?,
-                    status_json: get("status_json")?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| super::runs::read(r).map_err(|e| state_err("read", e))).collect()
     }
 
     async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError> {
