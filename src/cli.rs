@@ -137,9 +137,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
             });
-            let ran = local::run(&RunOptions { dir, mappings: mapping, reset, replay }, &cancel).await?;
-            print_syncs(&ran, true);
-            Ok(exit_code(&ran))
+            // Progress of long syncs, every two seconds at most.
+            let throttle = retl::engine::Throttle::after(std::time::Duration::from_secs(2));
+            let progress = |sync: &str, p: &retl::engine::Progress| {
+                if throttle.ready() {
+                    eprintln!("{sync}: {} changes read, {} records loaded", p.read, p.answered());
+                }
+            };
+            let outcome = local::run(&RunOptions { dir, mappings: mapping, reset, replay }, &progress, &cancel).await?;
+            for name in &outcome.disabled {
+                eprintln!("Mapping {name} is disabled (spec.enabled: false); not synced");
+            }
+            print_syncs(&outcome.ran, true);
+            Ok(exit_code(&outcome.ran))
         }
         Command::Plan { dir, mapping, samples } => {
             print!("{}", local::plan(&dir, &mapping, samples).await?);

@@ -16,7 +16,7 @@ use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, Resource};
 
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
@@ -121,10 +121,10 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
     let by_model = store.clone();
     let mappings = mappings
         .watches(api::<Model>(client, ns), cfg(), move |m: Model| {
-            referrers(&by_model, &m, |x: &Mapping| x.spec.model_ref.name.clone())
+            referrers(&by_model, &m, |x: &Mapping, n| x.spec.model_ref.name == n)
         })
         .watches(api::<Destination>(client, ns), cfg(), move |d: Destination| {
-            referrers(&store, &d, |x: &Mapping| x.spec.destination_ref.name.clone())
+            referrers(&store, &d, |x: &Mapping, n| x.spec.destination_ref.name == n)
         });
     tasks.push(Box::pin(drive(mappings, mapping::reconcile, ctx.clone(), "mapping", stop.clone())));
 
@@ -135,31 +135,31 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
     let sources = Controller::new(api::<Source>(client, ns), cfg());
     let store = sources.store();
     let sources = sources.watches(api::<Secret>(client, ns), cfg(), move |s: Secret| {
-        secret_referrers(&store, &s, |x: &Source| crate::warehouse::secret_refs(&x.spec))
+        referrers(&store, &s, |x: &Source, n| crate::warehouse::secret_refs(&x.spec).iter().any(|r| r.name == n))
     });
     tasks.push(Box::pin(drive(sources, source::reconcile, ctx.clone(), "source", stop.clone())));
 
     let dests = Controller::new(api::<Destination>(client, ns), cfg());
     let store = dests.store();
     let dests = dests.watches(api::<Secret>(client, ns), cfg(), move |s: Secret| {
-        secret_referrers(&store, &s, |x: &Destination| crate::destination::secret_refs(&x.spec))
+        referrers(&store, &s, |x: &Destination, n| crate::destination::secret_refs(&x.spec).iter().any(|r| r.name == n))
     });
     tasks.push(Box::pin(drive(dests, destination::reconcile, ctx.clone(), "destination", stop.clone())));
 
     let models = Controller::new(api::<Model>(client, ns), cfg());
     let store = models.store();
     let models = models.watches(api::<Source>(client, ns), cfg(), move |s: Source| {
-        referrers(&store, &s, |x: &Model| x.spec.source_ref.name.clone())
+        referrers(&store, &s, |x: &Model, n| x.spec.source_ref.name == n)
     });
     tasks.push(Box::pin(drive(models, model::reconcile, ctx, "model", stop)));
     tasks
 }
 
-/// Objects in the store whose reference (by `name_of`) points at `target`, in its namespace.
+/// Objects in the store, in `target`'s namespace, that refer to it by name.
 fn referrers<K, T>(
     store: &kube::runtime::reflector::Store<K>,
     target: &T,
-    name_of: impl Fn(&K) -> String,
+    refers_to: impl Fn(&K, &str) -> bool,
 ) -> Vec<ObjectRef<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
@@ -170,25 +170,7 @@ where
     store
         .state()
         .iter()
-        .filter(|o| o.meta().namespace == ns && name_of(o) == name)
-        .map(|o| ObjectRef::from_obj(o.as_ref()))
-        .collect()
-}
-
-/// Objects in the store that read a key of this Secret.
-fn secret_referrers<K>(
-    store: &kube::runtime::reflector::Store<K>,
-    secret: &Secret,
-    refs: impl Fn(&K) -> Vec<crate::api::SecretKeyRef>,
-) -> Vec<ObjectRef<K>>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    let name = secret.name_any();
-    store
-        .state()
-        .iter()
-        .filter(|o| o.meta().namespace == secret.metadata.namespace && refs(o).iter().any(|r| r.name == name))
+        .filter(|o| o.meta().namespace == ns && refers_to(o, &name))
         .map(|o| ObjectRef::from_obj(o.as_ref()))
         .collect()
 }

@@ -19,7 +19,7 @@ use super::metrics::{RecordLabels, SyncLabels};
 use super::sync_plan::{JobState, plan};
 use super::{job, naming};
 use crate::api::conditions::label;
-use crate::api::{Mapping, ObjectRef, Sync, SyncSpec, SyncTrigger};
+use crate::api::{Mapping, Sync, SyncSpec, SyncTrigger};
 
 pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
     let ns = cached.namespace().unwrap_or_default();
@@ -125,9 +125,4 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, C
     }
     let finished = status.and_then(|s| s.phase).is_some_and(|p| p.is_finished());
     Ok(if finished { Action::await_change() } else { Action::requeue(Duration::from_secs(30)) })
-}
-
-/// The Mapping a Sync belongs to, for watches.
-pub fn mapping_of(sync: &Sync) -> ObjectRef {
-    sync.spec.mapping_ref.clone()
 }

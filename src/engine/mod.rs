@@ -13,6 +13,8 @@ mod load;
 mod run;
 mod tally;
 
+pub use tally::skip;
+
 pub use error::EngineError;
 pub use run::{PlanReport, fail_abandoned_runs, plan_sync, run_sync};
 
@@ -62,6 +64,34 @@ pub struct SyncReport {
 }
 
 impl SyncReport {
+    /// A sync that has started and nothing more.
+    pub fn started(at: Timestamp) -> SyncReport {
+        SyncReport {
+            phase: SyncPhase::InProgress,
+            reason: None,
+            message: None,
+            started: at,
+            completed: None,
+            extracted: ExtractedCounts::default(),
+            loaded: LoadedCounts::default(),
+            skipped: Vec::new(),
+            failed_records: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// A sync that failed before it read anything (a missing reference, an
+    /// unreachable warehouse): no counts, a reason and what to do.
+    pub fn failed_early(started: Timestamp, reason: &str, message: impl Into<String>) -> SyncReport {
+        SyncReport {
+            phase: SyncPhase::Failed,
+            reason: Some(reason.to_string()),
+            message: Some(message.into()),
+            completed: Some(Timestamp::now()),
+            ..SyncReport::started(started)
+        }
+    }
+
     /// The changes found: what had to be sent, skipped or not.
     pub fn changes(&self) -> u64 {
         self.extracted.added + self.extracted.updated + self.extracted.deleted
@@ -108,6 +138,35 @@ impl Progress {
 #[async_trait]
 pub trait Observer: Send + Sync {
     async fn progress(&self, progress: &Progress);
+}
+
+/// Lets an observer act at most once per interval (progress arrives after
+/// every commit; status writes and printed lines should not).
+pub struct Throttle {
+    every: std::time::Duration,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Throttle {
+    /// Ready at once, then once per `every`.
+    pub fn new(every: std::time::Duration) -> Throttle {
+        Throttle { every, last: std::sync::Mutex::new(None) }
+    }
+
+    /// First ready once `every` has passed from now (quiet for short runs).
+    pub fn after(every: std::time::Duration) -> Throttle {
+        Throttle { every, last: std::sync::Mutex::new(Some(std::time::Instant::now())) }
+    }
+
+    /// Whether the interval has passed since the last `true`.
+    pub fn ready(&self) -> bool {
+        let Ok(mut last) = self.last.lock() else { return false };
+        if last.is_some_and(|t| t.elapsed() < self.every) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
+    }
 }
 
 /// An observer that ignores progress.

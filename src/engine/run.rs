@@ -28,18 +28,7 @@ pub async fn run_sync(
     cancel: &CancellationToken,
 ) -> SyncReport {
     let scope = StateScope::from_uid(&ctx.mapping_uid);
-    let mut report = SyncReport {
-        phase: SyncPhase::InProgress,
-        reason: None,
-        message: None,
-        started: Timestamp::now(),
-        completed: None,
-        extracted: ExtractedCounts::default(),
-        loaded: Default::default(),
-        skipped: Vec::new(),
-        failed_records: Vec::new(),
-        errors: Vec::new(),
-    };
+    let mut report = SyncReport::started(Timestamp::now());
     let mut tally = Tally::default();
     let result = steps(ctx, warehouse, destination, observer, cancel, &scope, &mut tally, &report).await;
     let (phase, why, message) = match result {

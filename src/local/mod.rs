@@ -39,6 +39,18 @@ pub enum LocalError {
     Usage(String),
 }
 
+impl LocalError {
+    /// The reason a sync that could not start because of this error shows.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            LocalError::Reference { .. } => reason::REFERENCE_NOT_FOUND,
+            LocalError::Secret { .. } => reason::SECRET_NOT_FOUND,
+            LocalError::Warehouse(w) => w.reason(),
+            _ => reason::INVALID_SPEC,
+        }
+    }
+}
+
 /// What `retl run` should do.
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -51,6 +63,17 @@ pub struct RunOptions {
     pub replay: Option<String>,
 }
 
+/// Hears a running sync's progress: the sync's name and where it stands.
+pub type ProgressFn<'a> = &'a (dyn Fn(&str, &engine::Progress) + Send + Sync);
+
+/// What `retl run` did.
+pub struct RunOutcome {
+    /// The syncs, in the order they ran.
+    pub ran: Vec<Ran>,
+    /// Mappings not synced because they are disabled (`spec.enabled: false`).
+    pub disabled: Vec<String>,
+}
+
 /// One sync that ran (or could not start).
 pub struct Ran {
     pub name: String,
@@ -59,16 +82,18 @@ pub struct Ran {
 }
 
 /// Runs the selected Mappings once, one after the other.
-pub async fn run(opts: &RunOptions, cancel: &CancellationToken) -> Result<Vec<Ran>, LocalError> {
+pub async fn run(opts: &RunOptions, progress: ProgressFn<'_>, cancel: &CancellationToken) -> Result<RunOutcome, LocalError> {
     let m = Manifests::load(&opts.dir)?;
     let mut ran = Vec::new();
+    let mut disabled = Vec::new();
     if let Some(sync) = &opts.replay {
         let (ns, mapping) = find_sync(&m, sync).await?;
         let target = &m.mappings[&(ns.clone(), mapping.clone())];
         let name = format!("{sync}-replay-{}", token_hash());
-        let report = run_one(&m, &ns, target, &name, SyncTrigger::Replay, Some(sync.clone()), cancel).await;
+        let request = SyncRequest { name: name.clone(), trigger: SyncTrigger::Replay, replay_of: Some(sync.clone()) };
+        let report = run_one(&m, &ns, target, &request, progress, cancel).await;
         ran.push(Ran { name, mapping, report });
-        return Ok(ran);
+        return Ok(RunOutcome { ran, disabled });
     }
     if let Some(r) = &opts.reset
         && !m.mappings.keys().any(|(_, n)| n == r)
@@ -80,7 +105,7 @@ pub async fn run(opts: &RunOptions, cancel: &CancellationToken) -> Result<Vec<Ra
             continue;
         }
         if !mapping.object.spec.enabled {
-            eprintln!("Mapping {name} is disabled (spec.enabled: false); not synced");
+            disabled.push(name.clone());
             continue;
         }
         if cancel.is_cancelled() {
@@ -88,10 +113,11 @@ pub async fn run(opts: &RunOptions, cancel: &CancellationToken) -> Result<Vec<Ra
         }
         let trigger = if opts.reset.as_ref() == Some(name) { SyncTrigger::Reset } else { SyncTrigger::Manual };
         let sync_name = format!("{name}-{}", token_hash());
-        let report = run_one(&m, ns, mapping, &sync_name, trigger, None, cancel).await;
+        let request = SyncRequest { name: sync_name.clone(), trigger, replay_of: None };
+        let report = run_one(&m, ns, mapping, &request, progress, cancel).await;
         ran.push(Ran { name: sync_name, mapping: name.clone(), report });
     }
-    Ok(ran)
+    Ok(RunOutcome { ran, disabled })
 }
 
 /// A short hash of a new request token (the current time), as the operator
@@ -101,13 +127,19 @@ fn token_hash() -> String {
     format!("{:08x}", xxhash_rust::xxh3::xxh3_64(token.as_bytes()) as u32)
 }
 
+/// The sync to run: its name and why it runs.
+struct SyncRequest {
+    name: String,
+    trigger: SyncTrigger,
+    replay_of: Option<String>,
+}
+
 async fn run_one(
     m: &Manifests,
     ns: &str,
     mapping: &manifests::Loaded<crate::api::Mapping>,
-    sync_name: &str,
-    trigger: SyncTrigger,
-    replay_of: Option<String>,
+    request: &SyncRequest,
+    progress: ProgressFn<'_>,
     cancel: &CancellationToken,
 ) -> SyncReport {
     let started = Timestamp::now();
@@ -121,17 +153,17 @@ async fn run_one(
     .await;
     let (r, wh, dest) = match prepared {
         Ok(p) => p,
-        Err(e) => return failed_before_start(started, &e),
+        Err(e) => return SyncReport::failed_early(started, e.reason(), e.to_string()),
     };
-    let ctx = context(&r, sync_name, trigger, replay_of);
-    let observer = Progress::new(sync_name);
+    let ctx = context(&r, request);
+    let observer = Callback { sync: &request.name, progress };
     engine::run_sync(&ctx, wh.as_ref(), dest, &observer, cancel).await
 }
 
-fn context(r: &Resolved<'_>, sync_name: &str, trigger: SyncTrigger, replay_of: Option<String>) -> SyncContext {
+fn context(r: &Resolved<'_>, request: &SyncRequest) -> SyncContext {
     SyncContext {
         namespace: r.namespace.clone(),
-        sync_name: sync_name.to_string(),
+        sync_name: request.name.clone(),
         mapping_name: r.mapping_name().to_string(),
         mapping_uid: r.mapping_uid(),
         mapping: r.mapping.object.spec.clone(),
@@ -139,57 +171,21 @@ fn context(r: &Resolved<'_>, sync_name: &str, trigger: SyncTrigger, replay_of: O
         model: r.model.object.spec.clone(),
         destination_name: r.destination_name().to_string(),
         action: r.action.clone(),
-        trigger,
-        replay_of,
+        trigger: request.trigger,
+        replay_of: request.replay_of.clone(),
     }
 }
 
-/// A sync that could not start (a missing reference, an unreachable
-/// warehouse): Failed, with the reason and what to do.
-fn failed_before_start(started: Timestamp, e: &LocalError) -> SyncReport {
-    let why = match e {
-        LocalError::Reference { .. } => reason::REFERENCE_NOT_FOUND,
-        LocalError::Secret { .. } => reason::SECRET_NOT_FOUND,
-        LocalError::Warehouse(w) => w.reason(),
-        LocalError::Destination(_) => reason::INVALID_SPEC,
-        _ => reason::INVALID_SPEC,
-    };
-    SyncReport {
-        phase: SyncPhase::Failed,
-        reason: Some(why.to_string()),
-        message: Some(e.to_string()),
-        started,
-        completed: Some(Timestamp::now()),
-        extracted: Default::default(),
-        loaded: Default::default(),
-        skipped: Vec::new(),
-        failed_records: Vec::new(),
-        errors: Vec::new(),
-    }
-}
-
-/// Prints progress of syncs that run longer than two seconds to stderr,
-/// every two seconds at most.
-struct Progress {
-    sync: String,
-    last: std::sync::Mutex<std::time::Instant>,
-}
-
-impl Progress {
-    fn new(sync: &str) -> Progress {
-        Progress { sync: sync.to_string(), last: std::sync::Mutex::new(std::time::Instant::now()) }
-    }
+/// Hands progress to the caller's function.
+struct Callback<'a> {
+    sync: &'a str,
+    progress: ProgressFn<'a>,
 }
 
 #[async_trait]
-impl Observer for Progress {
+impl Observer for Callback<'_> {
     async fn progress(&self, p: &engine::Progress) {
-        let Ok(mut last) = self.last.lock() else { return };
-        if last.elapsed() < std::time::Duration::from_secs(2) {
-            return;
-        }
-        *last = std::time::Instant::now();
-        eprintln!("{}: {} changes read, {} records loaded", self.sync, p.read, p.answered());
+        (self.progress)(self.sync, p);
     }
 }
 
@@ -218,7 +214,8 @@ pub async fn plan(dir: &std::path::Path, only: &[String], samples: usize) -> Res
         }
         let r = resolve(&m, ns, mapping)?;
         let wh = warehouse::connect(r.source_name(), &r.source.object.spec, &r.secrets, &r.source_dir()).await?;
-        let ctx = context(&r, &format!("{name}-plan"), SyncTrigger::Manual, None);
+        let request = SyncRequest { name: format!("{name}-plan"), trigger: SyncTrigger::Manual, replay_of: None };
+        let ctx = context(&r, &request);
         match engine::plan_sync(&ctx, wh.as_ref(), samples).await {
             Ok(p) => out.push_str(&print::plan(name, &p)),
             Err(e) => out.push_str(&format!("Mapping {name}: cannot plan: {e}\n")),

@@ -307,13 +307,16 @@ impl Warehouse for SqliteWarehouse {
             self.exec("updated", format!("DELETE FROM {p} WHERE k NOT IN (SELECT k FROM {st} WHERE k IS NOT NULL)"))
                 .await?;
         }
-        let count_op = |op: &str| format!("SELECT COUNT(*) FROM {st} WHERE op = '{op}'");
-        let added = self.count(count_op("added")).await?;
-        let updated = self.count(count_op("updated")).await?;
-        let deleted = self.count(count_op("deleted")).await?;
-        let model_rows = self.count(format!("SELECT COUNT(*) FROM {m}")).await?;
-        let snapshot_rows = self.count(format!("SELECT COUNT(*) FROM {s}")).await?;
-        let retried = self.count(format!("SELECT COUNT(*) FROM {st} WHERE retried = 1")).await?;
+        // Every count in one pass over the stage.
+        let counts = format!(
+            "SELECT COALESCE(SUM(op = 'added'), 0), COALESCE(SUM(op = 'updated'), 0), COALESCE(SUM(op = 'deleted'), 0),
+                    COALESCE(SUM(retried = 1), 0), (SELECT COUNT(*) FROM {m}), (SELECT COUNT(*) FROM {s})
+             FROM {st}"
+        );
+        let (added, updated, deleted, retried, model_rows, snapshot_rows): (i64, i64, i64, i64, i64, i64) =
+            sqlx::query_as(AssertSqlSafe(counts)).fetch_one(&self.pool).await.map_err(|e| state_err("read", e))?;
+        let [added, updated, deleted, retried, model_rows, snapshot_rows] =
+            [added, updated, deleted, retried, model_rows, snapshot_rows].map(|n| n.max(0) as u64);
         let unchanged = match req.mode {
             DiffMode::Normal => model_rows.saturating_sub(added + updated),
             DiffMode::Replay { .. } => 0,

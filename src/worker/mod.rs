@@ -7,8 +7,7 @@
 mod status;
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -51,18 +50,7 @@ pub async fn run(client: Client, target: &str) -> Result<SyncPhase, WorkerError>
     .map_err(api_err)?;
 
     let report = match resolve(&client, namespace, &sync).await {
-        Err((why, message)) => SyncReport {
-            phase: SyncPhase::Failed,
-            reason: Some(why.to_string()),
-            message: Some(message),
-            started,
-            completed: Some(Timestamp::now()),
-            extracted: Default::default(),
-            loaded: Default::default(),
-            skipped: vec![],
-            failed_records: vec![],
-            errors: vec![],
-        },
+        Err((why, message)) => SyncReport::failed_early(started, why, message),
         Ok(resolved) => execute(&syncs, name, resolved).await,
     };
     let generation = sync.metadata.generation;
@@ -85,34 +73,19 @@ async fn execute(syncs: &Api<Sync>, name: &str, r: Resolved) -> SyncReport {
     let here = Path::new(".");
     let warehouse = match crate::warehouse::connect(&source_name, &r.source.spec, &r.secrets, here).await {
         Ok(w) => w,
-        Err(e) => return failed_early(e.reason(), e.to_string()),
+        Err(e) => return SyncReport::failed_early(Timestamp::now(), e.reason(), e.to_string()),
     };
     let destination = match crate::destination::build(&r.destination.name_any(), &r.destination.spec, &r.secrets, here) {
         Ok(d) => d,
-        Err(e) => return failed_early(reason::INVALID_SPEC, e.to_string()),
+        Err(e) => return SyncReport::failed_early(Timestamp::now(), reason::INVALID_SPEC, e.to_string()),
     };
     let cancel = CancellationToken::new();
     let watcher = tokio::spawn(watch_cancel(syncs.clone(), name.to_string(), cancel.clone()));
-    let observer = StatusWriter { syncs: syncs.clone(), name: name.to_string(), last: Mutex::new(None) };
+    let observer =
+        StatusWriter { syncs: syncs.clone(), name: name.to_string(), throttle: engine::Throttle::new(Duration::from_secs(5)) };
     let report = engine::run_sync(&r.ctx, warehouse.as_ref(), destination, &observer, &cancel).await;
     watcher.abort();
     report
-}
-
-fn failed_early(why: &str, message: String) -> SyncReport {
-    let now = Timestamp::now();
-    SyncReport {
-        phase: SyncPhase::Failed,
-        reason: Some(why.to_string()),
-        message: Some(message),
-        started: now,
-        completed: Some(now),
-        extracted: Default::default(),
-        loaded: Default::default(),
-        skipped: vec![],
-        failed_records: vec![],
-        errors: vec![],
-    }
 }
 
 /// Follows the Sync's references (never across namespaces) and reads the Secrets.
@@ -190,18 +163,14 @@ async fn watch_cancel(syncs: Api<Sync>, name: String, cancel: CancellationToken)
 struct StatusWriter {
     syncs: Api<Sync>,
     name: String,
-    last: Mutex<Option<Instant>>,
+    throttle: engine::Throttle,
 }
 
 #[async_trait]
 impl Observer for StatusWriter {
     async fn progress(&self, p: &Progress) {
-        {
-            let Ok(mut last) = self.last.lock() else { return };
-            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
-                return;
-            }
-            *last = Some(Instant::now());
+        if !self.throttle.ready() {
+            return;
         }
         if let Err(e) = write_status(&self.syncs, &self.name, |current| status::in_progress(current, p)).await {
             tracing::warn!(sync = %self.name, error = %short(&e), "could not write progress");

@@ -13,7 +13,7 @@ use super::naming;
 use super::status::set_condition;
 use crate::api::conditions::{self, annotation, label, reason};
 use crate::api::{Mapping, SkipSummary, Sync, SyncPhase, SyncStatus};
-use crate::engine::format_duration;
+use crate::engine::{format_duration, skip};
 
 /// A replay to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,13 +171,13 @@ fn finish(status: &mut SyncStatus, phase: SyncPhase, why: &str, message: &str, n
     let rest = (e.added + e.updated + e.deleted).saturating_sub(l.succeeded + l.failed + l.skipped);
     if rest > 0 {
         l.skipped += rest;
-        let reason = if phase == SyncPhase::Canceled { "Canceled" } else { "NotProcessed" };
+        let reason = if phase == SyncPhase::Canceled { skip::CANCELED } else { skip::NOT_PROCESSED };
         match status.skipped.iter_mut().find(|s| s.reason == reason) {
             Some(s) => s.count += rest,
             None => status.skipped.push(SkipSummary {
                 reason: reason.into(),
                 count: rest,
-                message: "the sync stopped before the record was sent; the next sync sends it".into(),
+                message: skip::message(reason).into(),
             }),
         }
     }
