@@ -25,6 +25,10 @@ use std::time::Instant;
 
 use sqlx::{AssertSqlSafe, Executor};
 
+/// The allocator `retl` itself runs with (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 pub const BATCH: u32 = 500;

@@ -18,9 +18,9 @@ use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{Delivery, Destination, DestinationError, OutRecord, operation};
+use super::{Delivery, Destination, DestinationError, OutRecord, WireRecord};
 use crate::api::{self, HttpMethod};
 use crate::engine::codes;
 use crate::warehouse::SecretValues;
@@ -103,7 +103,7 @@ impl HttpDestination {
         u.to_string()
     }
 
-    async fn attempt(&self, body: &[u8], batch: &[OutRecord]) -> Result<Vec<Delivery>, Retry> {
+    async fn attempt(&self, body: &bytes::Bytes, batch: &[OutRecord]) -> Result<Vec<Delivery>, Retry> {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
@@ -112,7 +112,7 @@ impl HttpDestination {
             .request(self.method.clone(), self.url.clone())
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, "application/json")
-            .body(body.to_vec())
+            .body(body.clone())
             .send()
             .await
             .map_err(|e| Retry { message: describe(&e), retry_after: None })?;
@@ -163,13 +163,15 @@ impl Destination for HttpDestination {
     }
 
     async fn send(&self, action: &str, batch: &[OutRecord]) -> Result<Vec<Delivery>, DestinationError> {
-        let records: Vec<Value> = batch
-            .iter()
-            .map(|r| json!({"key": r.key, "operation": operation(r.kind), "payload": r.payload}))
-            .collect();
-        let body = serde_json::to_vec(&json!({"action": action, "records": records})).map_err(|e| {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            action: &'a str,
+            records: Vec<WireRecord<'a>>,
+        }
+        let body = Body { action, records: batch.iter().map(WireRecord::from).collect() };
+        let body = bytes::Bytes::from(serde_json::to_vec(&body).map_err(|e| {
             DestinationError::Config { destination: self.name.clone(), message: format!("cannot encode batch: {e}") }
-        })?;
+        })?);
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.initial_backoff)
             .with_max_delay(Duration::from_secs(60))
@@ -262,7 +264,7 @@ mod tests {
     use crate::api::ChangeKind;
 
     fn rec(key: &str) -> OutRecord {
-        OutRecord { key: key.into(), kind: ChangeKind::Added, payload: json!({}) }
+        OutRecord { key: key.into(), kind: ChangeKind::Added, payload: serde_json::json!({}) }
     }
 
     #[test]

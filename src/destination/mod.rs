@@ -81,6 +81,21 @@ pub fn secret_refs(spec: &DestinationSpec) -> Vec<SecretKeyRef> {
     spec.http.iter().flat_map(|h| h.headers.iter().filter_map(|x| x.value_from.clone())).collect()
 }
 
+/// One record as an HTTP batch carries it, borrowing the payload (a batch is
+/// encoded without copying any record).
+#[derive(serde::Serialize)]
+pub struct WireRecord<'a> {
+    pub key: &'a str,
+    pub operation: &'static str,
+    pub payload: &'a Value,
+}
+
+impl<'a> From<&'a OutRecord> for WireRecord<'a> {
+    fn from(r: &'a OutRecord) -> Self {
+        WireRecord { key: &r.key, operation: operation(r.kind), payload: &r.payload }
+    }
+}
+
 /// Operation name of a change on the wire: `upsert` or `delete`.
 pub fn operation(kind: ChangeKind) -> &'static str {
     match kind {

@@ -1,11 +1,18 @@
 //! Map → load → commit: reads the staged changes page by page, maps each
 //! row, sends full batches with bounded concurrency, and commits every batch
-//! as soon as the destination answered it. Memory holds at most one page and
+//! as soon as the destination answered it.
+//!
+//! The three run side by side, joined by bounded channels: while one page is
+//! mapped the next is read, and while answered batches are committed the
+//! next ones are mapped and sent. Memory holds at most two pages and twice
 //! the batches in flight, whatever the size of the model.
 
 use std::sync::Arc;
 
 use serde_json::Value;
+use std::sync::Mutex;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +26,20 @@ use crate::warehouse::{OutcomeKind, RecordOutcome, StageFlag, StagedChange, Stat
 /// Staged changes read per page.
 const PAGE: usize = 1000;
 
-type BatchResult = (Vec<String>, Vec<OutRecord>, Result<Vec<Delivery>, DestinationError>);
+/// What the committer receives.
+enum Answered {
+    /// A page's changes settled without sending (skipped, or rejected before
+    /// sending), and how many changes that page held.
+    Settled { seen: u64, outcomes: Vec<(RecordOutcome, Option<Value>)> },
+    /// A batch the destination answered (or failed to). The permit keeps the
+    /// batch counted against the memory bound until it is committed.
+    Batch {
+        hashes: Vec<String>,
+        records: Vec<OutRecord>,
+        result: Result<Vec<Delivery>, DestinationError>,
+        _held: OwnedSemaphorePermit,
+    },
+}
 
 /// What to do with one staged change.
 enum Prepared {
@@ -40,52 +60,149 @@ pub struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    /// Runs the loop; `Ok(true)` when it stopped because of a cancel.
+    /// Runs the pipeline; `Ok(true)` when it stopped because of a cancel.
     pub async fn run(&self, tally: &mut Tally) -> Result<bool, EngineError> {
-        let batch_size = self.destination.batch_size().max(1);
-        let max_in_flight = self.destination.max_in_flight().max(1);
-        let mut in_flight: JoinSet<BatchResult> = JoinSet::new();
-        let mut batch: Vec<(OutRecord, String)> = Vec::with_capacity(batch_size);
+        let in_flight = self.destination.max_in_flight().max(1);
+        let (page_tx, page_rx) = mpsc::channel(1);
+        let (done_tx, done_rx) = mpsc::channel(2 * in_flight + 1);
+        // Sends still running when the sync stops early (a failed commit)
+        // are aborted when this set is dropped.
+        let sends = Mutex::new(JoinSet::new());
+        let (read_canceled, send_canceled, ()) = tokio::try_join!(
+            self.read(page_tx),
+            self.map_and_send(page_rx, done_tx, in_flight, &sends),
+            self.commit(done_rx, tally)
+        )?;
+        Ok(read_canceled || send_canceled)
+    }
+
+    /// Reads the stage page by page, one page ahead of the mapper.
+    async fn read(&self, pages: mpsc::Sender<Vec<StagedChange>>) -> Result<bool, EngineError> {
         let mut after = 0i64;
-        let mut canceled = false;
-        'pages: loop {
+        loop {
             if self.cancel.is_cancelled() {
-                canceled = true;
-                break;
+                return Ok(true);
             }
             let page = self.warehouse.read_stage(self.scope, &self.ctx.sync_name, after, PAGE).await?;
-            let Some(last) = page.last() else { break };
+            let Some(last) = page.last() else { return Ok(false) };
             after = last.position;
-            let mut settled = Vec::new();
+            if pages.send(page).await.is_err() {
+                return Ok(false); // the mapper stopped (a cancel): nothing more to read
+            }
+        }
+    }
+
+    /// Maps each change and sends full batches, at most `in_flight` at once.
+    async fn map_and_send(
+        &self,
+        mut pages: mpsc::Receiver<Vec<StagedChange>>,
+        done: mpsc::Sender<Answered>,
+        in_flight: usize,
+        sends: &Mutex<JoinSet<()>>,
+    ) -> Result<bool, EngineError> {
+        let batch_size = self.destination.batch_size().max(1);
+        let sending = Arc::new(Semaphore::new(in_flight));
+        let held = Arc::new(Semaphore::new(2 * in_flight));
+        let mut batch: Vec<(OutRecord, String)> = Vec::with_capacity(batch_size);
+        while let Some(page) = pages.recv().await {
+            let seen = page.len() as u64;
+            let mut outcomes = Vec::new();
+            let mut canceled = false;
             for change in page {
-                tally.seen += 1;
                 match self.prepare(change) {
-                    Prepared::Settled(outcome, payload) => settled.push((outcome, payload)),
-                    Prepared::Send(record, hash) => {
+                    Prepared::Settled(outcome, payload) => outcomes.push((outcome, payload)),
+                    Prepared::Send(record, hash) if !canceled => {
                         batch.push((record, hash));
                         if batch.len() >= batch_size {
                             if self.cancel.is_cancelled() {
                                 canceled = true;
-                                self.commit_settled(&settled, tally).await?;
-                                break 'pages;
+                                continue;
                             }
-                            self.dispatch(&mut in_flight, std::mem::take(&mut batch));
-                            while in_flight.len() >= max_in_flight {
-                                self.await_one(&mut in_flight, tally).await?;
-                            }
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                            self.dispatch(full, &sending, &held, &done, sends).await;
+                        }
+                    }
+                    Prepared::Send(..) => {} // canceled: counted as skipped at the end
+                }
+            }
+            let _ = done.send(Answered::Settled { seen, outcomes }).await;
+            if canceled {
+                return Ok(true);
+            }
+        }
+        if !batch.is_empty() {
+            self.dispatch(batch, &sending, &held, &done, sends).await;
+        }
+        Ok(false)
+    }
+
+    /// Sends one batch in its own task once a slot is free; its answer goes
+    /// to the committer.
+    async fn dispatch(
+        &self,
+        batch: Vec<(OutRecord, String)>,
+        sending: &Arc<Semaphore>,
+        held: &Arc<Semaphore>,
+        done: &mpsc::Sender<Answered>,
+        sends: &Mutex<JoinSet<()>>,
+    ) {
+        // The semaphores are never closed, so acquiring only fails if they were.
+        let (Ok(held), Ok(slot)) = (held.clone().acquire_owned().await, sending.clone().acquire_owned().await) else {
+            return;
+        };
+        let destination = self.destination.clone();
+        let action = self.ctx.action.name.clone();
+        let done = done.clone();
+        let (records, hashes): (Vec<OutRecord>, Vec<String>) = batch.into_iter().unzip();
+        let task = async move {
+            let result = destination.send(&action, &records).await;
+            drop(slot);
+            // The committer only goes away when the sync already failed.
+            let _ = done.send(Answered::Batch { hashes, records, result, _held: held }).await;
+        };
+        // A poisoned lock only means another send panicked; the set is still usable.
+        let mut sends = sends.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while sends.try_join_next().is_some() {}
+        sends.spawn(task);
+    }
+
+    /// Commits answered batches, taking every one already waiting in a
+    /// single commit (fewer round trips, and still as soon as acknowledged).
+    async fn commit(&self, mut done: mpsc::Receiver<Answered>, tally: &mut Tally) -> Result<(), EngineError> {
+        while let Some(first) = done.recv().await {
+            let mut answered = vec![first];
+            while let Ok(more) = done.try_recv() {
+                answered.push(more);
+            }
+            let mut outcomes = Vec::new();
+            let mut payloads = Vec::new();
+            for item in answered {
+                match item {
+                    Answered::Settled { seen, outcomes: settled } => {
+                        tally.seen += seen;
+                        for (o, p) in settled {
+                            outcomes.push(o);
+                            payloads.push(p);
+                        }
+                    }
+                    Answered::Batch { hashes, records, result, _held } => {
+                        for (o, p) in answer(hashes, records, result) {
+                            outcomes.push(o);
+                            payloads.push(Some(p));
                         }
                     }
                 }
             }
-            self.commit_settled(&settled, tally).await?;
+            if outcomes.is_empty() {
+                continue;
+            }
+            self.warehouse.commit(self.scope, &self.ctx.sync_name, &outcomes).await?;
+            for (o, p) in outcomes.iter().zip(&payloads) {
+                tally.record(o, p.as_ref());
+            }
+            self.observer.progress(&tally.progress()).await;
         }
-        if !canceled && !batch.is_empty() {
-            self.dispatch(&mut in_flight, std::mem::take(&mut batch));
-        }
-        while !in_flight.is_empty() {
-            self.await_one(&mut in_flight, tally).await?;
-        }
-        Ok(canceled)
+        Ok(())
     }
 
     fn prepare(&self, change: StagedChange) -> Prepared {
@@ -109,13 +226,14 @@ impl Loader<'_> {
             let key = change.key.clone().unwrap_or_default();
             return Prepared::Send(OutRecord { key, kind: change.kind, payload: Value::Null }, change.hash);
         }
-        let row = match &change.row {
+        let row = match change.row {
             Some(Ok(row)) => row,
-            Some(Err(message)) => return reject(codes::UNSUPPORTED_VALUE, message.clone(), None),
+            Some(Err(ref message)) => return reject(codes::UNSUPPORTED_VALUE, message.clone(), None),
             None => return reject(codes::UNSUPPORTED_VALUE, "the row has no values".into(), None),
         };
-        // The payload moves into the record (or the rejection): no copy per row.
-        match (change.flag, change.key.as_ref(), self.mapper.map(row)) {
+        // The row's values move into the payload, and the payload into the
+        // record (or the rejection): no copy per row.
+        match (change.flag, change.key.as_ref(), self.mapper.map_owned(row)) {
             (Some(StageFlag::NullKey), _, Ok(p) | Err((_, p))) | (_, None, Ok(p) | Err((_, p))) => reject(
                 codes::NULL_PRIMARY_KEY,
                 format!("the row's primary key ({}) is null", self.ctx.model.primary_key),
@@ -132,74 +250,37 @@ impl Loader<'_> {
             }
         }
     }
+}
 
-    fn dispatch(&self, in_flight: &mut JoinSet<BatchResult>, batch: Vec<(OutRecord, String)>) {
-        let destination = self.destination.clone();
-        let action = self.ctx.action.name.clone();
-        let (records, hashes): (Vec<OutRecord>, Vec<String>) = batch.into_iter().unzip();
-        in_flight.spawn(async move {
-            let result = destination.send(&action, &records).await;
-            (hashes, records, result)
-        });
-    }
-
-    /// Waits for one batch to be answered, takes every other batch already
-    /// answered too, and commits them together (fewer round trips, and still
-    /// as soon as they are acknowledged).
-    async fn await_one(&self, in_flight: &mut JoinSet<BatchResult>, tally: &mut Tally) -> Result<(), EngineError> {
-        let Some(first) = in_flight.join_next().await else { return Ok(()) };
-        let mut answered = vec![first];
-        while let Some(more) = in_flight.try_join_next() {
-            answered.push(more);
-        }
-        let mut outcomes = Vec::new();
-        let mut payloads = Vec::new();
-        // A send task cannot panic on purpose; if it did, its records are
-        // still accounted for: they stay unsent and the next sync sends them.
-        for (hashes, records, result) in answered.into_iter().flatten() {
-            let deliveries: Vec<Delivery> = match result {
-                Ok(d) => d,
-                Err(e) => vec![
-                    Delivery::Rejected { code: codes::DESTINATION_UNAVAILABLE.into(), message: e.to_string() };
-                    records.len()
-                ],
-            };
-            for (i, (record, hash)) in records.into_iter().zip(hashes).enumerate() {
-                let result = match deliveries.get(i) {
-                    Some(Delivery::Accepted) => OutcomeKind::Delivered,
-                    Some(Delivery::Rejected { code, message }) => OutcomeKind::Rejected {
-                        code: code.clone(),
-                        message: message.clone(),
-                        payload: Some(record.payload.to_string()),
-                    },
-                    None => OutcomeKind::Rejected {
-                        code: codes::NO_RESULT.into(),
-                        message: "the destination answered for fewer records than it was sent".into(),
-                        payload: Some(record.payload.to_string()),
-                    },
-                };
-                outcomes.push(RecordOutcome { key: Some(record.key), hash, kind: record.kind, result });
-                payloads.push(record.payload);
-            }
-        }
-        self.warehouse.commit(self.scope, &self.ctx.sync_name, &outcomes).await?;
-        for (o, p) in outcomes.iter().zip(&payloads) {
-            tally.record(o, Some(p));
-        }
-        self.observer.progress(&tally.progress()).await;
-        Ok(())
-    }
-
-    async fn commit_settled(&self, settled: &[(RecordOutcome, Option<Value>)], tally: &mut Tally) -> Result<(), EngineError> {
-        if settled.is_empty() {
-            return Ok(());
-        }
-        let outcomes: Vec<RecordOutcome> = settled.iter().map(|(o, _)| o.clone()).collect();
-        self.warehouse.commit(self.scope, &self.ctx.sync_name, &outcomes).await?;
-        for (o, p) in settled {
-            tally.record(o, p.as_ref());
-        }
-        self.observer.progress(&tally.progress()).await;
-        Ok(())
-    }
+/// Each record of an answered batch with its outcome. A destination that
+/// could not be reached rejects every record of the batch; a record the
+/// answer does not cover is rejected as such, so none goes uncounted.
+fn answer(
+    hashes: Vec<String>,
+    records: Vec<OutRecord>,
+    result: Result<Vec<Delivery>, DestinationError>,
+) -> impl Iterator<Item = (RecordOutcome, Value)> {
+    let deliveries: Vec<Delivery> = match result {
+        Ok(d) => d,
+        Err(e) => vec![
+            Delivery::Rejected { code: codes::DESTINATION_UNAVAILABLE.into(), message: e.to_string() };
+            records.len()
+        ],
+    };
+    records.into_iter().zip(hashes).enumerate().map(move |(i, (record, hash))| {
+        let result = match deliveries.get(i) {
+            Some(Delivery::Accepted) => OutcomeKind::Delivered,
+            Some(Delivery::Rejected { code, message }) => OutcomeKind::Rejected {
+                code: code.clone(),
+                message: message.clone(),
+                payload: Some(record.payload.to_string()),
+            },
+            None => OutcomeKind::Rejected {
+                code: codes::NO_RESULT.into(),
+                message: "the destination answered for fewer records than it was sent".into(),
+                payload: Some(record.payload.to_string()),
+            },
+        };
+        (RecordOutcome { key: Some(record.key), hash, kind: record.kind, result }, record.payload)
+    })
 }

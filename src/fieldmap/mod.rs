@@ -19,13 +19,15 @@ use crate::api::{Action, ActionField, FieldMapping, FieldType, PropertyMapping};
 use crate::engine::codes;
 use crate::warehouse::Row;
 use template::Template;
-use value::{ValuePath, coerce, json_container};
+use value::{ValuePath, coerce, fits, json_container};
 
 /// A compiled Mapping, ready to map rows.
 #[derive(Debug)]
 pub struct FieldMapper {
     fields: Vec<CompiledField>,
     skip_nulls: bool,
+    /// Every field reads a whole column that no other field reads.
+    columns_moved: bool,
 }
 
 #[derive(Debug)]
@@ -95,16 +97,47 @@ impl FieldMapper {
         if let Some(missing) = action.fields.iter().find(|a| a.required && !fields.iter().any(|f| f.to == a.name)) {
             return Err(MappingError::RequiredNotMapped { field: missing.name.clone(), action: action.name.clone() });
         }
-        Ok(FieldMapper { fields: compiled, skip_nulls })
+        // Each field a whole column no other field reads: a row's values can
+        // move into the payload instead of being copied.
+        let columns_moved = compiled.iter().all(|f| match &f.source {
+            FieldSource::Path(p) => {
+                p.rest.is_empty()
+                    && compiled.iter().filter(|g| matches!(&g.source, FieldSource::Path(q) if q.column == p.column)).count() == 1
+            }
+            FieldSource::Value(_) => true,
+            _ => false,
+        });
+        Ok(FieldMapper { fields: compiled, skip_nulls, columns_moved })
+    }
+
+    /// Maps one row it may take apart: the same payload as [`FieldMapper::map`],
+    /// without copying values where every field reads a column of its own.
+    pub fn map_owned(&self, mut row: Row) -> Result<Value, (RecordError, Value)> {
+        if !self.columns_moved {
+            return self.map(&row);
+        }
+        self.build(|f| match &f.source {
+            FieldSource::Path(p) => Ok(row.swap_remove(&p.column).unwrap_or(Value::Null)),
+            _ => self.raw_value(f, &row),
+        })
     }
 
     /// Maps one row. On error the partial payload comes back with it, so the
     /// failed record can show what would have been sent.
     pub fn map(&self, row: &Row) -> Result<Value, (RecordError, Value)> {
-        let mut payload = Map::new();
+        self.build(|f| self.raw_value(f, row))
+    }
+
+    /// Builds the payload from each field's raw value.
+    fn build(
+        &self,
+        mut raw: impl FnMut(&CompiledField) -> Result<Value, RecordError>,
+    ) -> Result<Value, (RecordError, Value)> {
+        let mut payload = Map::with_capacity(self.fields.len());
         let mut first_error: Option<RecordError> = None;
         for f in &self.fields {
-            match self.field_value(f, row) {
+            let value = raw(f).map_err(|e| (e, None));
+            match value.and_then(|v| self.field_value(f, v)) {
                 Ok(Some(v)) => {
                     payload.insert(f.to.clone(), v);
                 }
@@ -125,8 +158,7 @@ impl FieldMapper {
 
     /// The value of one field: `None` to leave it out. A refused value comes
     /// back with the error, to show in the failed record's payload.
-    fn field_value(&self, f: &CompiledField, row: &Row) -> Result<Option<Value>, (RecordError, Option<Value>)> {
-        let value = self.raw_value(f, row).map_err(|e| (e, None))?;
+    fn field_value(&self, f: &CompiledField, value: Value) -> Result<Option<Value>, (RecordError, Option<Value>)> {
         if value.is_null() {
             if f.declared.as_ref().is_some_and(|d| d.required) {
                 let e = RecordError::new(
@@ -138,9 +170,16 @@ impl FieldMapper {
             return Ok((!self.skip_nulls).then_some(Value::Null));
         }
         let Some(decl) = &f.declared else { return Ok(Some(value)) };
-        let value = match coerce(value.clone(), decl.type_) {
-            Ok(v) => v,
-            Err(e) => return Err((RecordError::new(codes::TYPE_MISMATCH, format!("field {:?}: {e}", f.to)), Some(value))),
+        // Most values already have their field's type: no copy for them.
+        let value = if fits(&value, decl.type_) {
+            value
+        } else {
+            match coerce(value.clone(), decl.type_) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Err((RecordError::new(codes::TYPE_MISMATCH, format!("field {:?}: {e}", f.to)), Some(value)));
+                }
+            }
         };
         match check_properties(decl, &value) {
             Ok(()) => Ok(Some(value)),

@@ -46,13 +46,45 @@ fn row() -> Row {
     .clone()
 }
 
+/// Maps with both entry points, which must agree.
+fn both(m: &FieldMapper, r: &Row) -> Result<Value, (super::RecordError, Value)> {
+    let borrowed = m.map(r);
+    // Liquid lists a row's columns in no fixed order in its messages, so the
+    // code and the payload are compared.
+    let shape = |r: &Result<Value, (super::RecordError, Value)>| match r {
+        Ok(v) => (None, v.clone()),
+        Err((e, v)) => (Some(e.code.clone()), v.clone()),
+    };
+    assert_eq!(shape(&borrowed), shape(&m.map_owned(r.clone())), "map and map_owned disagree");
+    borrowed
+}
+
 fn ok(fields: &str) -> Value {
-    mapper(fields, false).unwrap().map(&row()).unwrap()
+    both(&mapper(fields, false).unwrap(), &row()).unwrap()
 }
 
 fn err(fields: &str, r: &Row) -> (String, String, Value) {
-    let (e, partial) = mapper(fields, false).unwrap().map(r).unwrap_err();
+    let (e, partial) = both(&mapper(fields, false).unwrap(), r).unwrap_err();
     (e.code, e.message, partial)
+}
+
+#[test]
+fn whole_columns_move_into_the_payload_unchanged() {
+    let fields = r#"
+- { to: userId, from: id }
+- { to: total, from: total }
+- { to: vip, from: vip }
+- { to: note, value: "fixed" }
+- { to: address, from: attrs }
+"#;
+    let m = mapper(fields, false).unwrap();
+    assert!(m.columns_moved);
+    let p = ok(fields);
+    assert_eq!(p, json!({"userId": "7", "total": 12.5, "vip": true, "note": "fixed", "address": row()["attrs"]}));
+    // A column read twice is copied, not moved.
+    let twice = "[{ to: userId, from: id }, { to: note, from: id }]";
+    assert!(!mapper(twice, false).unwrap().columns_moved);
+    assert_eq!(ok(twice), json!({"userId": "7", "note": "7"}));
 }
 
 #[test]

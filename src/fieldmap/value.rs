@@ -86,6 +86,21 @@ pub fn json_container(v: Value) -> Value {
 
 /// Converts a non-null value to a field's type, where that is lossless;
 /// `Err` says why not.
+/// Whether a value already has the field's type as it is (coercing it
+/// would give it back unchanged).
+pub fn fits(v: &Value, ty: FieldType) -> bool {
+    match (ty, v) {
+        (FieldType::Any, _)
+        | (FieldType::String, Value::String(_))
+        | (FieldType::Number, Value::Number(_))
+        | (FieldType::Boolean, Value::Bool(_))
+        | (FieldType::Object, Value::Object(_))
+        | (FieldType::Array, Value::Array(_)) => true,
+        (FieldType::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        _ => false,
+    }
+}
+
 pub fn coerce(v: Value, ty: FieldType) -> Result<Value, String> {
     let mismatch = |v: &Value| Err(format!("expected {}, got {}", type_name(ty), describe(v)));
     match ty {
@@ -196,5 +211,11 @@ mod tests {
         assert!(coerce(json!({"a": 1}), FieldType::String).is_err());
         assert_eq!(coerce(json!("2024-01-02 03:04:05"), FieldType::Datetime).unwrap(), json!("2024-01-02T03:04:05Z"));
         assert!(coerce(json!("yesterday"), FieldType::Datetime).is_err());
+        for (v, ty) in [(json!("a"), FieldType::String), (json!(1), FieldType::Integer), (json!({}), FieldType::Object)] {
+            assert!(fits(&v, ty));
+            assert_eq!(coerce(v.clone(), ty).unwrap(), v);
+        }
+        assert!(!fits(&json!(1.5), FieldType::Integer));
+        assert!(!fits(&json!("2024-01-02T03:04:05Z"), FieldType::Datetime));
     }
 }

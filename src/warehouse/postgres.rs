@@ -2,10 +2,11 @@
 //! and only changed rows are read out, page by page.
 //!
 //! State lives in the schema `stateSchema` (tables named by the Mapping's
-//! UID). A sync's stage is two UNLOGGED tables (no WAL: they are scratch
-//! data, dropped at the end of the sync): the model's keys and hashes (with
-//! the row's JSON only where it differs from the snapshot), and the changes
-//! to send, numbered for paging. Rows become JSON with `row_to_json`; each is
+//! UID). A sync's stage is one UNLOGGED table (no WAL: scratch data,
+//! dropped at the end of the sync), written in one pass over the model: every
+//! key with its hash, numbered for paging, with the row's JSON only where it
+//! differs from the snapshot, and a partial index over the changes to send.
+//! Rows become JSON with `row_to_json`; each is
 //! hashed with `hashtextextended` (64 bits, the cheapest stable hash the
 //! server has; see docs/warehouses.md).
 
@@ -91,12 +92,10 @@ impl PostgresWarehouse {
         format!("{}.{}", self.schema, quote_ident(&format!("{name}_{}", scope.id)))
     }
 
-    fn stage_tables(&self, scope: &StateScope, stage: &str) -> (String, String) {
-        let suffix = stage_suffix(stage);
-        (
-            format!("{}.{}", self.schema, quote_ident(&format!("model_{}_{suffix}", scope.id))),
-            format!("{}.{}", self.schema, quote_ident(&format!("stage_{}_{suffix}", scope.id))),
-        )
+    /// A sync's stage: one UNLOGGED table (no WAL: scratch data, dropped at
+    /// the end of the sync).
+    fn stage_table(&self, scope: &StateScope, stage: &str) -> String {
+        format!("{}.{}", self.schema, quote_ident(&format!("stage_{}_{}", scope.id, stage_suffix(stage))))
     }
 
     fn runs_table(&self) -> String {
@@ -240,7 +239,7 @@ impl Warehouse for PostgresWarehouse {
     async fn stage(&self, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {
         super::check_columns(req)?;
         self.drop_stage(scope, &req.stage).await?;
-        let (m, st) = self.stage_tables(scope, &req.stage);
+        let m = self.stage_table(scope, &req.stage);
         let (s, p, l) = (self.table("snapshot", scope), self.table("pending", scope), self.table("log", scope));
         let replay = match &req.mode {
             DiffMode::Normal => None,
@@ -262,91 +261,89 @@ impl Warehouse for PostgresWarehouse {
         }
         let mut tx = self.pool.begin().await.map_err(|e| self.state_err("staged", e))?;
         let run = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
-        tx.execute(run(format!("SET LOCAL work_mem = '{STAGE_WORK_MEM}'")))
+        // The planner prices building a row's JSON like any other function
+        // call and keeps it on one core; priced at what moving a row between
+        // processes really costs, the JSON is built by parallel workers
+        // (where the model's query allows it).
+        tx.execute(run(format!("SET LOCAL work_mem = '{STAGE_WORK_MEM}'; SET LOCAL parallel_tuple_cost = 0.001")))
             .await
             .map_err(|e| self.state_err("staged", e))?;
-        // One pass over the model: each row as JSON, hashed, joined with the
-        // snapshot. A row keeps its JSON only where it may be sent (a change,
-        // or any row in a replay); a snapshot key the model no longer returns
-        // comes out of the FULL JOIN as `present = false`: a delete. OFFSET 0
-        // keeps the JSON from being built twice (once for the hash, once kept).
+        let snapshot_empty: bool = sqlx::query_scalar(AssertSqlSafe(format!("SELECT NOT EXISTS (SELECT 1 FROM {s})")))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.state_err("read", e))?;
+        // One pass over the model builds the whole stage: each row as JSON,
+        // hashed, joined with the snapshot and numbered for paging. A row
+        // keeps its JSON only where it may be sent (a change, or any row in a
+        // replay); a snapshot key the model no longer returns comes out of the
+        // FULL JOIN as `present = false`: a delete. What the pending failures
+        // say of a key is read now, as it stands when the sync starts. OFFSET
+        // 0 keeps the JSON from being built twice (once for the hash, once kept).
         let model = model_rows(req);
-        let create_model = match replay {
+        let hashed = format!("SELECT k, row, hashtextextended(row, 0) AS h FROM ({model} OFFSET 0) AS y");
+        let expire = req.expire_before_ms;
+        let create = match replay {
             None => format!(
                 "CREATE UNLOGGED TABLE {m} AS
-                 SELECT COALESCE(x.k, s.k) AS k, x.h, CASE WHEN s.h IS DISTINCT FROM x.h THEN x.row END AS row,
-                        s.h AS sh, x.h IS NOT NULL AS present
-                 FROM (SELECT k, row, hashtextextended(row, 0) AS h FROM ({model} OFFSET 0) AS y) AS x
-                 FULL JOIN {s} s ON s.k = x.k"
+                 SELECT row_number() OVER () AS pos, j.*, p.k IS NOT NULL AS retried,
+                        COALESCE(p.first_failed_at < {expire}, false) AS expired, false AS dup
+                 FROM (SELECT COALESCE(x.k, s.k) AS k, x.h, CASE WHEN s.h IS DISTINCT FROM x.h THEN x.row END AS row,
+                              s.h AS sh, x.h IS NOT NULL AS present, s.h IS DISTINCT FROM x.h AS changed
+                       FROM ({hashed}) AS x FULL JOIN {s} s ON s.k = x.k) AS j
+                 LEFT JOIN {p} p ON p.k = j.k"
             ),
+            // Every key the replayed sync logged, with the row the model
+            // returns now; a key the model no longer returns is a delete.
             Some(_) => format!(
-                "CREATE UNLOGGED TABLE {m} AS SELECT x.k, x.h, x.row, s.h AS sh, true AS present
-                 FROM (SELECT k, row, hashtextextended(row, 0) AS h FROM ({model} OFFSET 0) AS y) AS x
-                 LEFT JOIN {s} s ON s.k = x.k"
-            ),
-        };
-        tx.execute(run(create_model)).await.map_err(query_err)?;
-        tx.execute(run(format!(
-            "CREATE UNLOGGED TABLE {st} (pos bigint NOT NULL, k text, h bigint, row text, op text NOT NULL,
-             retried boolean NOT NULL, flag text)"
-        )))
-        .await
-        .map_err(|e| self.state_err("staged", e))?;
-        let expire = req.expire_before_ms;
-        let expired = format!("CASE WHEN p.first_failed_at < {expire} THEN 'expired' END");
-        // Keys the model returns more than once. Only a key with a changed
-        // copy can be sent, so only those are counted (a cheap semi-join when
-        // little changed); copies identical to what was delivered stay unchanged.
-        let dups = match replay {
-            None => format!(
-                "SELECT k FROM {m} WHERE present AND k IN
-                   (SELECT k FROM {m} WHERE present AND k IS NOT NULL AND sh IS DISTINCT FROM h)
-                 GROUP BY k HAVING count(*) > 1"
-            ),
-            Some(_) => format!("SELECT k FROM {m} WHERE k IS NOT NULL GROUP BY k HAVING count(*) > 1"),
-        };
-        // A duplicate whose copy equals the snapshot kept no JSON: it is
-        // rejected anyway, with its key as the sample payload.
-        let pk = literal(&req.primary_key);
-        let insert = match replay {
-            None => format!(
-                "WITH d AS ({dups})
-                 INSERT INTO {st} SELECT row_number() OVER (), m.k, m.h,
-                   CASE WHEN m.present THEN COALESCE(m.row, json_build_object({pk}, m.k)::text) END,
-                   CASE WHEN NOT m.present THEN 'deleted' WHEN m.sh IS NULL THEN 'added' ELSE 'updated' END,
-                   p.k IS NOT NULL,
-                   CASE WHEN m.present AND m.k IS NULL THEN 'null_key' WHEN d.k IS NOT NULL THEN 'duplicate_key'
-                        ELSE {expired} END
-                 FROM {m} m LEFT JOIN d ON d.k = m.k LEFT JOIN {p} p ON p.k = m.k
-                 WHERE NOT m.present OR m.k IS NULL OR d.k IS NOT NULL OR m.sh IS DISTINCT FROM m.h"
-            ),
-            Some(_) => format!(
-                "WITH d AS ({dups})
-                 INSERT INTO {st} SELECT row_number() OVER (ORDER BY l.k), l.k, m.h, m.row,
-                   CASE WHEN m.k IS NULL THEN 'deleted' WHEN m.sh IS NULL THEN 'added' ELSE 'updated' END,
-                   p.k IS NOT NULL, CASE WHEN d.k IS NOT NULL THEN 'duplicate_key' END
+                "CREATE UNLOGGED TABLE {m} AS
+                 SELECT row_number() OVER (ORDER BY l.k) AS pos, l.k, x.h, x.row, s.h AS sh, x.k IS NOT NULL AS present,
+                        true AS changed, p.k IS NOT NULL AS retried, false AS expired, false AS dup
                  FROM (SELECT DISTINCT k FROM {l} WHERE sync = $1 AND k IS NOT NULL) l
-                 LEFT JOIN {m} m ON m.k = l.k LEFT JOIN d ON d.k = l.k LEFT JOIN {p} p ON p.k = l.k"
+                 LEFT JOIN ({hashed}) AS x ON x.k = l.k LEFT JOIN {s} s ON s.k = l.k LEFT JOIN {p} p ON p.k = l.k"
             ),
         };
-        let mut q = sqlx::query(AssertSqlSafe(insert));
+        let mut q = sqlx::query(AssertSqlSafe(create));
         if let Some(sync) = replay {
             q = q.bind(sync);
         }
-        q.execute(&mut *tx).await.map_err(|e| self.state_err("staged", e))?;
-        tx.execute(run(format!("ALTER TABLE {st} ADD PRIMARY KEY (pos)")))
+        q.execute(&mut *tx).await.map_err(query_err)?;
+        // Keys the model returns more than once: none of their copies is
+        // sent. Only a key with a changed copy can be sent, so only those
+        // count: when little changed, a semi-join on the changed keys is
+        // cheap; when everything is new, one grouping pass is. A copy equal
+        // to what was delivered kept no JSON and shows its key as the payload.
+        // Found none (the usual case), the UPDATE has nothing to join with.
+        let dups = match (replay, snapshot_empty) {
+            (None, false) => format!(
+                "SELECT k FROM {m} WHERE present AND k IN
+                   (SELECT k FROM {m} WHERE present AND k IS NOT NULL AND changed)
+                 GROUP BY k HAVING count(*) > 1"
+            ),
+            _ => format!("SELECT k FROM {m} WHERE present AND k IS NOT NULL GROUP BY k HAVING count(*) > 1"),
+        };
+        let pk = literal(&req.primary_key);
+        tx.execute(run(format!(
+            "UPDATE {m} m SET dup = true, changed = true, row = COALESCE(m.row, json_build_object({pk}, m.k)::text)
+             FROM ({dups}) d WHERE m.present AND m.k = d.k"
+        )))
+        .await
+        .map_err(|e| self.state_err("staged", e))?;
+        tx.execute(run(format!("CREATE INDEX ON {m} (pos) WHERE changed")))
             .await
             .map_err(|e| self.state_err("staged", e))?;
         if !req.dry_run && replay.is_none() {
             // A pending failure that is no longer a change has nothing left to retry.
-            tx.execute(run(format!("DELETE FROM {p} WHERE NOT EXISTS (SELECT 1 FROM {st} st WHERE st.k = {p}.k)")))
-                .await
-                .map_err(|e| self.state_err("updated", e))?;
+            tx.execute(run(format!(
+                "DELETE FROM {p} WHERE NOT EXISTS (SELECT 1 FROM {m} m WHERE m.changed AND m.k = {p}.k)"
+            )))
+            .await
+            .map_err(|e| self.state_err("updated", e))?;
         }
         let counts = sqlx::query(AssertSqlSafe(format!(
-            "SELECT count(*) FILTER (WHERE op = 'added'), count(*) FILTER (WHERE op = 'updated'),
-                    count(*) FILTER (WHERE op = 'deleted'), count(*) FILTER (WHERE retried),
-                    (SELECT count(*) FROM {m} WHERE present), (SELECT count(*) FROM {s}) FROM {st}"
+            "SELECT count(*) FILTER (WHERE changed AND present AND sh IS NULL),
+                    count(*) FILTER (WHERE changed AND present AND sh IS NOT NULL),
+                    count(*) FILTER (WHERE changed AND NOT present), count(*) FILTER (WHERE changed AND retried),
+                    count(*) FILTER (WHERE present), (SELECT count(*) FROM {s}) FROM {m}"
         )))
         .fetch_one(&mut *tx)
         .await
@@ -367,9 +364,13 @@ impl Warehouse for PostgresWarehouse {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StagedChange>, WarehouseError> {
-        let (_, st) = self.stage_tables(scope, stage);
+        let m = self.stage_table(scope, stage);
         let sql = format!(
-            "SELECT pos, k, COALESCE(h::text, '') AS h, row, op, retried, flag FROM {st} WHERE pos > $1 ORDER BY pos LIMIT $2"
+            "SELECT pos, k, COALESCE(h::text, '') AS h, CASE WHEN present THEN row END AS row,
+                    CASE WHEN NOT present THEN 'deleted' WHEN sh IS NULL THEN 'added' ELSE 'updated' END AS op, retried,
+                    CASE WHEN present AND k IS NULL THEN 'null_key' WHEN dup THEN 'duplicate_key'
+                         WHEN expired THEN 'expired' END AS flag
+             FROM {m} WHERE changed AND pos > $1 ORDER BY pos LIMIT $2"
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(after)
@@ -398,9 +399,9 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError> {
-        let (m, st) = self.stage_tables(scope, stage);
+        let m = self.stage_table(scope, stage);
         self.pool
-            .execute(sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS {m}, {st}"))))
+            .execute(sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS {m}"))))
             .await
             .map(|_| ())
             .map_err(|e| self.state_err("cleaned up", e))
@@ -423,16 +424,11 @@ impl Warehouse for PostgresWarehouse {
                ON CONFLICT (k) DO UPDATE SET last_failed_at = excluded.last_failed_at, attempts = {p}.attempts + 1,
                last_code = excluded.last_code, last_error = excluded.last_error)
              INSERT INTO {l} (sync, k, op, outcome, code, error, payload, at)
-             SELECT $8, (e->>0), e->>1, e->>2, e->>3, e->>4, e->>5, $10
-             FROM jsonb_array_elements($9::jsonb) AS e"
+             SELECT $8, k, op, outcome, code, error, payload, $10
+             FROM unnest($9::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[])
+               AS u(k, op, outcome, code, error, payload)"
         );
-        // The log as one JSON array: six text arrays with NULLs would need
-        // six vectors of owned strings.
-        let log: Vec<serde_json::Value> = plan
-            .log
-            .iter()
-            .map(|e| serde_json::json!([e.key, e.op, e.outcome, e.code, e.error, e.payload]))
-            .collect();
+        let log = &plan.log;
         let (keys, hashes): (Vec<&str>, Vec<&str>) = plan.upsert_snapshot.iter().copied().unzip();
         sqlx::query(AssertSqlSafe(sql))
             .bind(keys)
@@ -443,8 +439,13 @@ impl Warehouse for PostgresWarehouse {
             .bind(plan.upsert_pending.iter().map(|x| x.1).collect::<Vec<&str>>())
             .bind(plan.upsert_pending.iter().map(|x| x.2).collect::<Vec<&str>>())
             .bind(sync)
-            .bind(serde_json::Value::Array(log))
+            .bind(log.iter().map(|e| e.key).collect::<Vec<Option<&str>>>())
             .bind(now_ms())
+            .bind(log.iter().map(|e| e.op).collect::<Vec<&str>>())
+            .bind(log.iter().map(|e| e.outcome).collect::<Vec<&str>>())
+            .bind(log.iter().map(|e| e.code).collect::<Vec<Option<&str>>>())
+            .bind(log.iter().map(|e| e.error).collect::<Vec<Option<&str>>>())
+            .bind(log.iter().map(|e| e.payload).collect::<Vec<Option<&str>>>())
             .execute(&self.pool)
             .await
             .map(|_| ())
@@ -461,6 +462,22 @@ impl Warehouse for PostgresWarehouse {
 
     async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError> {
         let err = |e| self.state_err("pruned", e);
+        // A sync saves its run before it logs a record, and runs are pruned
+        // last, so no log row is older than the oldest run: without a run to
+        // prune there is nothing to look for (the log's BRIN index would
+        // still read the newest, unsummarized part of the table).
+        let due: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE mapping_uid = $1 AND started_ms < $2)",
+            self.runs_table()
+        )))
+        .bind(&scope.id)
+        .bind(older_than_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        if !due {
+            return Ok(());
+        }
         sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE at < $1", self.table("log", scope))))
             .bind(older_than_ms)
             .execute(&self.pool)

@@ -127,12 +127,17 @@ pub async fn failures_expire_after_the_retry_window(fx: Fixture) {
     env.sink.set(|b| {
         b.reject_keys.insert("1".into());
     });
-    let (_, r) = env.sync(&m).await;
+    let (first, r) = env.sync(&m).await;
     assert_eq!(r.loaded.failed, 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     env.sink.clear();
     let (_, r) = env.sync(&m).await;
     assert_eq!((r.loaded.expired, r.loaded.skipped, r.loaded.failed), (1, 1, 0), "{r:#?}");
+    // The first sync's run and record log are pruned with the window: there
+    // is nothing left to replay.
+    let (_, replay) = env.sync_as(&m, SyncTrigger::Replay, Some(&first)).await;
+    assert_eq!(replay.phase, SyncPhase::Failed, "{replay:#?}");
+    assert!(replay.message.as_deref().unwrap_or_default().contains(&first), "{replay:#?}");
     assert_eq!(r.skipped[0].reason, "RetryWindowExpired");
     assert!(env.sink.received().is_empty() && env.sink.rejected() == 0, "an expired record is not sent");
     let (_, r) = env.sync(&m).await;
