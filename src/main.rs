@@ -12,7 +12,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    retl::disable_huge_pages();
+    retl::tune_memory();
     let cli = cli::Cli::parse();
     let long_running = matches!(cli.command, cli::Command::Operator { .. } | cli::Command::Worker { .. });
     retl::telemetry::init(if long_running { "info" } else { "warn" });

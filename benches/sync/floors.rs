@@ -34,10 +34,10 @@ pub async fn copy_json(url: &str, table: &str) -> Result<f64, Error> {
 
 /// Seconds for the warehouse to hash every row of the model (the hash the
 /// PostgreSQL warehouse uses): the floor of any snapshot diff.
-/// Returns (serial, as the server plans it): PostgreSQL 15 runs the sync's
-/// FULL JOIN on one core (parallel full joins came in 16), so the serial
-/// figure is the like-for-like floor; the other shows what parallel workers
-/// would give.
+/// Returns (serial, as the server plans it). The sync lets parallel workers
+/// build the rows' JSON but joins them with the snapshot on one core
+/// (PostgreSQL 15 has no parallel FULL JOIN; 16 does), so both are shown;
+/// the table's target is checked against the serial one.
 pub async fn hash_rows(pool: &sqlx::PgPool, table: &str) -> Result<(f64, f64), Error> {
     let sql = format!("SELECT count(hashtextextended(row_to_json(u)::text, 0)) FROM {table} u");
     let mut conn = pool.acquire().await?;

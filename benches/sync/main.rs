@@ -35,7 +35,7 @@ pub const BATCH: u32 = 500;
 pub const IN_FLIGHT: u32 = 4;
 
 fn main() -> Result<(), Error> {
-    retl::disable_huge_pages(); // as `retl` itself does
+    retl::tune_memory(); // as `retl` itself does
     let args: Vec<String> = std::env::args().collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.get(1).map(String::as_str) {
