@@ -24,6 +24,12 @@ pub fn tune_memory() {
 /// A test checks it against the option's documented default.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// Installs rustls' ring crypto provider as the process default (once); the
+/// HTTP client and the Kubernetes client both use it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -42,10 +48,4 @@ mod tests {
         // SAFETY: as above.
         assert_eq!(unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) }, 0);
     }
-}
-
-/// Installs rustls' ring crypto provider as the process default (once); the
-/// HTTP client and the Kubernetes client both use it.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
