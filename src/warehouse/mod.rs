@@ -11,6 +11,7 @@ mod error;
 mod mysql;
 mod mysql_state;
 mod postgres;
+mod postgres_stage;
 mod postgres_state;
 pub(crate) mod rows;
 mod runs;

@@ -2,33 +2,30 @@
 //! and only changed rows are read out, page by page.
 //!
 //! State lives in the schema `stateSchema` (tables named by the Mapping's
-//! UID). A sync's stage is one UNLOGGED table (no WAL: scratch data,
-//! dropped at the end of the sync), written in one pass over the model: every
-//! key with its hash, numbered for paging, with the row's JSON only where it
-//! differs from the snapshot, and a partial index over the changes to send.
-//! Rows become JSON with `row_to_json`; each is
-//! hashed with `hashtextextended` (64 bits, the cheapest stable hash the
-//! server has; see docs/warehouses.md).
+//! UID; created and upgraded by `postgres_state`). A sync's stage is one
+//! UNLOGGED table (no WAL: scratch data, dropped at the end of the sync),
+//! written in one pass over the model by `postgres_stage`: every key with its
+//! hash, numbered for paging, with the row's JSON only where it differs from
+//! the snapshot, and a partial index over the changes to send. Rows become
+//! JSON with `row_to_json`; each is hashed with `hashtextextended` (64 bits,
+//! the cheapest stable hash the server has; see docs/warehouses.md). This
+//! file connects, describes models and commits what the destination answered.
 
 use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
-use sqlx::{AssertSqlSafe, Column as _, Connection, Executor, Row, Statement as _, TypeInfo as _};
+use sqlx::{AssertSqlSafe, Column as _, Connection, Executor, Statement as _, TypeInfo as _};
 
-use super::rows::{RowDecoder, quote_ident, stage_suffix};
+use super::rows::{quote_ident, stage_suffix};
 use super::server::{
-    CommitPlan, Failure, ServerTarget, classify, connect_message, decode_row, literal, model_subquery, now_ms,
-    parse_flag, parse_kind,
+    CommitPlan, Failure, ServerTarget, classify, connect_message, model_subquery, now_ms,
 };
 use super::{
-    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, RecordOutcome, StagedChange, StateScope, SyncRun,
+    Column, DiffCounts, DiffRequest, HistoryFilter, RecordOutcome, StagedChange, StateScope, SyncRun,
     Warehouse, WarehouseError,
 };
 use crate::api::{SourceSpec, TlsMode};
-
-/// Memory the server may use for the diff's hash joins, per stage.
-const STAGE_WORK_MEM: &str = "128MB";
 
 pub struct PostgresWarehouse {
     pool: PgPool,
@@ -88,17 +85,17 @@ impl PostgresWarehouse {
         })
     }
 
-    fn table(&self, name: &str, scope: &StateScope) -> String {
+    pub(super) fn table(&self, name: &str, scope: &StateScope) -> String {
         format!("{}.{}", self.schema, quote_ident(&format!("{name}_{}", scope.id)))
     }
 
     /// A sync's stage: one UNLOGGED table (no WAL: scratch data, dropped at
     /// the end of the sync).
-    fn stage_table(&self, scope: &StateScope, stage: &str) -> String {
+    pub(super) fn stage_table(&self, scope: &StateScope, stage: &str) -> String {
         format!("{}.{}", self.schema, quote_ident(&format!("stage_{}_{}", scope.id, stage_suffix(stage))))
     }
 
-    fn runs_table(&self) -> String {
+    pub(super) fn runs_table(&self) -> String {
         format!("{}.sync_runs", self.schema)
     }
 
@@ -172,39 +169,11 @@ fn options(t: &ServerTarget) -> Result<PgConnectOptions, String> {
     Ok(o.application_name("retl").options(settings))
 }
 
-fn query_err(e: sqlx::Error) -> WarehouseError {
+pub(super) fn query_err(e: sqlx::Error) -> WarehouseError {
     match e {
         sqlx::Error::Database(db) => WarehouseError::Query { message: db.message().to_string() },
         other => WarehouseError::Query { message: other.to_string() },
     }
-}
-
-/// The JSON form of one model column, by its PostgreSQL type. Everything
-/// not listed here goes as `row_to_json` writes it (text for types JSON has
-/// no form for), so no PostgreSQL value is refused.
-fn column_json(c: &Column) -> String {
-    let q = format!("q.{}", quote_ident(&c.name));
-    let expr = match c.type_name.as_deref().unwrap_or("") {
-        // Exact: a number while it has at most 15 digits (every such decimal
-        // survives a double), otherwise a string with every digit.
-        "NUMERIC" => format!("CASE WHEN length(abs({q})::text) <= 16 THEN to_json({q}) ELSE to_json({q}::text) END"),
-        // No zone: taken as UTC, so it comes out as RFC 3339 with an offset.
-        "TIMESTAMP" => format!("{q} AT TIME ZONE 'UTC'"),
-        "BYTEA" => format!("translate(encode({q}, 'base64'), chr(10), '')"),
-        _ => q,
-    };
-    format!("{expr} AS {}", quote_ident(&c.name))
-}
-
-/// `SELECT k, row` of the model: the key as text and the row as JSON text.
-fn model_rows(req: &DiffRequest) -> String {
-    let cols: Vec<String> = req.columns.iter().map(column_json).collect();
-    format!(
-        "SELECT (q.{pk})::text AS k, row_to_json(r)::text AS row FROM ({query}) AS q CROSS JOIN LATERAL (SELECT {cols}) AS r",
-        pk = quote_ident(&req.primary_key),
-        query = model_subquery(&req.query),
-        cols = cols.join(", ")
-    )
 }
 
 #[async_trait]
@@ -237,124 +206,7 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn stage(&self, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {
-        super::check_columns(req)?;
-        self.drop_stage(scope, &req.stage).await?;
-        let m = self.stage_table(scope, &req.stage);
-        let (s, p, l) = (self.table("snapshot", scope), self.table("pending", scope), self.table("log", scope));
-        let replay = match &req.mode {
-            DiffMode::Normal => None,
-            DiffMode::Replay { sync } => Some(sync),
-        };
-        if let Some(sync) = replay {
-            let known: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-                "SELECT count(*) FROM {} WHERE sync = $1 AND mapping_uid = $2",
-                self.runs_table()
-            )))
-            .bind(sync)
-            .bind(&scope.id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.state_err("read", e))?;
-            if known == 0 {
-                return Err(WarehouseError::NothingToReplay { sync: sync.clone() });
-            }
-        }
-        let mut tx = self.pool.begin().await.map_err(|e| self.state_err("staged", e))?;
-        let run = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
-        // The planner prices building a row's JSON like any other function
-        // call and keeps it on one core; priced at what moving a row between
-        // processes really costs, the JSON is built by parallel workers
-        // (where the model's query allows it).
-        tx.execute(run(format!("SET LOCAL work_mem = '{STAGE_WORK_MEM}'; SET LOCAL parallel_tuple_cost = 0.001")))
-            .await
-            .map_err(|e| self.state_err("staged", e))?;
-        let snapshot_empty: bool = sqlx::query_scalar(AssertSqlSafe(format!("SELECT NOT EXISTS (SELECT 1 FROM {s})")))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| self.state_err("read", e))?;
-        // One pass over the model builds the whole stage: each row as JSON,
-        // hashed, joined with the snapshot and numbered for paging. A row
-        // keeps its JSON only where it may be sent (a change, or any row in a
-        // replay); a snapshot key the model no longer returns comes out of the
-        // FULL JOIN as `present = false`: a delete. What the pending failures
-        // say of a key is read now, as it stands when the sync starts. OFFSET
-        // 0 keeps the JSON from being built twice (once for the hash, once kept).
-        let model = model_rows(req);
-        let hashed = format!("SELECT k, row, hashtextextended(row, 0) AS h FROM ({model} OFFSET 0) AS y");
-        let expire = req.expire_before_ms;
-        let create = match replay {
-            None => format!(
-                "CREATE UNLOGGED TABLE {m} AS
-                 SELECT row_number() OVER () AS pos, j.*, p.k IS NOT NULL AS retried,
-                        COALESCE(p.first_failed_at < {expire}, false) AS expired, false AS dup
-                 FROM (SELECT COALESCE(x.k, s.k) AS k, x.h, CASE WHEN s.h IS DISTINCT FROM x.h THEN x.row END AS row,
-                              s.h AS sh, x.h IS NOT NULL AS present, s.h IS DISTINCT FROM x.h AS changed
-                       FROM ({hashed}) AS x FULL JOIN {s} s ON s.k = x.k) AS j
-                 LEFT JOIN {p} p ON p.k = j.k"
-            ),
-            // Every key the replayed sync logged, with the row the model
-            // returns now; a key the model no longer returns is a delete.
-            Some(_) => format!(
-                "CREATE UNLOGGED TABLE {m} AS
-                 SELECT row_number() OVER (ORDER BY l.k) AS pos, l.k, x.h, x.row, s.h AS sh, x.k IS NOT NULL AS present,
-                        true AS changed, p.k IS NOT NULL AS retried, false AS expired, false AS dup
-                 FROM (SELECT DISTINCT k FROM {l} WHERE sync = $1 AND k IS NOT NULL) l
-                 LEFT JOIN ({hashed}) AS x ON x.k = l.k LEFT JOIN {s} s ON s.k = l.k LEFT JOIN {p} p ON p.k = l.k"
-            ),
-        };
-        let mut q = sqlx::query(AssertSqlSafe(create));
-        if let Some(sync) = replay {
-            q = q.bind(sync);
-        }
-        q.execute(&mut *tx).await.map_err(query_err)?;
-        // Keys the model returns more than once: none of their copies is
-        // sent. Only a key with a changed copy can be sent, so only those
-        // count: when little changed, a semi-join on the changed keys is
-        // cheap; when everything is new, one grouping pass is. A copy equal
-        // to what was delivered kept no JSON and shows its key as the payload.
-        // Found none (the usual case), the UPDATE has nothing to join with.
-        let dups = match (replay, snapshot_empty) {
-            (None, false) => format!(
-                "SELECT k FROM {m} WHERE present AND k IN
-                   (SELECT k FROM {m} WHERE present AND k IS NOT NULL AND changed)
-                 GROUP BY k HAVING count(*) > 1"
-            ),
-            _ => format!("SELECT k FROM {m} WHERE present AND k IS NOT NULL GROUP BY k HAVING count(*) > 1"),
-        };
-        let pk = literal(&req.primary_key);
-        tx.execute(run(format!(
-            "UPDATE {m} m SET dup = true, changed = true, row = COALESCE(m.row, json_build_object({pk}, m.k)::text)
-             FROM ({dups}) d WHERE m.present AND m.k = d.k"
-        )))
-        .await
-        .map_err(|e| self.state_err("staged", e))?;
-        tx.execute(run(format!("CREATE INDEX ON {m} (pos) WHERE changed")))
-            .await
-            .map_err(|e| self.state_err("staged", e))?;
-        if !req.dry_run && replay.is_none() {
-            // A pending failure that is no longer a change has nothing left to retry.
-            tx.execute(run(format!(
-                "DELETE FROM {p} WHERE NOT EXISTS (SELECT 1 FROM {m} m WHERE m.changed AND m.k = {p}.k)"
-            )))
-            .await
-            .map_err(|e| self.state_err("updated", e))?;
-        }
-        let counts = sqlx::query(AssertSqlSafe(format!(
-            "SELECT count(*) FILTER (WHERE changed AND present AND sh IS NULL),
-                    count(*) FILTER (WHERE changed AND present AND sh IS NOT NULL),
-                    count(*) FILTER (WHERE changed AND NOT present), count(*) FILTER (WHERE changed AND retried),
-                    count(*) FILTER (WHERE present), (SELECT count(*) FROM {s}) FROM {m}"
-        )))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| self.state_err("read", e))?;
-        tx.commit().await.map_err(|e| self.state_err("staged", e))?;
-        let n = |i: usize| -> Result<u64, WarehouseError> {
-            counts.try_get::<i64, _>(i).map(|v| v.max(0) as u64).map_err(|e| self.state_err("read", e))
-        };
-        let (added, updated, deleted, retried, model_rows, snapshot_rows) = (n(0)?, n(1)?, n(2)?, n(3)?, n(4)?, n(5)?);
-        let unchanged = if replay.is_some() { 0 } else { model_rows.saturating_sub(added + updated) };
-        Ok(DiffCounts { model_rows, snapshot_rows, added, updated, deleted, unchanged, retried })
+        super::postgres_stage::stage(self, scope, req).await
     }
 
     async fn read_stage(
@@ -364,38 +216,7 @@ impl Warehouse for PostgresWarehouse {
         after: i64,
         limit: usize,
     ) -> Result<Vec<StagedChange>, WarehouseError> {
-        let m = self.stage_table(scope, stage);
-        let sql = format!(
-            "SELECT pos, k, COALESCE(h::text, '') AS h, CASE WHEN present THEN row END AS row,
-                    CASE WHEN NOT present THEN 'deleted' WHEN sh IS NULL THEN 'added' ELSE 'updated' END AS op, retried,
-                    CASE WHEN present AND k IS NULL THEN 'null_key' WHEN dup THEN 'duplicate_key'
-                         WHEN expired THEN 'expired' END AS flag
-             FROM {m} WHERE changed AND pos > $1 ORDER BY pos LIMIT $2"
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(after)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.state_err("read", e))?;
-        let decoder = RowDecoder;
-        rows.iter()
-            .map(|r| {
-                let get_err = |e| self.state_err("read", e);
-                let op: String = r.try_get("op").map_err(get_err)?;
-                let flag: Option<String> = r.try_get("flag").map_err(get_err)?;
-                let row: Option<String> = r.try_get("row").map_err(get_err)?;
-                Ok(StagedChange {
-                    position: r.try_get("pos").map_err(get_err)?,
-                    key: r.try_get("k").map_err(get_err)?,
-                    hash: r.try_get("h").map_err(get_err)?,
-                    row: row.map(|t| decode_row(&decoder, &t)),
-                    kind: parse_kind(&op),
-                    retried: r.try_get("retried").map_err(get_err)?,
-                    flag: flag.as_deref().and_then(parse_flag),
-                })
-            })
-            .collect()
+        super::postgres_stage::read(self, scope, stage, after, limit).await
     }
 
     async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError> {

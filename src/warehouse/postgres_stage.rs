@@ -1,0 +1,205 @@
+//! PostgreSQL: a sync's stage. One pass over the model writes it: each row
+//! as JSON, hashed, joined with the snapshot and numbered for paging; the
+//! changes are then read out a page at a time.
+
+use sqlx::{AssertSqlSafe, Executor, Row};
+
+use super::postgres::{PostgresWarehouse, query_err};
+use super::rows::{RowDecoder, quote_ident};
+use super::server::{decode_row, literal, model_subquery, parse_flag, parse_kind};
+use super::{Column, DiffCounts, DiffMode, DiffRequest, StagedChange, StateScope, Warehouse, WarehouseError};
+
+/// Memory the server may use for the diff's hash joins, per stage.
+const STAGE_WORK_MEM: &str = "128MB";
+
+/// The JSON form of one model column, by its PostgreSQL type. Everything
+/// not listed here goes as `row_to_json` writes it (text for types JSON has
+/// no form for), so no PostgreSQL value is refused.
+fn column_json(c: &Column) -> String {
+    let q = format!("q.{}", quote_ident(&c.name));
+    let expr = match c.type_name.as_deref().unwrap_or("") {
+        // Exact: a number while it has at most 15 digits (every such decimal
+        // survives a double), otherwise a string with every digit.
+        "NUMERIC" => format!("CASE WHEN length(abs({q})::text) <= 16 THEN to_json({q}) ELSE to_json({q}::text) END"),
+        // No zone: taken as UTC, so it comes out as RFC 3339 with an offset.
+        "TIMESTAMP" => format!("{q} AT TIME ZONE 'UTC'"),
+        "BYTEA" => format!("translate(encode({q}, 'base64'), chr(10), '')"),
+        _ => q,
+    };
+    format!("{expr} AS {}", quote_ident(&c.name))
+}
+
+/// `SELECT k, row` of the model: the key as text and the row as JSON text.
+fn model_rows(req: &DiffRequest) -> String {
+    let cols: Vec<String> = req.columns.iter().map(column_json).collect();
+    format!(
+        "SELECT (q.{pk})::text AS k, row_to_json(r)::text AS row FROM ({query}) AS q CROSS JOIN LATERAL (SELECT {cols}) AS r",
+        pk = quote_ident(&req.primary_key),
+        query = model_subquery(&req.query),
+        cols = cols.join(", ")
+    )
+}
+
+pub async fn stage(
+    wh: &PostgresWarehouse,
+    scope: &StateScope,
+    req: &DiffRequest,
+) -> Result<DiffCounts, WarehouseError> {
+    super::check_columns(req)?;
+    wh.drop_stage(scope, &req.stage).await?;
+    let m = wh.stage_table(scope, &req.stage);
+    let (s, p, l) = (wh.table("snapshot", scope), wh.table("pending", scope), wh.table("log", scope));
+    let replay = match &req.mode {
+        DiffMode::Normal => None,
+        DiffMode::Replay { sync } => Some(sync),
+    };
+    if let Some(sync) = replay {
+        let known: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM {} WHERE sync = $1 AND mapping_uid = $2",
+            wh.runs_table()
+        )))
+        .bind(sync)
+        .bind(&scope.id)
+        .fetch_one(wh.pool())
+        .await
+        .map_err(|e| wh.error("read", e))?;
+        if known == 0 {
+            return Err(WarehouseError::NothingToReplay { sync: sync.clone() });
+        }
+    }
+    let mut tx = wh.pool().begin().await.map_err(|e| wh.error("staged", e))?;
+    let run = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
+    // The planner prices building a row's JSON like any other function
+    // call and keeps it on one core; priced at what moving a row between
+    // processes really costs, the JSON is built by parallel workers
+    // (where the model's query allows it).
+    tx.execute(run(format!("SET LOCAL work_mem = '{STAGE_WORK_MEM}'; SET LOCAL parallel_tuple_cost = 0.001")))
+        .await
+        .map_err(|e| wh.error("staged", e))?;
+    let snapshot_empty: bool = sqlx::query_scalar(AssertSqlSafe(format!("SELECT NOT EXISTS (SELECT 1 FROM {s})")))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| wh.error("read", e))?;
+    // One pass over the model builds the whole stage: each row as JSON,
+    // hashed, joined with the snapshot and numbered for paging. A row
+    // keeps its JSON only where it may be sent (a change, or any row in a
+    // replay); a snapshot key the model no longer returns comes out of the
+    // FULL JOIN as `present = false`: a delete. What the pending failures
+    // say of a key is read now, as it stands when the sync starts. OFFSET
+    // 0 keeps the JSON from being built twice (once for the hash, once kept).
+    let model = model_rows(req);
+    let hashed = format!("SELECT k, row, hashtextextended(row, 0) AS h FROM ({model} OFFSET 0) AS y");
+    let expire = req.expire_before_ms;
+    let create = match replay {
+        None => format!(
+            "CREATE UNLOGGED TABLE {m} AS
+             SELECT row_number() OVER () AS pos, j.*, p.k IS NOT NULL AS retried,
+                    COALESCE(p.first_failed_at < {expire}, false) AS expired, false AS dup
+             FROM (SELECT COALESCE(x.k, s.k) AS k, x.h, CASE WHEN s.h IS DISTINCT FROM x.h THEN x.row END AS row,
+                          s.h AS sh, x.h IS NOT NULL AS present, s.h IS DISTINCT FROM x.h AS changed
+                   FROM ({hashed}) AS x FULL JOIN {s} s ON s.k = x.k) AS j
+             LEFT JOIN {p} p ON p.k = j.k"
+        ),
+        // Every key the replayed sync logged, with the row the model
+        // returns now; a key the model no longer returns is a delete.
+        Some(_) => format!(
+            "CREATE UNLOGGED TABLE {m} AS
+             SELECT row_number() OVER (ORDER BY l.k) AS pos, l.k, x.h, x.row, s.h AS sh, x.k IS NOT NULL AS present,
+                    true AS changed, p.k IS NOT NULL AS retried, false AS expired, false AS dup
+             FROM (SELECT DISTINCT k FROM {l} WHERE sync = $1 AND k IS NOT NULL) l
+             LEFT JOIN ({hashed}) AS x ON x.k = l.k LEFT JOIN {s} s ON s.k = l.k LEFT JOIN {p} p ON p.k = l.k"
+        ),
+    };
+    let mut q = sqlx::query(AssertSqlSafe(create));
+    if let Some(sync) = replay {
+        q = q.bind(sync);
+    }
+    q.execute(&mut *tx).await.map_err(query_err)?;
+    // Keys the model returns more than once: none of their copies is
+    // sent. Only a key with a changed copy can be sent, so only those
+    // count: when little changed, a semi-join on the changed keys is
+    // cheap; when everything is new, one grouping pass is. A copy equal
+    // to what was delivered kept no JSON and shows its key as the payload.
+    // Found none (the usual case), the UPDATE has nothing to join with.
+    let dups = match (replay, snapshot_empty) {
+        (None, false) => format!(
+            "SELECT k FROM {m} WHERE present AND k IN
+               (SELECT k FROM {m} WHERE present AND k IS NOT NULL AND changed)
+             GROUP BY k HAVING count(*) > 1"
+        ),
+        _ => format!("SELECT k FROM {m} WHERE present AND k IS NOT NULL GROUP BY k HAVING count(*) > 1"),
+    };
+    let pk = literal(&req.primary_key);
+    tx.execute(run(format!(
+        "UPDATE {m} m SET dup = true, changed = true, row = COALESCE(m.row, json_build_object({pk}, m.k)::text)
+         FROM ({dups}) d WHERE m.present AND m.k = d.k"
+    )))
+    .await
+    .map_err(|e| wh.error("staged", e))?;
+    tx.execute(run(format!("CREATE INDEX ON {m} (pos) WHERE changed"))).await.map_err(|e| wh.error("staged", e))?;
+    if !req.dry_run && replay.is_none() {
+        // A pending failure that is no longer a change has nothing left to retry.
+        tx.execute(run(format!(
+            "DELETE FROM {p} WHERE NOT EXISTS (SELECT 1 FROM {m} m WHERE m.changed AND m.k = {p}.k)"
+        )))
+        .await
+        .map_err(|e| wh.error("updated", e))?;
+    }
+    let counts = sqlx::query(AssertSqlSafe(format!(
+        "SELECT count(*) FILTER (WHERE changed AND present AND sh IS NULL),
+                count(*) FILTER (WHERE changed AND present AND sh IS NOT NULL),
+                count(*) FILTER (WHERE changed AND NOT present), count(*) FILTER (WHERE changed AND retried),
+                count(*) FILTER (WHERE present), (SELECT count(*) FROM {s}) FROM {m}"
+    )))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| wh.error("read", e))?;
+    tx.commit().await.map_err(|e| wh.error("staged", e))?;
+    let n = |i: usize| -> Result<u64, WarehouseError> {
+        counts.try_get::<i64, _>(i).map(|v| v.max(0) as u64).map_err(|e| wh.error("read", e))
+    };
+    let (added, updated, deleted, retried, model_rows, snapshot_rows) = (n(0)?, n(1)?, n(2)?, n(3)?, n(4)?, n(5)?);
+    let unchanged = if replay.is_some() { 0 } else { model_rows.saturating_sub(added + updated) };
+    Ok(DiffCounts { model_rows, snapshot_rows, added, updated, deleted, unchanged, retried })
+}
+
+pub async fn read(
+    wh: &PostgresWarehouse,
+    scope: &StateScope,
+    stage: &str,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<StagedChange>, WarehouseError> {
+    let m = wh.stage_table(scope, stage);
+    let sql = format!(
+        "SELECT pos, k, COALESCE(h::text, '') AS h, CASE WHEN present THEN row END AS row,
+                CASE WHEN NOT present THEN 'deleted' WHEN sh IS NULL THEN 'added' ELSE 'updated' END AS op, retried,
+                CASE WHEN present AND k IS NULL THEN 'null_key' WHEN dup THEN 'duplicate_key'
+                     WHEN expired THEN 'expired' END AS flag
+         FROM {m} WHERE changed AND pos > $1 ORDER BY pos LIMIT $2"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(wh.pool())
+        .await
+        .map_err(|e| wh.error("read", e))?;
+    let decoder = RowDecoder;
+    rows.iter()
+        .map(|r| {
+            let get_err = |e| wh.error("read", e);
+            let op: String = r.try_get("op").map_err(get_err)?;
+            let flag: Option<String> = r.try_get("flag").map_err(get_err)?;
+            let row: Option<String> = r.try_get("row").map_err(get_err)?;
+            Ok(StagedChange {
+                position: r.try_get("pos").map_err(get_err)?,
+                key: r.try_get("k").map_err(get_err)?,
+                hash: r.try_get("h").map_err(get_err)?,
+                row: row.map(|t| decode_row(&decoder, &t)),
+                kind: parse_kind(&op),
+                retried: r.try_get("retried").map_err(get_err)?,
+                flag: flag.as_deref().and_then(parse_flag),
+            })
+        })
+        .collect()
+}
