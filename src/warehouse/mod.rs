@@ -142,6 +142,25 @@ pub struct DiffCounts {
     pub retried: u64,
 }
 
+/// The six counts a stage query returns, in this order: added, updated,
+/// deleted, retried, model rows, snapshot rows.
+pub type StageCounts = (i64, i64, i64, i64, i64, i64);
+
+impl DiffCounts {
+    /// The diff's counts from a stage's; unchanged rows are the model's rows
+    /// that are not changes (a replay re-sends every row: none unchanged).
+    pub fn from_stage(counts: StageCounts, mode: &DiffMode) -> DiffCounts {
+        let (added, updated, deleted, retried, model_rows, snapshot_rows) = counts;
+        let [added, updated, deleted, retried, model_rows, snapshot_rows] =
+            [added, updated, deleted, retried, model_rows, snapshot_rows].map(|n| n.max(0) as u64);
+        let unchanged = match mode {
+            DiffMode::Normal => model_rows.saturating_sub(added + updated),
+            DiffMode::Replay { .. } => 0,
+        };
+        DiffCounts { model_rows, snapshot_rows, added, updated, deleted, unchanged, retried }
+    }
+}
+
 /// One staged change, as read back page by page.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StagedChange {

@@ -12,16 +12,16 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use futures::FutureExt;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlSslMode};
-use sqlx::{AssertSqlSafe, Column as _, Connection, Executor, Row, Statement as _, TypeInfo as _};
+use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
-use super::rows::{RowDecoder, stage_suffix};
+use super::rows::{RowDecoder, describe_columns, model_subquery, query_err, stage_suffix};
 use super::server::{
-    CommitPlan, Failure, ServerTarget, UNSUPPORTED_MARKER, classify, connect_message, decode_row, model_subquery,
+    CommitPlan, Failure, ServerTarget, UNSUPPORTED_MARKER, classify, connect_message, decode_row,
     parse_flag, parse_kind,
 };
 use super::{
-    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, RecordOutcome, StagedChange, StateScope, SyncRun,
-    Warehouse, WarehouseError,
+    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, RecordOutcome, StageCounts, StagedChange, StateScope,
+    SyncRun, Warehouse, WarehouseError,
 };
 use crate::api::{SourceSpec, TlsMode};
 
@@ -188,12 +188,6 @@ fn options(t: &ServerTarget) -> Result<MySqlConnectOptions, String> {
     Ok(o.pipes_as_concat(false).timezone(Some("+00:00".to_string())).charset("utf8mb4"))
 }
 
-fn query_err(e: sqlx::Error) -> WarehouseError {
-    match e {
-        sqlx::Error::Database(db) => WarehouseError::Query { message: db.message().to_string() },
-        other => WarehouseError::Query { message: other.to_string() },
-    }
-}
 
 /// The JSON text of one model column (SQL NULL for a NULL value).
 fn column_json(c: &Column) -> String {
@@ -262,13 +256,7 @@ impl Warehouse for MysqlWarehouse {
     }
 
     async fn describe(&self, query: &str) -> Result<Vec<Column>, WarehouseError> {
-        let sql = format!("SELECT * FROM ({}) AS q", model_subquery(query));
-        let stmt = self.pool.prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(sql))).await.map_err(query_err)?;
-        Ok(stmt
-            .columns()
-            .iter()
-            .map(|c| Column { name: c.name().to_string(), type_name: Some(c.type_info().name().to_string()) })
-            .collect())
+        describe_columns(&self.pool, query).await
     }
 
     async fn prepare_state(&self, scope: &StateScope) -> Result<(), WarehouseError> {
@@ -374,7 +362,7 @@ impl Warehouse for MysqlWarehouse {
             self.run("updated", format!("DELETE FROM {p} WHERE NOT EXISTS (SELECT 1 FROM {st} st WHERE st.k = {p}.k)"))
                 .await?;
         }
-        let counts = sqlx::query(AssertSqlSafe(format!(
+        let counts: StageCounts = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT CAST(COALESCE(SUM(op = 'added'), 0) AS SIGNED), CAST(COALESCE(SUM(op = 'updated'), 0) AS SIGNED),
                     CAST(COALESCE(SUM(op = 'deleted'), 0) AS SIGNED), CAST(COALESCE(SUM(retried), 0) AS SIGNED),
                     (SELECT COUNT(*) FROM {m}), (SELECT COUNT(*) FROM {s}) FROM {st}"
@@ -382,12 +370,7 @@ impl Warehouse for MysqlWarehouse {
         .fetch_one(&self.pool)
         .await
         .map_err(|e| self.state_err("read", e))?;
-        let n = |i: usize| -> Result<u64, WarehouseError> {
-            counts.try_get::<i64, _>(i).map(|v| v.max(0) as u64).map_err(|e| self.state_err("read", e))
-        };
-        let (added, updated, deleted, retried, model_rows, snapshot_rows) = (n(0)?, n(1)?, n(2)?, n(3)?, n(4)?, n(5)?);
-        let unchanged = if replay.is_some() { 0 } else { model_rows.saturating_sub(added + updated) };
-        Ok(DiffCounts { model_rows, snapshot_rows, added, updated, deleted, unchanged, retried })
+        Ok(DiffCounts::from_stage(counts, &req.mode))
     }
 
     async fn read_stage(

@@ -15,11 +15,11 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
-use sqlx::{AssertSqlSafe, Column as _, Connection, Executor, Statement as _, TypeInfo as _};
+use sqlx::{AssertSqlSafe, Connection, Executor};
 
-use super::rows::{quote_ident, stage_suffix};
+use super::rows::{describe_columns, query_err, quote_ident, stage_suffix};
 use super::server::{
-    CommitPlan, Failure, ServerTarget, classify, connect_message, model_subquery, now_ms,
+    CommitPlan, Failure, ServerTarget, classify, connect_message, now_ms,
 };
 use super::{
     Column, DiffCounts, DiffRequest, HistoryFilter, RecordOutcome, StagedChange, StateScope, SyncRun,
@@ -169,12 +169,6 @@ fn options(t: &ServerTarget) -> Result<PgConnectOptions, String> {
     Ok(o.application_name("retl").options(settings))
 }
 
-pub(super) fn query_err(e: sqlx::Error) -> WarehouseError {
-    match e {
-        sqlx::Error::Database(db) => WarehouseError::Query { message: db.message().to_string() },
-        other => WarehouseError::Query { message: other.to_string() },
-    }
-}
 
 #[async_trait]
 impl Warehouse for PostgresWarehouse {
@@ -183,13 +177,7 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn describe(&self, query: &str) -> Result<Vec<Column>, WarehouseError> {
-        let sql = format!("SELECT * FROM ({}) AS q", model_subquery(query));
-        let stmt = self.pool.prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(sql))).await.map_err(query_err)?;
-        Ok(stmt
-            .columns()
-            .iter()
-            .map(|c| Column { name: c.name().to_string(), type_name: Some(c.type_info().name().to_string()) })
-            .collect())
+        describe_columns(&self.pool, query).await
     }
 
     async fn prepare_state(&self, scope: &StateScope) -> Result<(), WarehouseError> {

@@ -4,10 +4,12 @@
 
 use sqlx::{AssertSqlSafe, Executor, Row};
 
-use super::postgres::{PostgresWarehouse, query_err};
-use super::rows::{RowDecoder, quote_ident};
-use super::server::{decode_row, literal, model_subquery, parse_flag, parse_kind};
-use super::{Column, DiffCounts, DiffMode, DiffRequest, StagedChange, StateScope, Warehouse, WarehouseError};
+use super::postgres::PostgresWarehouse;
+use super::rows::{RowDecoder, model_subquery, query_err, quote_ident};
+use super::server::{decode_row, literal, parse_flag, parse_kind};
+use super::{
+    Column, DiffCounts, DiffMode, DiffRequest, StageCounts, StagedChange, StateScope, Warehouse, WarehouseError,
+};
 
 /// Memory the server may use for the diff's hash joins, per stage.
 const STAGE_WORK_MEM: &str = "128MB";
@@ -145,7 +147,7 @@ pub async fn stage(
         .await
         .map_err(|e| wh.error("updated", e))?;
     }
-    let counts = sqlx::query(AssertSqlSafe(format!(
+    let counts: StageCounts = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT count(*) FILTER (WHERE changed AND present AND sh IS NULL),
                 count(*) FILTER (WHERE changed AND present AND sh IS NOT NULL),
                 count(*) FILTER (WHERE changed AND NOT present), count(*) FILTER (WHERE changed AND retried),
@@ -155,12 +157,7 @@ pub async fn stage(
     .await
     .map_err(|e| wh.error("read", e))?;
     tx.commit().await.map_err(|e| wh.error("staged", e))?;
-    let n = |i: usize| -> Result<u64, WarehouseError> {
-        counts.try_get::<i64, _>(i).map(|v| v.max(0) as u64).map_err(|e| wh.error("read", e))
-    };
-    let (added, updated, deleted, retried, model_rows, snapshot_rows) = (n(0)?, n(1)?, n(2)?, n(3)?, n(4)?, n(5)?);
-    let unchanged = if replay.is_some() { 0 } else { model_rows.saturating_sub(added + updated) };
-    Ok(DiffCounts { model_rows, snapshot_rows, added, updated, deleted, unchanged, retried })
+    Ok(DiffCounts::from_stage(counts, &req.mode))
 }
 
 pub async fn read(

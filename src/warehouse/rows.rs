@@ -1,10 +1,12 @@
-//! Helpers every dialect shares: identifier quoting, stage names, and the
-//! decoding of staged rows into JSON.
+//! Helpers every dialect shares: identifier quoting, stage names, the
+//! decoding of staged rows into JSON, and describing a model's columns.
 
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::Row;
+use sqlx::{AssertSqlSafe, Column as _, Executor, Statement as _, TypeInfo as _};
+
+use super::{Column, Row, WarehouseError};
 
 /// Key of the object a dialect wraps binary values in, as
 /// `{"$retl_blob": "<hex>"}`; the decoder turns it into base64 text.
@@ -20,6 +22,36 @@ pub fn quote_ident(name: &str) -> String {
 /// stage's name (a sync name, which is user text).
 pub fn stage_suffix(stage: &str) -> String {
     format!("{:012x}", xxhash_rust::xxh3::xxh3_64(stage.as_bytes()) & 0xffff_ffff_ffff)
+}
+
+/// The model's SQL as a subquery: trailing semicolons and blanks removed,
+/// nothing else touched.
+pub fn model_subquery(query: &str) -> String {
+    query.trim().trim_end_matches(';').trim_end().to_string()
+}
+
+/// A failure of the model's query, with the server's own message.
+pub fn query_err(e: sqlx::Error) -> WarehouseError {
+    match e {
+        sqlx::Error::Database(db) => WarehouseError::Query { message: db.message().to_string() },
+        other => WarehouseError::Query { message: other.to_string() },
+    }
+}
+
+/// The columns the model's query returns, with the server's type names,
+/// learned by preparing the query (it is not run).
+pub async fn describe_columns<DB>(pool: &sqlx::Pool<DB>, query: &str) -> Result<Vec<Column>, WarehouseError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let sql = format!("SELECT * FROM ({}) AS q", model_subquery(query));
+    let stmt = pool.prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(sql))).await.map_err(query_err)?;
+    Ok(stmt
+        .columns()
+        .iter()
+        .map(|c| Column { name: c.name().to_string(), type_name: Some(c.type_info().name().to_string()) })
+        .collect())
 }
 
 /// Turns a staged row's JSON text into a [`Row`].

@@ -250,12 +250,6 @@ pub fn decode_row(decoder: &RowDecoder, text: &str) -> Result<Row, String> {
     Ok(row)
 }
 
-/// The model's SQL as a subquery: trailing semicolons and blanks removed,
-/// nothing else touched.
-pub fn model_subquery(query: &str) -> String {
-    query.trim().trim_end_matches(';').trim_end().to_string()
-}
-
 /// A string literal in standard SQL (quotes doubled). Only used for names
 /// retl derives itself or for column names, never for the model's SQL.
 pub fn literal(text: &str) -> String {

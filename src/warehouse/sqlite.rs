@@ -14,14 +14,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::FutureExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{AssertSqlSafe, Column as _, Executor, Row, Statement as _, TypeInfo as _};
+use sqlx::{AssertSqlSafe, Executor, Row};
 
 use super::{
-    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, OutcomeKind, RecordOutcome, StageFlag, StagedChange,
-    StateScope, SyncRun, Warehouse, WarehouseError,
+    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, OutcomeKind, RecordOutcome, StageCounts, StageFlag,
+    StagedChange, StateScope, SyncRun, Warehouse, WarehouseError,
 };
 use crate::api::{ChangeKind, SourceSpec};
-use crate::warehouse::rows::{RowDecoder, quote_ident, stage_suffix};
+use crate::warehouse::rows::{RowDecoder, describe_columns, model_subquery, query_err, quote_ident, stage_suffix};
 
 pub struct SqliteWarehouse {
     pool: SqlitePool,
@@ -135,19 +135,6 @@ fn state_err(action: &'static str, e: sqlx::Error) -> WarehouseError {
     WarehouseError::State { action, message: e.to_string() }
 }
 
-fn query_err(e: sqlx::Error) -> WarehouseError {
-    match e {
-        sqlx::Error::Database(db) => WarehouseError::Query { message: db.message().to_string() },
-        other => WarehouseError::Query { message: other.to_string() },
-    }
-}
-
-/// The model's SQL as a subquery: trailing semicolons and blanks removed,
-/// nothing else touched.
-pub(super) fn model_subquery(query: &str) -> String {
-    query.trim().trim_end_matches(';').trim_end().to_string()
-}
-
 #[async_trait]
 impl Warehouse for SqliteWarehouse {
     async fn check(&self) -> Result<(), WarehouseError> {
@@ -155,16 +142,12 @@ impl Warehouse for SqliteWarehouse {
     }
 
     async fn describe(&self, query: &str) -> Result<Vec<Column>, WarehouseError> {
-        let sql = format!("SELECT * FROM ({}) AS q", model_subquery(query));
-        let stmt = self.pool.prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(sql))).await.map_err(query_err)?;
-        Ok(stmt
-            .columns()
-            .iter()
-            .map(|c| {
-                let t = c.type_info().name().to_string();
-                Column { name: c.name().to_string(), type_name: (t != "NULL").then_some(t) }
-            })
-            .collect())
+        // SQLite names the type of an expression column NULL: no type known.
+        let mut columns = describe_columns(&self.pool, query).await?;
+        for c in &mut columns {
+            c.type_name = c.type_name.take().filter(|t| t != "NULL");
+        }
+        Ok(columns)
     }
 
     async fn prepare_state(&self, scope: &StateScope) -> Result<(), WarehouseError> {
@@ -313,15 +296,9 @@ impl Warehouse for SqliteWarehouse {
                     COALESCE(SUM(retried = 1), 0), (SELECT COUNT(*) FROM {m}), (SELECT COUNT(*) FROM {s})
              FROM {st}"
         );
-        let (added, updated, deleted, retried, model_rows, snapshot_rows): (i64, i64, i64, i64, i64, i64) =
+        let counts: StageCounts =
             sqlx::query_as(AssertSqlSafe(counts)).fetch_one(&self.pool).await.map_err(|e| state_err("read", e))?;
-        let [added, updated, deleted, retried, model_rows, snapshot_rows] =
-            [added, updated, deleted, retried, model_rows, snapshot_rows].map(|n| n.max(0) as u64);
-        let unchanged = match req.mode {
-            DiffMode::Normal => model_rows.saturating_sub(added + updated),
-            DiffMode::Replay { .. } => 0,
-        };
-        Ok(DiffCounts { model_rows, snapshot_rows, added, updated, deleted, unchanged, retried })
+        Ok(DiffCounts::from_stage(counts, &req.mode))
     }
 
     async fn read_stage(
