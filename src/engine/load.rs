@@ -37,7 +37,7 @@ enum Answered {
         hashes: Vec<String>,
         records: Vec<OutRecord>,
         result: Result<Vec<Delivery>, DestinationError>,
-        _held: OwnedSemaphorePermit,
+        held: OwnedSemaphorePermit,
     },
 }
 
@@ -158,7 +158,7 @@ impl Loader<'_> {
             let result = destination.send(&action, &records).await;
             drop(slot);
             // The committer only goes away when the sync already failed.
-            let _ = done.send(Answered::Batch { hashes, records, result, _held: held }).await;
+            let _ = done.send(Answered::Batch { hashes, records, result, held }).await;
         };
         // A poisoned lock only means another send panicked; the set is still usable.
         let mut sends = sends.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -176,6 +176,8 @@ impl Loader<'_> {
             }
             let mut outcomes = Vec::new();
             let mut payloads = Vec::new();
+            // Released once the batches they count are committed, not before.
+            let mut committing = Vec::new();
             for item in answered {
                 match item {
                     Answered::Settled { seen, outcomes: settled } => {
@@ -185,7 +187,8 @@ impl Loader<'_> {
                             payloads.push(p);
                         }
                     }
-                    Answered::Batch { hashes, records, result, _held } => {
+                    Answered::Batch { hashes, records, result, held } => {
+                        committing.push(held);
                         for (o, p) in answer(hashes, records, result) {
                             outcomes.push(o);
                             payloads.push(Some(p));
@@ -197,6 +200,7 @@ impl Loader<'_> {
                 continue;
             }
             self.warehouse.commit(self.scope, &self.ctx.sync_name, &outcomes).await?;
+            drop(committing);
             for (o, p) in outcomes.iter().zip(&payloads) {
                 tally.record(o, p.as_ref());
             }
