@@ -158,7 +158,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History { dir, status, mapping, model, destination, since, until, details } => {
             let phase = match status {
                 Some(s) => Some(SyncPhase::parse(&s).ok_or_else(|| {
-                    anyhow::anyhow!("--status {s:?} is not a sync status; use Successful, PartiallySuccessful, Failed, Canceled or InProgress")
+                    anyhow::anyhow!(
+                        "--status {s:?} is not a sync status; use Successful, PartiallySuccessful, Failed, Canceled or InProgress"
+                    )
                 })?),
                 None => None,
             };
@@ -183,15 +185,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{n} rows affected");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Operator {
-            namespaces,
-            worker_image,
-            worker_service_account,
-            job_ttl_seconds,
-            metrics_addr,
-            leader_lease,
-            identity,
-        } => {
+        Command::Operator { namespaces, worker_image, worker_service_account, job_ttl_seconds, metrics_addr, leader_lease, identity } => {
             let leader_lease = match leader_lease.as_str() {
                 "none" | "" => None,
                 l => Some(
@@ -276,8 +270,7 @@ fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
     }
-    let d = humantime::parse_duration(s)
-        .map_err(|_| anyhow::anyhow!("{s:?} is neither an RFC 3339 time nor an age like 24h"))?;
+    let d = humantime::parse_duration(s).map_err(|_| anyhow::anyhow!("{s:?} is neither an RFC 3339 time nor an age like 24h"))?;
     let span = jiff::SignedDuration::try_from(d)?;
     Ok(Timestamp::now().checked_sub(span)?)
 }

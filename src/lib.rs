@@ -1,12 +1,12 @@
 pub mod api;
 pub mod controller;
-pub mod warehouse;
-pub mod worker;
 pub mod destination;
 pub mod engine;
 pub mod fieldmap;
 pub mod local;
 pub mod telemetry;
+pub mod warehouse;
+pub mod worker;
 
 /// Tunes the allocator (mimalloc, set in `main`) for a process that streams
 /// rows through it: memory a sync frees goes back to the system at once,
@@ -38,10 +38,7 @@ mod tests {
         // (a deprecated one) is 1.
         // SAFETY: reads a process-wide setting.
         let (delay, eager_commit_delay) = unsafe {
-            (
-                libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY),
-                libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY - 1),
-            )
+            (libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY), libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY - 1))
         };
         assert_eq!((delay, eager_commit_delay), (1000, 1));
         super::tune_memory();

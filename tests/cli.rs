@@ -8,12 +8,7 @@ use std::time::{Duration, Instant};
 use testkit::sink::Sink;
 
 fn retl(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_retl"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run retl")
+    Command::new(env!("CARGO_BIN_EXE_retl")).args(args).current_dir(dir).env_remove("RUST_LOG").output().expect("run retl")
 }
 
 fn text(o: &Output) -> String {
@@ -55,7 +50,10 @@ fn quickstart_shows_a_partial_success_then_retries_updates_and_deletes() {
     }
     let delivered = std::fs::read_to_string(dir.join("out/crm.jsonl")).unwrap();
     assert_eq!(delivered.lines().count(), 8);
-    assert!(delivered.contains(r#""products":[{"sku":"A-1","quantity":2,"price":10.5},{"sku":"B-2","quantity":1}]"#), "a property an element lacks is left out");
+    assert!(
+        delivered.contains(r#""products":[{"sku":"A-1","quantity":2,"price":10.5},{"sku":"B-2","quantity":1}]"#),
+        "a property an element lacks is left out"
+    );
 
     // No data change: only the two failures are retried (and fail again).
     let again = retl(&dir, &["run", "-f", "."]);
@@ -101,7 +99,9 @@ fn plan_changes_nothing_and_history_filters() {
     let newest_first: Vec<&str> = all.lines().skip(1).map(|l| l.split_whitespace().nth(2).unwrap()).collect();
     assert_eq!(newest_first, ["Failed", "PartiallySuccessful"]);
     assert!(text(&retl(&dir, &["history", "-f", ".", "--mapping", "nope"])).contains("No syncs found"));
-    assert!(text(&retl(&dir, &["history", "-f", ".", "--model", "users", "--destination", "crm", "--since", "1h"])).contains("users-to-crm-"));
+    assert!(
+        text(&retl(&dir, &["history", "-f", ".", "--model", "users", "--destination", "crm", "--since", "1h"])).contains("users-to-crm-")
+    );
     assert!(text(&retl(&dir, &["history", "-f", ".", "--until", "2000-01-01T00:00:00Z"])).contains("No syncs found"));
     let bad = retl(&dir, &["history", "-f", ".", "--status", "sideways"]);
     assert_eq!(bad.status.code(), Some(2));
@@ -287,7 +287,8 @@ async fn secrets_come_from_manifests_or_the_environment_and_never_show() {
 #[test]
 fn bad_manifests_and_references_say_what_to_fix() {
     let tmp = tempfile::tempdir().unwrap();
-    std::fs::write(tmp.path().join("bad.yaml"), "apiVersion: retl.dev/v1alpha1\nkind: Model\nmetadata: {name: m}\nspec: {query: 1\n").unwrap();
+    std::fs::write(tmp.path().join("bad.yaml"), "apiVersion: retl.dev/v1alpha1\nkind: Model\nmetadata: {name: m}\nspec: {query: 1\n")
+        .unwrap();
     let out = retl(tmp.path(), &["run", "-f", "."]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("bad.yaml"), "{}", text(&out));

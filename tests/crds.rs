@@ -73,22 +73,13 @@ fn the_structural_check_catches_what_the_api_server_rejects() {
 fn printer_columns_and_selectable_fields_are_declared() {
     let sync = all_crds().into_iter().find(|c| c.spec.names.kind == "Sync").unwrap();
     let v = &sync.spec.versions[0];
-    let names: Vec<String> =
-        v.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.to_uppercase()).collect();
-    assert_eq!(
-        names,
-        ["MAPPING", "STATUS", "STARTED", "DURATION", "EXTRACTED", "ADDED", "UPDATED", "DELETED", "LOADED", "FAILED", "AGE"]
-    );
+    let names: Vec<String> = v.additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.to_uppercase()).collect();
+    assert_eq!(names, ["MAPPING", "STATUS", "STARTED", "DURATION", "EXTRACTED", "ADDED", "UPDATED", "DELETED", "LOADED", "FAILED", "AGE"]);
     let selectable: Vec<String> = v.selectable_fields.as_ref().unwrap().iter().map(|f| f.json_path.clone()).collect();
     assert!(selectable.contains(&".status.phase".to_string()));
     let mapping = all_crds().into_iter().find(|c| c.spec.names.kind == "Mapping").unwrap();
-    let names: Vec<String> = mapping.spec.versions[0]
-        .additional_printer_columns
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|c| c.name.to_uppercase())
-        .collect();
+    let names: Vec<String> =
+        mapping.spec.versions[0].additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.to_uppercase()).collect();
     assert_eq!(names, ["MODEL", "DESTINATION", "ACTION", "ENABLED", "SCHEDULE", "LAST SYNC", "LAST STATUS", "AGE"]);
 }
 

@@ -11,9 +11,8 @@ use retl::warehouse::{self, DiffMode, DiffRequest, Row, SecretValues, StateScope
 use serde_json::{Value, json};
 
 fn url(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run the tests with scripts/test (or `. scripts/test-databases.sh` first)")
-    })
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with scripts/test (or `. scripts/test-databases.sh` first)"))
 }
 
 fn unique() -> String {
@@ -176,10 +175,8 @@ mod postgres {
     #[tokio::test]
     async fn a_failed_connection_says_why_and_shows_no_secret() {
         let base = url(VAR);
-        let err = connect_error(
-            connect_url(SourceType::Postgres, &format!("postgres://u:s3cretpw@127.0.0.1:{}/x", closed_port()), "retl")
-                .await,
-        );
+        let err =
+            connect_error(connect_url(SourceType::Postgres, &format!("postgres://u:s3cretpw@127.0.0.1:{}/x", closed_port()), "retl").await);
         assert!(err.contains("cannot reach the server at 127.0.0.1:") && err.contains("host and port"), "{err}");
         assert!(!err.contains("s3cretpw"), "{err}");
 
@@ -221,9 +218,8 @@ mod postgres {
         let admin = connect_url(SourceType::Postgres, &url(VAR), "retl").await.unwrap();
         let role = format!("retl_limited_{}", unique());
         admin.execute(&format!("CREATE ROLE {role} LOGIN")).await.unwrap();
-        let limited = connect_url(SourceType::Postgres, &with(&url(VAR), &role, None, "test"), &format!("retl_{}", unique()))
-            .await
-            .unwrap();
+        let limited =
+            connect_url(SourceType::Postgres, &with(&url(VAR), &role, None, "test"), &format!("retl_{}", unique())).await.unwrap();
         let err = limited.prepare_state(&StateScope::from_uid("abc")).await.unwrap_err().to_string();
         admin.execute(&format!("DROP ROLE {role}")).await.unwrap();
         assert!(err.contains(&format!("GRANT CREATE ON DATABASE \"test\" TO \"{role}\"")), "{err}");
@@ -255,11 +251,7 @@ mod mysql {
         ))
         .await
         .unwrap();
-        let rows_ = rows(
-            wh.as_ref(),
-            &format!("SELECT id, big, small_num, big_num, flag, t, ts, dt, d, j, b, n, e FROM {s}.v"),
-        )
-        .await;
+        let rows_ = rows(wh.as_ref(), &format!("SELECT id, big, small_num, big_num, flag, t, ts, dt, d, j, b, n, e FROM {s}.v")).await;
         let row = rows_["1"].as_ref().unwrap();
         let expected = json!({
             "id": 1, "big": 9007199254740993i64, "small_num": 1234.5,
@@ -285,9 +277,7 @@ mod mysql {
     #[tokio::test]
     async fn a_failed_connection_says_why_and_shows_no_secret() {
         let base = url(VAR);
-        let err = connect_error(
-            connect_url(SourceType::Mysql, &format!("mysql://u:s3cretpw@127.0.0.1:{}/x", closed_port()), "retl").await,
-        );
+        let err = connect_error(connect_url(SourceType::Mysql, &format!("mysql://u:s3cretpw@127.0.0.1:{}/x", closed_port()), "retl").await);
         assert!(err.contains("cannot reach the server at 127.0.0.1:"), "{err}");
         assert!(!err.contains("s3cretpw"), "{err}");
 
@@ -306,8 +296,7 @@ mod mysql {
         admin.execute(&format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'")).await.unwrap();
         admin.execute(&format!("CREATE USER '{user}'@'localhost' IDENTIFIED BY 'pw-{user}'")).await.unwrap();
         let state = format!("retl_{}", unique());
-        let limited =
-            connect_url(SourceType::Mysql, &with(&url(VAR), &user, Some(&format!("pw-{user}")), ""), &state).await.unwrap();
+        let limited = connect_url(SourceType::Mysql, &with(&url(VAR), &user, Some(&format!("pw-{user}")), ""), &state).await.unwrap();
         let err = limited.prepare_state(&StateScope::from_uid("abc")).await.unwrap_err().to_string();
         admin.execute(&format!("DROP USER '{user}'@'%', '{user}'@'localhost'")).await.unwrap();
         assert!(err.contains(&format!("GRANT ALL PRIVILEGES ON `{state}`.* TO '{user}'")), "{err}");

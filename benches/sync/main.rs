@@ -57,9 +57,7 @@ fn options(args: &[String]) -> Result<Options, Error> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--rows" => o.rows = it.next().ok_or("--rows needs a number")?.parse()?,
-            "--rss-rows" => {
-                o.rss_rows = it.next().ok_or("--rss-rows needs A,B")?.split(',').map(str::parse).collect::<Result<_, _>>()?
-            }
+            "--rss-rows" => o.rss_rows = it.next().ok_or("--rss-rows needs A,B")?.split(',').map(str::parse).collect::<Result<_, _>>()?,
             "--dlt" => o.dlt = true,
             _ => {} // `--bench` and friends from cargo
         }
@@ -108,17 +106,19 @@ async fn parent(args: &[String]) -> Result<(), Error> {
     let copy = floors::copy_json(&url, &table).await?;
     println!("  floor: COPY (SELECT row_to_json(u) FROM users u) TO STDOUT  {copy:.2}s");
     let (hash, hash_parallel) = floors::hash_rows(&pool, &table).await?;
-    println!("  floor: hashing every row in the warehouse                   {hash:.2}s on one core ({hash_parallel:.2}s with parallel workers)");
+    println!(
+        "  floor: hashing every row in the warehouse                   {hash:.2}s on one core ({hash_parallel:.2}s with parallel workers)"
+    );
     let ceiling = floors::sink_ceiling(&sink.url, o.rows).await?;
     println!("  floor: the sink's own ceiling ({} records)            {ceiling:.2}s", o.rows);
 
     let full = syncer::spawn(&url, &table, "bench-main", &sink.url)?;
-    println!("  retl full sync                                              {:.2}s  ({} sent, peak RSS {} MB)", full.secs, full.sent, full.rss_mb);
+    println!(
+        "  retl full sync                                              {:.2}s  ({} sent, peak RSS {} MB)",
+        full.secs, full.sent, full.rss_mb
+    );
     let started = Instant::now();
-    let changed = pool
-        .execute(AssertSqlSafe(format!("UPDATE {table} SET mrr = mrr + 1 WHERE id % 100 = 0")))
-        .await?
-        .rows_affected();
+    let changed = pool.execute(AssertSqlSafe(format!("UPDATE {table} SET mrr = mrr + 1 WHERE id % 100 = 0"))).await?.rows_affected();
     println!("  (changed {changed} rows in {:.2}s)", started.elapsed().as_secs_f64());
     let incremental = syncer::spawn(&url, &table, "bench-main", &sink.url)?;
     println!("  retl incremental sync (1% changed)                          {:.2}s  ({} sent)", incremental.secs, incremental.sent);

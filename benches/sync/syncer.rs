@@ -42,10 +42,7 @@ pub async fn child(args: &[String]) -> Result<(), Error> {
     secrets.insert(("bench".into(), "url".into()), url.clone());
     // A mysql:// URL runs the same sync on MySQL/MariaDB (a manual check:
     // the benchmark itself seeds and measures PostgreSQL).
-    let server = ServerSource {
-        url_secret_ref: Some(SecretKeyRef { name: "bench".into(), key: "url".into() }),
-        ..Default::default()
-    };
+    let server = ServerSource { url_secret_ref: Some(SecretKeyRef { name: "bench".into(), key: "url".into() }), ..Default::default() };
     let mysql = url.starts_with("mysql://");
     let source = SourceSpec {
         type_: if mysql { SourceType::Mysql } else { SourceType::Postgres },
@@ -122,10 +119,6 @@ fn action() -> serde_json::Value {
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
         .unwrap_or(0)
 }

@@ -31,11 +31,8 @@ pub struct SecretKeyRef {
 impl SecretKeyRef {
     /// The environment variable that supplies this secret in a local run.
     pub fn env_var_name(&self) -> String {
-        let clean = |s: &str| -> String {
-            s.chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
-                .collect()
-        };
+        let clean =
+            |s: &str| -> String { s.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect() };
         format!("RETL_SECRET_{}_{}", clean(&self.name), clean(&self.key))
     }
 }

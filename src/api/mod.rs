@@ -25,8 +25,8 @@ pub use source::*;
 pub use sync::*;
 pub use sync_alert::*;
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// API group of every retl resource.
 pub const GROUP: &str = "retl.dev";
@@ -35,14 +35,7 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Every CRD of retl, in the order `retl crds` prints them.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![
-        Source::crd(),
-        Destination::crd(),
-        Model::crd(),
-        Mapping::crd(),
-        Sync::crd(),
-        SyncAlert::crd(),
-    ]
+    vec![Source::crd(), Destination::crd(), Model::crd(), Mapping::crd(), Sync::crd(), SyncAlert::crd()]
 }
 
 /// The CRDs as one multi-document YAML stream, as `retl crds` prints them and

@@ -46,10 +46,8 @@ pub async fn reconcile(mapping: Arc<Mapping>, ctx: Arc<Context>) -> Result<Actio
 
     // Apply.
     if let Some(new) = &p.create {
-        let mut sync = Sync::new(
-            &new.name,
-            SyncSpec { mapping_ref: ObjectRef { name: name.clone() }, trigger: new.trigger, replay_of: None },
-        );
+        let mut sync =
+            Sync::new(&new.name, SyncSpec { mapping_ref: ObjectRef { name: name.clone() }, trigger: new.trigger, replay_of: None });
         sync.metadata.namespace = Some(ns.clone());
         sync.metadata.labels = Some(
             [
@@ -92,9 +90,11 @@ pub async fn reconcile(mapping: Arc<Mapping>, ctx: Arc<Context>) -> Result<Actio
     if mapping.status.as_ref() != Some(&p.status) {
         let api: Api<Mapping> = Api::namespaced(client, &ns);
         let patch = super::status::status_patch(mapping.status.as_ref(), &p.status);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(ControllerError::api("update status of", "Mapping", &name))?;
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(ControllerError::api(
+            "update status of",
+            "Mapping",
+            &name,
+        ))?;
     }
     Ok(match p.requeue_after_seconds {
         Some(s) => Action::requeue(Duration::from_secs(s)),
@@ -128,8 +128,7 @@ async fn validate(client: &kube::Client, ns: &str, m: &Mapping) -> Result<Option
             format!("Destination {dest_name:?} has no action {:?} (its actions: {})", m.spec.action, known.join(", ")),
         )));
     };
-    let columns: Vec<String> =
-        model.status.as_ref().map(|s| s.columns.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
+    let columns: Vec<String> = model.status.as_ref().map(|s| s.columns.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
     if columns.is_empty() {
         return Ok(Some((reason::REFERENCE_NOT_FOUND, format!("Model {model_name:?} is not ready yet (its columns are not known)"))));
     }

@@ -16,20 +16,20 @@ pub async fn client(component: &str) -> Result<kube::Client, error::ControllerEr
     kube::Client::try_from(config).map_err(error::ControllerError::Client)
 }
 
-pub mod schedule;
-pub mod naming;
-pub mod mapping_plan;
-pub mod status;
-pub mod job;
-pub mod sync_plan;
-pub mod error;
-pub mod metrics;
-pub mod leader;
 pub mod context;
-pub mod mapping;
-pub mod sync;
-pub mod secrets;
 pub mod destination;
+pub mod error;
+pub mod job;
+pub mod leader;
+pub mod mapping;
+pub mod mapping_plan;
+pub mod metrics;
 pub mod model;
-pub mod source;
+pub mod naming;
 pub mod run;
+pub mod schedule;
+pub mod secrets;
+pub mod source;
+pub mod status;
+pub mod sync;
+pub mod sync_plan;

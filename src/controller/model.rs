@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 use serde_json::json;
 
 use super::context::Context;
@@ -39,13 +39,14 @@ pub async fn reconcile(model: Arc<Model>, ctx: Arc<Context>) -> Result<Action, C
 async fn describe(client: &kube::Client, ns: &str, model: &Model) -> Result<Vec<ModelColumn>, (&'static str, String)> {
     let source_name = &model.spec.source_ref.name;
     let sources: Api<Source> = Api::namespaced(client.clone(), ns);
-    let source = sources.get_opt(source_name).await.map_err(|e| (reason::REFERENCE_NOT_FOUND, secrets::short(&e)))?.ok_or_else(|| {
-        (reason::REFERENCE_NOT_FOUND, format!("Source {source_name:?} does not exist in namespace {ns:?}"))
-    })?;
-    let values = secrets::read(client, ns, &crate::warehouse::secret_refs(&source.spec)).await?;
-    let warehouse = crate::warehouse::connect(source_name, &source.spec, &values, Path::new("."))
+    let source = sources
+        .get_opt(source_name)
         .await
-        .map_err(|e| (e.reason(), e.to_string()))?;
+        .map_err(|e| (reason::REFERENCE_NOT_FOUND, secrets::short(&e)))?
+        .ok_or_else(|| (reason::REFERENCE_NOT_FOUND, format!("Source {source_name:?} does not exist in namespace {ns:?}")))?;
+    let values = secrets::read(client, ns, &crate::warehouse::secret_refs(&source.spec)).await?;
+    let warehouse =
+        crate::warehouse::connect(source_name, &source.spec, &values, Path::new(".")).await.map_err(|e| (e.reason(), e.to_string()))?;
     let columns = warehouse.describe(&model.spec.query).await.map_err(|e| (e.reason(), e.to_string()))?;
     if !columns.iter().any(|c| c.name == model.spec.primary_key) {
         let e = WarehouseError::MissingPrimaryKey {

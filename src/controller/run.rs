@@ -120,9 +120,7 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
     let store = mappings.store();
     let by_model = store.clone();
     let mappings = mappings
-        .watches(api::<Model>(client, ns), cfg(), move |m: Model| {
-            referrers(&by_model, &m, |x: &Mapping, n| x.spec.model_ref.name == n)
-        })
+        .watches(api::<Model>(client, ns), cfg(), move |m: Model| referrers(&by_model, &m, |x: &Mapping, n| x.spec.model_ref.name == n))
         .watches(api::<Destination>(client, ns), cfg(), move |d: Destination| {
             referrers(&store, &d, |x: &Mapping, n| x.spec.destination_ref.name == n)
         });
@@ -148,31 +146,21 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
 
     let models = Controller::new(api::<Model>(client, ns), cfg());
     let store = models.store();
-    let models = models.watches(api::<Source>(client, ns), cfg(), move |s: Source| {
-        referrers(&store, &s, |x: &Model, n| x.spec.source_ref.name == n)
-    });
+    let models = models
+        .watches(api::<Source>(client, ns), cfg(), move |s: Source| referrers(&store, &s, |x: &Model, n| x.spec.source_ref.name == n));
     tasks.push(Box::pin(drive(models, model::reconcile, ctx, "model", stop)));
     tasks
 }
 
 /// Objects in the store, in `target`'s namespace, that refer to it by name.
-fn referrers<K, T>(
-    store: &kube::runtime::reflector::Store<K>,
-    target: &T,
-    refers_to: impl Fn(&K, &str) -> bool,
-) -> Vec<ObjectRef<K>>
+fn referrers<K, T>(store: &kube::runtime::reflector::Store<K>, target: &T, refers_to: impl Fn(&K, &str) -> bool) -> Vec<ObjectRef<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
     T: Resource,
 {
     let ns = target.meta().namespace.clone();
     let name = target.meta().name.clone().unwrap_or_default();
-    store
-        .state()
-        .iter()
-        .filter(|o| o.meta().namespace == ns && refers_to(o, &name))
-        .map(|o| ObjectRef::from_obj(o.as_ref()))
-        .collect()
+    store.state().iter().filter(|o| o.meta().namespace == ns && refers_to(o, &name)).map(|o| ObjectRef::from_obj(o.as_ref())).collect()
 }
 
 async fn drive<K, F, Fut>(controller: Controller<K>, reconcile: F, ctx: Arc<Context>, name: &'static str, stop: CancellationToken)

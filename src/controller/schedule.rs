@@ -20,9 +20,15 @@ pub enum ScheduleError {
 /// A parsed schedule.
 #[derive(Clone, Debug)]
 pub enum Schedule {
-    Cron { cron: Box<Cron>, tz: TimeZone },
+    Cron {
+        cron: Box<Cron>,
+        tz: TimeZone,
+    },
     /// Ticks at `anchor + n × every`.
-    Every { every: SignedDuration, anchor: Timestamp },
+    Every {
+        every: SignedDuration,
+        anchor: Timestamp,
+    },
 }
 
 /// What the schedule asks for now.
@@ -79,9 +85,7 @@ impl Schedule {
     /// The first tick after `t`.
     pub fn next_tick(&self, t: Timestamp) -> Option<Timestamp> {
         match self {
-            Schedule::Cron { cron, tz } => {
-                cron.find_next_occurrence(&t.to_zoned(tz.clone()), false).ok().map(|z| z.timestamp())
-            }
+            Schedule::Cron { cron, tz } => cron.find_next_occurrence(&t.to_zoned(tz.clone()), false).ok().map(|z| z.timestamp()),
             Schedule::Every { every, anchor } => {
                 if t < *anchor {
                     return Some(*anchor);

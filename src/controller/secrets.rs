@@ -31,7 +31,6 @@ pub async fn read(client: &Client, ns: &str, refs: &[SecretKeyRef]) -> Result<Se
     Ok(out)
 }
 
-
 /// Why an API call failed, without anything the server echoed back.
 pub fn short(e: &kube::Error) -> String {
     match e {

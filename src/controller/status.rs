@@ -2,7 +2,6 @@
 
 use jiff::Timestamp;
 
-
 /// Sets a condition, keeping its transition time when its status did not
 /// change; returns whether anything changed.
 pub fn set_condition(
@@ -30,7 +29,6 @@ pub fn set_condition(
         }
     }
 }
-
 
 /// Writes a `Ready` condition (and any extra status fields) to an object's
 /// status subresource, only when something changed.

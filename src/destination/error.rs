@@ -11,6 +11,8 @@ pub enum DestinationError {
     #[error("Destination {destination} is unavailable: {message}")]
     Unavailable { destination: String, message: String },
 
-    #[error("Secret {name:?} has no key {key:?} (or the Secret does not exist); create it, or in a local run set it in a Secret manifest or the environment")]
+    #[error(
+        "Secret {name:?} has no key {key:?} (or the Secret does not exist); create it, or in a local run set it in a Secret manifest or the environment"
+    )]
     MissingSecret { name: String, key: String },
 }

@@ -54,12 +54,7 @@ impl Destination for FileDestination {
             text.push_str(&line.to_string());
             text.push('\n');
         }
-        let mut f = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .await
-            .map_err(|e| self.unavailable(e))?;
+        let mut f = tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await.map_err(|e| self.unavailable(e))?;
         f.write_all(text.as_bytes()).await.map_err(|e| self.unavailable(e))?;
         f.flush().await.map_err(|e| self.unavailable(e))?;
         Ok(vec![Delivery::Accepted; batch.len()])

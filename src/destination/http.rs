@@ -58,10 +58,9 @@ impl HttpDestination {
                     .ok_or_else(|| DestinationError::MissingSecret { name: r.name.clone(), key: r.key.clone() })?,
                 _ => return Err(config(format!("header {:?} needs exactly one of value and valueFrom", h.name))),
             };
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| config(format!("{:?} is not a valid header name", h.name)))?;
-            let mut value = HeaderValue::from_str(&value)
-                .map_err(|_| config(format!("the value of header {name} is not valid in HTTP")))?;
+            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| config(format!("{:?} is not a valid header name", h.name)))?;
+            let mut value =
+                HeaderValue::from_str(&value).map_err(|_| config(format!("the value of header {name} is not valid in HTTP")))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
@@ -72,10 +71,7 @@ impl HttpDestination {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| config(format!("cannot build the HTTP client ({})", e.without_url())))?;
-        let limiter = s
-            .requests_per_second
-            .and_then(NonZeroU32::new)
-            .map(|rps| RateLimiter::direct(Quota::per_second(rps)));
+        let limiter = s.requests_per_second.and_then(NonZeroU32::new).map(|rps| RateLimiter::direct(Quota::per_second(rps)));
         Ok(HttpDestination {
             name: name.to_string(),
             client,
@@ -133,10 +129,8 @@ impl HttpDestination {
         if status.is_success() {
             return Ok(vec![Delivery::Accepted; batch.len()]);
         }
-        let rejected = Delivery::Rejected {
-            code: format!("HTTP_{}", status.as_u16()),
-            message: format!("HTTP {status}: {}", snippet(&text)),
-        };
+        let rejected =
+            Delivery::Rejected { code: format!("HTTP_{}", status.as_u16()), message: format!("HTTP {status}: {}", snippet(&text)) };
         Ok(vec![rejected; batch.len()])
     }
 }
@@ -155,10 +149,7 @@ impl Destination for HttpDestination {
         // Any HTTP answer (even 404 or 405) shows the endpoint is reachable;
         // only transport errors count.
         self.client.head(self.url.clone()).headers(self.headers.clone()).send().await.map(|_| ()).map_err(|e| {
-            DestinationError::Unavailable {
-                destination: self.name.clone(),
-                message: format!("{} ({})", describe(&e), self.safe_url()),
-            }
+            DestinationError::Unavailable { destination: self.name.clone(), message: format!("{} ({})", describe(&e), self.safe_url()) }
         })
     }
 
@@ -169,9 +160,10 @@ impl Destination for HttpDestination {
             records: Vec<WireRecord<'a>>,
         }
         let body = Body { action, records: batch.iter().map(WireRecord::from).collect() };
-        let body = bytes::Bytes::from(serde_json::to_vec(&body).map_err(|e| {
-            DestinationError::Config { destination: self.name.clone(), message: format!("cannot encode batch: {e}") }
-        })?);
+        let body = bytes::Bytes::from(
+            serde_json::to_vec(&body)
+                .map_err(|e| DestinationError::Config { destination: self.name.clone(), message: format!("cannot encode batch: {e}") })?,
+        );
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.initial_backoff)
             .with_max_delay(Duration::from_secs(60))
@@ -200,8 +192,7 @@ fn attribute(text: &str, batch: &[OutRecord]) -> Option<Vec<Delivery>> {
         message: "the destination's reply has no result for this record".to_string(),
     };
     Some(if by_key {
-        let map: std::collections::HashMap<String, &Value> =
-            results.iter().map(|r| (key_text(&r["key"]), r)).collect();
+        let map: std::collections::HashMap<String, &Value> = results.iter().map(|r| (key_text(&r["key"]), r)).collect();
         batch.iter().map(|rec| map.get(&rec.key).map_or_else(missing, |r| delivery(r))).collect()
     } else {
         (0..batch.len()).map(|i| results.get(i).map_or_else(missing, delivery)).collect()
@@ -221,11 +212,7 @@ fn delivery(item: &Value) -> Delivery {
     }
     Delivery::Rejected {
         code: item.get("code").and_then(Value::as_str).unwrap_or(codes::REJECTED).to_string(),
-        message: item
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("the destination rejected the record without a message")
-            .to_string(),
+        message: item.get("message").and_then(Value::as_str).unwrap_or("the destination rejected the record without a message").to_string(),
     }
 }
 
@@ -270,8 +257,7 @@ mod tests {
     #[test]
     fn replies_are_attributed_by_key_then_by_position() {
         let batch = [rec("1"), rec("2"), rec("3")];
-        let by_key = attribute(r#"{"results":[{"key":"2","ok":false,"code":"BAD","message":"no"},{"key":1,"ok":true}]}"#, &batch)
-            .unwrap();
+        let by_key = attribute(r#"{"results":[{"key":"2","ok":false,"code":"BAD","message":"no"},{"key":1,"ok":true}]}"#, &batch).unwrap();
         assert_eq!(by_key[0], Delivery::Accepted);
         assert_eq!(by_key[1], Delivery::Rejected { code: "BAD".into(), message: "no".into() });
         assert!(matches!(&by_key[2], Delivery::Rejected { code, .. } if code == codes::NO_RESULT));

@@ -33,12 +33,7 @@ enum Answered {
     Settled { seen: u64, outcomes: Vec<(RecordOutcome, Option<Value>)> },
     /// A batch the destination answered (or failed to). The permit keeps the
     /// batch counted against the memory bound until it is committed.
-    Batch {
-        hashes: Vec<String>,
-        records: Vec<OutRecord>,
-        result: Result<Vec<Delivery>, DestinationError>,
-        held: OwnedSemaphorePermit,
-    },
+    Batch { hashes: Vec<String>, records: Vec<OutRecord>, result: Result<Vec<Delivery>, DestinationError>, held: OwnedSemaphorePermit },
 }
 
 /// What to do with one staged change.
@@ -68,11 +63,8 @@ impl Loader<'_> {
         // Sends still running when the sync stops early (a failed commit)
         // are aborted when this set is dropped.
         let sends = Mutex::new(JoinSet::new());
-        let (read_canceled, send_canceled, ()) = tokio::try_join!(
-            self.read(page_tx),
-            self.map_and_send(page_rx, done_tx, in_flight, &sends),
-            self.commit(done_rx, tally)
-        )?;
+        let (read_canceled, send_canceled, ()) =
+            tokio::try_join!(self.read(page_tx), self.map_and_send(page_rx, done_tx, in_flight, &sends), self.commit(done_rx, tally))?;
         Ok(read_canceled || send_canceled)
     }
 
@@ -211,10 +203,7 @@ impl Loader<'_> {
 
     fn prepare(&self, change: StagedChange) -> Prepared {
         let settle = |result: OutcomeKind, payload: Option<Value>| {
-            Prepared::Settled(
-                RecordOutcome { key: change.key.clone(), hash: change.hash.clone(), kind: change.kind, result },
-                payload,
-            )
+            Prepared::Settled(RecordOutcome { key: change.key.clone(), hash: change.hash.clone(), kind: change.kind, result }, payload)
         };
         let reject = |code: &str, message: String, payload: Option<Value>| {
             let text = payload.as_ref().map(Value::to_string);
@@ -238,20 +227,14 @@ impl Loader<'_> {
         // The row's values move into the payload, and the payload into the
         // record (or the rejection): no copy per row.
         match (change.flag, change.key.as_ref(), self.mapper.map_owned(row)) {
-            (Some(StageFlag::NullKey), _, Ok(p) | Err((_, p))) | (_, None, Ok(p) | Err((_, p))) => reject(
-                codes::NULL_PRIMARY_KEY,
-                format!("the row's primary key ({}) is null", self.ctx.model.primary_key),
-                Some(p),
-            ),
-            (Some(StageFlag::DuplicateKey), Some(k), Ok(p) | Err((_, p))) => reject(
-                codes::DUPLICATE_PRIMARY_KEY,
-                format!("several rows have the primary key {k:?}; none of them is sent"),
-                Some(p),
-            ),
-            (_, _, Err((e, partial))) => reject(&e.code, e.message, Some(partial)),
-            (_, Some(k), Ok(p)) => {
-                Prepared::Send(OutRecord { key: k.clone(), kind: change.kind, payload: p }, change.hash)
+            (Some(StageFlag::NullKey), _, Ok(p) | Err((_, p))) | (_, None, Ok(p) | Err((_, p))) => {
+                reject(codes::NULL_PRIMARY_KEY, format!("the row's primary key ({}) is null", self.ctx.model.primary_key), Some(p))
             }
+            (Some(StageFlag::DuplicateKey), Some(k), Ok(p) | Err((_, p))) => {
+                reject(codes::DUPLICATE_PRIMARY_KEY, format!("several rows have the primary key {k:?}; none of them is sent"), Some(p))
+            }
+            (_, _, Err((e, partial))) => reject(&e.code, e.message, Some(partial)),
+            (_, Some(k), Ok(p)) => Prepared::Send(OutRecord { key: k.clone(), kind: change.kind, payload: p }, change.hash),
         }
     }
 }
@@ -266,19 +249,14 @@ fn answer(
 ) -> impl Iterator<Item = (RecordOutcome, Value)> {
     let deliveries: Vec<Delivery> = match result {
         Ok(d) => d,
-        Err(e) => vec![
-            Delivery::Rejected { code: codes::DESTINATION_UNAVAILABLE.into(), message: e.to_string() };
-            records.len()
-        ],
+        Err(e) => vec![Delivery::Rejected { code: codes::DESTINATION_UNAVAILABLE.into(), message: e.to_string() }; records.len()],
     };
     records.into_iter().zip(hashes).enumerate().map(move |(i, (record, hash))| {
         let result = match deliveries.get(i) {
             Some(Delivery::Accepted) => OutcomeKind::Delivered,
-            Some(Delivery::Rejected { code, message }) => OutcomeKind::Rejected {
-                code: code.clone(),
-                message: message.clone(),
-                payload: Some(record.payload.to_string()),
-            },
+            Some(Delivery::Rejected { code, message }) => {
+                OutcomeKind::Rejected { code: code.clone(), message: message.clone(), payload: Some(record.payload.to_string()) }
+            }
             None => OutcomeKind::Rejected {
                 code: codes::NO_RESULT.into(),
                 message: "the destination answered for fewer records than it was sent".into(),

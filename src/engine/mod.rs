@@ -23,8 +23,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    Action, ErrorSummary, ExtractedCounts, FailedRecord, LoadedCounts, MappingSpec, ModelSpec, SkipSummary, SyncPhase,
-    SyncTrigger,
+    Action, ErrorSummary, ExtractedCounts, FailedRecord, LoadedCounts, MappingSpec, ModelSpec, SkipSummary, SyncPhase, SyncTrigger,
 };
 
 /// Everything one sync needs, resolved by the caller.

@@ -12,9 +12,7 @@ use super::{EngineError, Observer, SyncContext, SyncReport, guard};
 use crate::api::{ExtractedCounts, SyncPhase, SyncTrigger, conditions::reason};
 use crate::destination::Destination;
 use crate::fieldmap::FieldMapper;
-use crate::warehouse::{
-    DiffCounts, DiffMode, DiffRequest, HistoryFilter, StateScope, SyncRun, Warehouse, WarehouseError, kind_name,
-};
+use crate::warehouse::{DiffCounts, DiffMode, DiffRequest, HistoryFilter, StateScope, SyncRun, Warehouse, WarehouseError, kind_name};
 
 /// Runs one sync to its end and returns what happened. Never panics and
 /// never returns early: every failure becomes a Failed report with a reason

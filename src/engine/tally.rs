@@ -135,10 +135,7 @@ impl Tally {
     }
 
     pub fn skipped(&self) -> Vec<SkipSummary> {
-        self.skipped
-            .iter()
-            .map(|(r, n)| SkipSummary { reason: r.clone(), count: *n, message: skip::message(r).to_string() })
-            .collect()
+        self.skipped.iter().map(|(r, n)| SkipSummary { reason: r.clone(), count: *n, message: skip::message(r).to_string() }).collect()
     }
 
     pub fn errors(&self) -> Vec<ErrorSummary> {

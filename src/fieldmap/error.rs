@@ -9,7 +9,9 @@ pub enum MappingError {
     #[error("field {field:?} is not a field of action {action:?} (its fields: {known}); fix spec.fields[].to")]
     UnknownField { field: String, action: String, known: String },
 
-    #[error("field {field:?} reads column {column:?}, which the model does not return (columns: {columns}); fix the mapping or add the column to the model's query")]
+    #[error(
+        "field {field:?} reads column {column:?}, which the model does not return (columns: {columns}); fix the mapping or add the column to the model's query"
+    )]
     UnknownColumn { field: String, column: String, columns: String },
 
     #[error("the required field {field:?} of action {action:?} is not mapped; add it to spec.fields")]

@@ -61,12 +61,7 @@ enum PropertySource {
 
 impl FieldMapper {
     /// Compiles `fields` for `action` against the model's `columns`.
-    pub fn new(
-        fields: &[FieldMapping],
-        action: &Action,
-        skip_nulls: bool,
-        columns: &[String],
-    ) -> Result<FieldMapper, MappingError> {
+    pub fn new(fields: &[FieldMapping], action: &Action, skip_nulls: bool, columns: &[String]) -> Result<FieldMapper, MappingError> {
         let declared = |name: &str| action.fields.iter().find(|f| f.name == name).cloned();
         let mut compiled = Vec::with_capacity(fields.len());
         for f in fields {
@@ -129,10 +124,7 @@ impl FieldMapper {
     }
 
     /// Builds the payload from each field's raw value.
-    fn build(
-        &self,
-        mut raw: impl FnMut(&CompiledField) -> Result<Value, RecordError>,
-    ) -> Result<Value, (RecordError, Value)> {
+    fn build(&self, mut raw: impl FnMut(&CompiledField) -> Result<Value, RecordError>) -> Result<Value, (RecordError, Value)> {
         let mut payload = Map::with_capacity(self.fields.len());
         let mut first_error: Option<RecordError> = None;
         for f in &self.fields {
@@ -161,10 +153,7 @@ impl FieldMapper {
     fn field_value(&self, f: &CompiledField, value: Value) -> Result<Option<Value>, (RecordError, Option<Value>)> {
         if value.is_null() {
             if f.declared.as_ref().is_some_and(|d| d.required) {
-                let e = RecordError::new(
-                    codes::MISSING_REQUIRED_FIELD,
-                    format!("the required field {:?} has no value in this row", f.to),
-                );
+                let e = RecordError::new(codes::MISSING_REQUIRED_FIELD, format!("the required field {:?} has no value in this row", f.to));
                 return Err((e, None));
             }
             return Ok((!self.skip_nulls).then_some(Value::Null));
@@ -234,9 +223,10 @@ impl FieldMapper {
                     None => path.get_in_row(row),
                 },
                 PropertySource::Value(v) => Some(v.clone()),
-                PropertySource::Template(t) => Some(Value::String(t.render(row, item).map_err(|e| {
-                    RecordError::new(codes::TEMPLATE_ERROR, format!("field {field:?}, property {:?}: {e}", p.to))
-                })?)),
+                PropertySource::Template(t) => Some(Value::String(
+                    t.render(row, item)
+                        .map_err(|e| RecordError::new(codes::TEMPLATE_ERROR, format!("field {field:?}, property {:?}: {e}", p.to)))?,
+                )),
             };
             match v {
                 None => {}
@@ -262,11 +252,7 @@ fn check_properties(decl: &ActionField, value: &Value) -> Result<(), RecordError
         if let Some(bad) = o.keys().find(|k| !allowed.contains(k)) {
             return Err(RecordError::new(
                 codes::PROPERTY_NOT_ACCEPTED,
-                format!(
-                    "field {:?} does not accept the property {bad:?} (it accepts: {})",
-                    decl.name,
-                    allowed.join(", ")
-                ),
+                format!("field {:?} does not accept the property {bad:?} (it accepts: {})", decl.name, allowed.join(", ")),
             ));
         }
     }
@@ -283,10 +269,8 @@ fn check_properties(decl: &ActionField, value: &Value) -> Result<(), RecordError
 }
 
 fn compile_field(f: &FieldMapping, columns: &[String]) -> Result<FieldSource, MappingError> {
-    let set = [f.from.is_some(), f.value.is_some(), f.template.is_some(), f.object.is_some(), f.array.is_some()]
-        .iter()
-        .filter(|b| **b)
-        .count();
+    let set =
+        [f.from.is_some(), f.value.is_some(), f.template.is_some(), f.object.is_some(), f.array.is_some()].iter().filter(|b| **b).count();
     if set != 1 {
         return Err(MappingError::Invalid {
             field: f.to.clone(),
@@ -300,9 +284,7 @@ fn compile_field(f: &FieldMapping, columns: &[String]) -> Result<FieldSource, Ma
             columns: columns.join(", "),
         })
     };
-    let template = |t: &str| {
-        template::parse(t).map_err(|message| MappingError::Template { field: f.to.clone(), message })
-    };
+    let template = |t: &str| template::parse(t).map_err(|message| MappingError::Template { field: f.to.clone(), message });
     Ok(if let Some(from) = &f.from {
         FieldSource::Path(column(from)?)
     } else if let Some(v) = &f.value {
@@ -320,11 +302,7 @@ fn compile_field(f: &FieldMapping, columns: &[String]) -> Result<FieldSource, Ma
 
 /// `columns` is `Some` for object properties (paths start at a column) and
 /// `None` for array element properties (paths start inside the element).
-fn compile_properties(
-    field: &str,
-    props: &[PropertyMapping],
-    columns: Option<&[String]>,
-) -> Result<Vec<CompiledProperty>, MappingError> {
+fn compile_properties(field: &str, props: &[PropertyMapping], columns: Option<&[String]>) -> Result<Vec<CompiledProperty>, MappingError> {
     props
         .iter()
         .map(|p| {
@@ -348,10 +326,9 @@ fn compile_properties(
                 PropertySource::Value(v.clone())
             } else {
                 let t = p.template.as_deref().unwrap_or_default();
-                PropertySource::Template(template::parse(t).map_err(|message| MappingError::Template {
-                    field: format!("{field}.{}", p.to),
-                    message,
-                })?)
+                PropertySource::Template(
+                    template::parse(t).map_err(|message| MappingError::Template { field: format!("{field}.{}", p.to), message })?,
+                )
             };
             Ok(CompiledProperty { to: p.to.clone(), source })
         })

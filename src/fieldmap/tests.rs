@@ -25,8 +25,7 @@ fields:
 fn mapper(fields_yaml: &str, skip_nulls: bool) -> Result<FieldMapper, MappingError> {
     let action: Action = serde_yaml_ng::from_str(ACTION).unwrap();
     let fields: Vec<FieldMapping> = serde_yaml_ng::from_str(fields_yaml).unwrap();
-    let columns: Vec<String> =
-        ["id", "first", "total", "vip", "product", "attrs", "orders", "created"].map(String::from).to_vec();
+    let columns: Vec<String> = ["id", "first", "total", "vip", "product", "attrs", "orders", "created"].map(String::from).to_vec();
     FieldMapper::new(&fields, &action, skip_nulls, &columns)
 }
 
@@ -170,8 +169,7 @@ fn fixed_property_lists_are_enforced_before_sending() {
     assert_eq!(code, "PROPERTY_NOT_ACCEPTED");
     assert!(message.contains("\"colour\""), "{message}");
 
-    let e = mapper("- { to: userId, from: id }\n- to: product\n  object: [{ to: colour, from: first }]", false)
-        .unwrap_err();
+    let e = mapper("- { to: userId, from: id }\n- to: product\n  object: [{ to: colour, from: first }]", false).unwrap_err();
     assert!(matches!(e, MappingError::PropertyNotAccepted { ref property, .. } if property == "colour"), "{e}");
 }
 

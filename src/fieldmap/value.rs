@@ -23,10 +23,7 @@ impl ValuePath {
         }
         let mut parts = from.split('.');
         let column = parts.next()?;
-        columns
-            .iter()
-            .any(|c| c == column)
-            .then(|| ValuePath { column: column.to_string(), rest: parts.map(str::to_string).collect() })
+        columns.iter().any(|c| c == column).then(|| ValuePath { column: column.to_string(), rest: parts.map(str::to_string).collect() })
     }
 
     /// A path inside an array element (no column to check).
@@ -140,9 +137,9 @@ pub fn coerce(v: Value, ty: FieldType) -> Result<Value, String> {
             other => mismatch(&other),
         },
         FieldType::Datetime => match &v {
-            Value::String(s) => normalize_datetime(s).map(Value::String).ok_or_else(|| {
-                format!("expected a date-time (RFC 3339, or `YYYY-MM-DD HH:MM:SS` taken as UTC), got {:?}", s)
-            }),
+            Value::String(s) => normalize_datetime(s)
+                .map(Value::String)
+                .ok_or_else(|| format!("expected a date-time (RFC 3339, or `YYYY-MM-DD HH:MM:SS` taken as UTC), got {:?}", s)),
             _ => mismatch(&v),
         },
     }

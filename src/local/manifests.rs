@@ -53,16 +53,12 @@ impl Manifests {
         collect(dir, &mut files)?;
         let mut out = Manifests::default();
         for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|e| LocalError::Manifest {
-                file: file.display().to_string(),
-                message: e.to_string(),
-            })?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| LocalError::Manifest { file: file.display().to_string(), message: e.to_string() })?;
             let base = file.parent().unwrap_or(dir).to_path_buf();
             for (i, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
-                let value = serde_yaml_ng::Value::deserialize(doc).map_err(|e| LocalError::Manifest {
-                    file: file.display().to_string(),
-                    message: format!("document {}: {e}", i + 1),
-                })?;
+                let value = serde_yaml_ng::Value::deserialize(doc)
+                    .map_err(|e| LocalError::Manifest { file: file.display().to_string(), message: format!("document {}: {e}", i + 1) })?;
                 if value.is_null() {
                     continue;
                 }
@@ -91,11 +87,9 @@ impl Manifests {
                 self.secrets.insert(key, secret);
                 Ok(())
             }
-            (false, _) if api_version.starts_with("retl.dev/") => Err(bad(format!(
-                "apiVersion {api_version} is not served by this retl; use {}/{}",
-                crate::api::GROUP,
-                crate::api::VERSION
-            ))),
+            (false, _) if api_version.starts_with("retl.dev/") => {
+                Err(bad(format!("apiVersion {api_version} is not served by this retl; use {}/{}", crate::api::GROUP, crate::api::VERSION)))
+            }
             _ => Ok(()), // other kinds (Namespace, Kustomization, ...) are not ours
         }
     }

@@ -7,7 +7,7 @@ mod manifests;
 pub mod print;
 mod resolve;
 
-pub use manifests::{Manifests, DEFAULT_NAMESPACE};
+pub use manifests::{DEFAULT_NAMESPACE, Manifests};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

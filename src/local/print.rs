@@ -16,7 +16,8 @@ pub struct SyncLine<'a> {
 
 /// A table with the columns of `kubectl get syncs`.
 pub fn sync_table(lines: &[SyncLine<'_>], now: Timestamp) -> String {
-    let header = ["NAME", "MAPPING", "STATUS", "STARTED", "DURATION", "EXTRACTED", "ADDED", "UPDATED", "DELETED", "LOADED", "FAILED", "AGE"];
+    let header =
+        ["NAME", "MAPPING", "STATUS", "STARTED", "DURATION", "EXTRACTED", "ADDED", "UPDATED", "DELETED", "LOADED", "FAILED", "AGE"];
     let rows: Vec<Vec<String>> = lines
         .iter()
         .map(|l| {
@@ -123,11 +124,8 @@ pub fn plan(mapping: &str, p: &PlanReport) -> String {
         "Mapping {mapping}: {} rows extracted: {} added, {} updated, {} deleted, {} unchanged ({} retries)",
         e.total, e.added, e.updated, e.deleted, e.unchanged, e.retried
     );
-    let _ = writeln!(
-        out,
-        "  Would send: {} new, {} updated, {} deleted; would skip {}",
-        p.to_send[0], p.to_send[1], p.to_send[2], p.skipped
-    );
+    let _ =
+        writeln!(out, "  Would send: {} new, {} updated, {} deleted; would skip {}", p.to_send[0], p.to_send[1], p.to_send[2], p.skipped);
     for (code, n) in &p.would_fail {
         let _ = writeln!(out, "  Would reject {}: {code}", records(*n));
     }

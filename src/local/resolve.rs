@@ -51,9 +51,7 @@ pub fn resolve<'a>(m: &'a Manifests, namespace: &str, mapping: &'a Loaded<Mappin
     let mname = mapping.object.metadata.name.clone().unwrap_or_default();
     let missing = |kind: &str, name: &str| LocalError::Reference {
         mapping: mname.clone(),
-        message: format!(
-            "{kind} {name:?} does not exist in namespace {namespace:?}; create it there (references never cross namespaces)"
-        ),
+        message: format!("{kind} {name:?} does not exist in namespace {namespace:?}; create it there (references never cross namespaces)"),
     };
     let key = |name: &str| (namespace.to_string(), name.to_string());
     let spec = &mapping.object.spec;
@@ -62,16 +60,14 @@ pub fn resolve<'a>(m: &'a Manifests, namespace: &str, mapping: &'a Loaded<Mappin
     let source = m.sources.get(&key(source_name)).ok_or_else(|| missing("Source", source_name))?;
     let destination =
         m.destinations.get(&key(&spec.destination_ref.name)).ok_or_else(|| missing("Destination", &spec.destination_ref.name))?;
-    let action = destination.object.spec.actions.iter().find(|a| a.name == spec.action).cloned().ok_or_else(|| {
-        LocalError::Reference {
-            mapping: mname.clone(),
-            message: format!(
-                "Destination {:?} has no action {:?} (its actions: {})",
-                spec.destination_ref.name,
-                spec.action,
-                destination.object.spec.actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        }
+    let action = destination.object.spec.actions.iter().find(|a| a.name == spec.action).cloned().ok_or_else(|| LocalError::Reference {
+        mapping: mname.clone(),
+        message: format!(
+            "Destination {:?} has no action {:?} (its actions: {})",
+            spec.destination_ref.name,
+            spec.action,
+            destination.object.spec.actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
     })?;
     let mut refs = crate::warehouse::secret_refs(&source.object.spec);
     refs.extend(crate::destination::secret_refs(&destination.object.spec));

@@ -22,7 +22,9 @@ pub enum WarehouseError {
     #[error("retl's state in the warehouse could not be {action}: {message}")]
     State { action: &'static str, message: String },
 
-    #[error("Secret {name:?} has no key {key:?} (or the Secret does not exist); create it, or in a local run set it in a Secret manifest or the environment")]
+    #[error(
+        "Secret {name:?} has no key {key:?} (or the Secret does not exist); create it, or in a local run set it in a Secret manifest or the environment"
+    )]
     MissingSecret { name: String, key: String },
 
     #[error("Source {source_name}: {message}")]
@@ -40,14 +42,12 @@ impl WarehouseError {
         use crate::api::conditions::reason;
         match self {
             WarehouseError::Connect { .. } => reason::WAREHOUSE_UNREACHABLE,
-            WarehouseError::Query { .. }
-            | WarehouseError::MissingPrimaryKey { .. }
-            | WarehouseError::DuplicateColumn { .. } => reason::QUERY_FAILED,
+            WarehouseError::Query { .. } | WarehouseError::MissingPrimaryKey { .. } | WarehouseError::DuplicateColumn { .. } => {
+                reason::QUERY_FAILED
+            }
             WarehouseError::State { .. } => reason::STATE_ERROR,
             WarehouseError::MissingSecret { .. } => reason::SECRET_NOT_FOUND,
-            WarehouseError::Config { .. } | WarehouseError::NothingToReplay { .. } => {
-                reason::INVALID_SPEC
-            }
+            WarehouseError::Config { .. } | WarehouseError::NothingToReplay { .. } => reason::INVALID_SPEC,
         }
     }
 }

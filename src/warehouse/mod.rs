@@ -93,9 +93,7 @@ pub struct StateScope {
 
 impl StateScope {
     pub fn from_uid(uid: &str) -> StateScope {
-        StateScope {
-            id: uid.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect(),
-        }
+        StateScope { id: uid.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_lowercase()).collect() }
     }
 }
 
@@ -258,13 +256,7 @@ pub trait Warehouse: Send + Sync {
     async fn stage(&self, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError>;
 
     /// Reads up to `limit` staged changes after `after` (a position).
-    async fn read_stage(
-        &self,
-        scope: &StateScope,
-        stage: &str,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<StagedChange>, WarehouseError>;
+    async fn read_stage(&self, scope: &StateScope, stage: &str, after: i64, limit: usize) -> Result<Vec<StagedChange>, WarehouseError>;
 
     /// Drops a stage; idempotent.
     async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError>;
@@ -302,4 +294,3 @@ pub fn check_columns(req: &DiffRequest) -> Result<(), WarehouseError> {
     }
     Ok(())
 }
-

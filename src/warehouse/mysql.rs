@@ -15,13 +15,10 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySq
 use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
 use super::rows::{RowDecoder, describe_columns, model_subquery, query_err, stage_suffix};
-use super::server::{
-    CommitPlan, Failure, ServerTarget, UNSUPPORTED_MARKER, classify, connect_message, decode_row,
-    parse_flag, parse_kind,
-};
+use super::server::{CommitPlan, Failure, ServerTarget, UNSUPPORTED_MARKER, classify, connect_message, decode_row, parse_flag, parse_kind};
 use super::{
-    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, RecordOutcome, StageCounts, StagedChange, StateScope,
-    SyncRun, Warehouse, WarehouseError,
+    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, RecordOutcome, StageCounts, StagedChange, StateScope, SyncRun, Warehouse,
+    WarehouseError,
 };
 use crate::api::{SourceSpec, TlsMode};
 
@@ -54,8 +51,7 @@ pub(super) fn text(s: &str) -> String {
 impl MysqlWarehouse {
     pub async fn connect(source_name: &str, spec: &SourceSpec, secrets: &super::SecretValues) -> Result<Self, WarehouseError> {
         let target = ServerTarget::resolve(source_name, "mysql", spec.mysql.as_ref(), secrets)?;
-        let options = options(&target)
-            .map_err(|message| WarehouseError::Config { source_name: source_name.to_string(), message })?;
+        let options = options(&target).map_err(|message| WarehouseError::Config { source_name: source_name.to_string(), message })?;
         let timeout = target.statement_timeout;
         let pool = MySqlPoolOptions::new()
             .max_connections(4)
@@ -154,9 +150,8 @@ impl MysqlWarehouse {
 
 fn options(t: &ServerTarget) -> Result<MySqlConnectOptions, String> {
     let mut o = match &t.url {
-        Some(url) => MySqlConnectOptions::from_str(url).map_err(|e| {
-            format!("the connection URL in spec.mysql.urlSecretRef is not valid ({})", t.redact(&e.to_string()))
-        })?,
+        Some(url) => MySqlConnectOptions::from_str(url)
+            .map_err(|e| format!("the connection URL in spec.mysql.urlSecretRef is not valid ({})", t.redact(&e.to_string())))?,
         None => {
             let mut o = MySqlConnectOptions::new().port(t.port.unwrap_or(3306));
             if let Some(h) = &t.host {
@@ -187,7 +182,6 @@ fn options(t: &ServerTarget) -> Result<MySqlConnectOptions, String> {
     // PIPES_AS_CONCAT. UTC makes TIMESTAMP values come out the same everywhere.
     Ok(o.pipes_as_concat(false).timezone(Some("+00:00".to_string())).charset("utf8mb4"))
 }
-
 
 /// The JSON text of one model column (SQL NULL for a NULL value).
 fn column_json(c: &Column) -> String {
@@ -350,17 +344,12 @@ impl Warehouse for MysqlWarehouse {
                      LEFT JOIN {m} m ON m.k = l.k LEFT JOIN {d} d ON d.k = l.k LEFT JOIN {p} p ON p.k = l.k
                      ORDER BY l.k"
                 );
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(sync)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(|e| self.state_err("staged", e))?;
+                sqlx::query(AssertSqlSafe(sql)).bind(sync).execute(&self.pool).await.map_err(|e| self.state_err("staged", e))?;
             }
         }
         if !req.dry_run && replay.is_none() {
             // A pending failure that is no longer a change has nothing left to retry.
-            self.run("updated", format!("DELETE FROM {p} WHERE NOT EXISTS (SELECT 1 FROM {st} st WHERE st.k = {p}.k)"))
-                .await?;
+            self.run("updated", format!("DELETE FROM {p} WHERE NOT EXISTS (SELECT 1 FROM {st} st WHERE st.k = {p}.k)")).await?;
         }
         let counts: StageCounts = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT CAST(COALESCE(SUM(op = 'added'), 0) AS SIGNED), CAST(COALESCE(SUM(op = 'updated'), 0) AS SIGNED),
@@ -373,17 +362,9 @@ impl Warehouse for MysqlWarehouse {
         Ok(DiffCounts::from_stage(counts, &req.mode))
     }
 
-    async fn read_stage(
-        &self,
-        scope: &StateScope,
-        stage: &str,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<StagedChange>, WarehouseError> {
+    async fn read_stage(&self, scope: &StateScope, stage: &str, after: i64, limit: usize) -> Result<Vec<StagedChange>, WarehouseError> {
         let [_, _, st] = self.stage_tables(scope, stage);
-        let sql = format!(
-            "SELECT pos, k, COALESCE(h, '') AS h, doc, op, retried, flag FROM {st} WHERE pos > ? ORDER BY pos LIMIT ?"
-        );
+        let sql = format!("SELECT pos, k, COALESCE(h, '') AS h, doc, op, retried, flag FROM {st} WHERE pos > ? ORDER BY pos LIMIT ?");
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(after)
             .bind(limit as i64)
@@ -445,10 +426,6 @@ impl Warehouse for MysqlWarehouse {
     }
 
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
-        self.pool
-            .execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string())))
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(query_err)
+        self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|r| r.rows_affected()).map_err(query_err)
     }
 }

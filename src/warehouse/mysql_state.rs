@@ -66,10 +66,8 @@ pub async fn prepare(wh: &MysqlWarehouse, scope: &StateScope) -> Result<(), Ware
         for sql in statements {
             conn.execute(AssertSqlSafe(sql)).await.map_err(err)?;
         }
-        let version: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {db}.layout")))
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(err)?;
+        let version: Option<i32> =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {db}.layout"))).fetch_one(&mut *conn).await.map_err(err)?;
         match version {
             Some(v) if v > LAYOUT_VERSION => Err(WarehouseError::State {
                 action: "used",
@@ -130,9 +128,8 @@ pub async fn commit(wh: &MysqlWarehouse, scope: &StateScope, sync: &str, plan: &
         }
     }
     for chunk in plan.upsert_pending.chunks(CHUNK) {
-        let mut q = QueryBuilder::<MySql>::new(format!(
-            "INSERT INTO {p} (k, first_failed_at, last_failed_at, attempts, last_code, last_error) "
-        ));
+        let mut q =
+            QueryBuilder::<MySql>::new(format!("INSERT INTO {p} (k, first_failed_at, last_failed_at, attempts, last_code, last_error) "));
         q.push_values(chunk, |mut b, (k, code, message)| {
             b.push_bind(*k).push_bind(now).push_bind(now).push_bind(1).push_bind(*code).push_bind(*message);
         });
@@ -168,11 +165,7 @@ pub async fn save_run(wh: &MysqlWarehouse, run: &SyncRun) -> Result<(), Warehous
          started_ms = VALUES(started_ms), completed_ms = VALUES(completed_ms), status_json = VALUES(status_json)",
         wh.runs_table()
     );
-    super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run)
-        .execute(&wh.pool)
-        .await
-        .map(|_| ())
-        .map_err(|e| wh.state_err("saved", e))
+    super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run).execute(&wh.pool).await.map(|_| ()).map_err(|e| wh.state_err("saved", e))
 }
 
 pub async fn runs(wh: &MysqlWarehouse, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError> {
@@ -180,13 +173,12 @@ pub async fn runs(wh: &MysqlWarehouse, filter: &HistoryFilter) -> Result<Vec<Syn
         return Ok(Vec::new());
     }
     let err = |e| wh.state_err("read", e);
-    let exists: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'sync_runs'",
-    )
-    .bind(&wh.db_name)
-    .fetch_one(&wh.pool)
-    .await
-    .map_err(err)?;
+    let exists: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'sync_runs'")
+            .bind(&wh.db_name)
+            .fetch_one(&wh.pool)
+            .await
+            .map_err(err)?;
     if exists == 0 {
         return Ok(Vec::new());
     }

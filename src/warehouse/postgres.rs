@@ -18,13 +18,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSs
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
 use super::rows::{describe_columns, query_err, quote_ident, stage_suffix};
-use super::server::{
-    CommitPlan, Failure, ServerTarget, classify, connect_message, now_ms,
-};
-use super::{
-    Column, DiffCounts, DiffRequest, HistoryFilter, RecordOutcome, StagedChange, StateScope, SyncRun,
-    Warehouse, WarehouseError,
-};
+use super::server::{CommitPlan, Failure, ServerTarget, classify, connect_message, now_ms};
+use super::{Column, DiffCounts, DiffRequest, HistoryFilter, RecordOutcome, StagedChange, StateScope, SyncRun, Warehouse, WarehouseError};
 use crate::api::{SourceSpec, TlsMode};
 
 pub struct PostgresWarehouse {
@@ -40,15 +35,9 @@ pub struct PostgresWarehouse {
 impl PostgresWarehouse {
     pub async fn connect(source_name: &str, spec: &SourceSpec, secrets: &super::SecretValues) -> Result<Self, WarehouseError> {
         let target = ServerTarget::resolve(source_name, "postgres", spec.postgres.as_ref(), secrets)?;
-        let options = options(&target).map_err(|message| WarehouseError::Config {
-            source_name: source_name.to_string(),
-            message,
-        })?;
+        let options = options(&target).map_err(|message| WarehouseError::Config { source_name: source_name.to_string(), message })?;
         let wh = PostgresWarehouse {
-            pool: PgPoolOptions::new()
-                .max_connections(4)
-                .acquire_timeout(target.connect_timeout)
-                .connect_lazy_with(options.clone()),
+            pool: PgPoolOptions::new().max_connections(4).acquire_timeout(target.connect_timeout).connect_lazy_with(options.clone()),
             options,
             target,
             source_name: source_name.to_string(),
@@ -62,8 +51,7 @@ impl PostgresWarehouse {
     /// Opens one connection outside the pool, so that a failure says why
     /// (the pool would retry a refused connection until its timeout).
     async fn probe(&self) -> Result<(), WarehouseError> {
-        let failure = match tokio::time::timeout(self.target.connect_timeout, PgConnection::connect_with(&self.options)).await
-        {
+        let failure = match tokio::time::timeout(self.target.connect_timeout, PgConnection::connect_with(&self.options)).await {
             Err(_) => Failure::TimedOut,
             Ok(Ok(conn)) => {
                 let _ = conn.close().await;
@@ -124,9 +112,8 @@ impl PostgresWarehouse {
 /// Connection options from the Source's settings.
 fn options(t: &ServerTarget) -> Result<PgConnectOptions, String> {
     let mut o = match &t.url {
-        Some(url) => PgConnectOptions::from_str(url).map_err(|e| {
-            format!("the connection URL in spec.postgres.urlSecretRef is not valid ({})", t.redact(&e.to_string()))
-        })?,
+        Some(url) => PgConnectOptions::from_str(url)
+            .map_err(|e| format!("the connection URL in spec.postgres.urlSecretRef is not valid ({})", t.redact(&e.to_string())))?,
         None => {
             let mut o = PgConnectOptions::new_without_pgpass();
             if let Some(h) = &t.host {
@@ -159,16 +146,12 @@ fn options(t: &ServerTarget) -> Result<PgConnectOptions, String> {
     // retl crash loses nothing (the server has the commit); a crash of the
     // server itself may forget its last fraction of a second of commits,
     // which the next sync then sends again (at least once, never lost).
-    let mut settings = vec![
-        ("TimeZone".to_string(), "UTC".to_string()),
-        ("synchronous_commit".to_string(), "off".to_string()),
-    ];
+    let mut settings = vec![("TimeZone".to_string(), "UTC".to_string()), ("synchronous_commit".to_string(), "off".to_string())];
     if let Some(s) = t.statement_timeout {
         settings.push(("statement_timeout".to_string(), format!("{s}s")));
     }
     Ok(o.application_name("retl").options(settings))
 }
-
 
 #[async_trait]
 impl Warehouse for PostgresWarehouse {
@@ -185,11 +168,7 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn reset(&self, scope: &StateScope) -> Result<(), WarehouseError> {
-        let sql = format!(
-            "BEGIN; DELETE FROM {}; DELETE FROM {}; COMMIT;",
-            self.table("snapshot", scope),
-            self.table("pending", scope)
-        );
+        let sql = format!("BEGIN; DELETE FROM {}; DELETE FROM {}; COMMIT;", self.table("snapshot", scope), self.table("pending", scope));
         self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await.map(|_| ()).map_err(|e| self.state_err("reset", e))
     }
 
@@ -197,13 +176,7 @@ impl Warehouse for PostgresWarehouse {
         super::postgres_stage::stage(self, scope, req).await
     }
 
-    async fn read_stage(
-        &self,
-        scope: &StateScope,
-        stage: &str,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<StagedChange>, WarehouseError> {
+    async fn read_stage(&self, scope: &StateScope, stage: &str, after: i64, limit: usize) -> Result<Vec<StagedChange>, WarehouseError> {
         super::postgres_stage::read(self, scope, stage, after, limit).await
     }
 
@@ -302,11 +275,7 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
-        self.pool
-            .execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string())))
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(query_err)
+        self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|r| r.rows_affected()).map_err(query_err)
     }
 }
 

@@ -7,9 +7,7 @@ use sqlx::{AssertSqlSafe, Executor, Row};
 use super::postgres::PostgresWarehouse;
 use super::rows::{RowDecoder, model_subquery, query_err, quote_ident};
 use super::server::{decode_row, literal, parse_flag, parse_kind};
-use super::{
-    Column, DiffCounts, DiffMode, DiffRequest, StageCounts, StagedChange, StateScope, Warehouse, WarehouseError,
-};
+use super::{Column, DiffCounts, DiffMode, DiffRequest, StageCounts, StagedChange, StateScope, Warehouse, WarehouseError};
 
 /// Memory the server may use for the diff's hash joins, per stage.
 const STAGE_WORK_MEM: &str = "128MB";
@@ -42,11 +40,7 @@ fn model_rows(req: &DiffRequest) -> String {
     )
 }
 
-pub async fn stage(
-    wh: &PostgresWarehouse,
-    scope: &StateScope,
-    req: &DiffRequest,
-) -> Result<DiffCounts, WarehouseError> {
+pub async fn stage(wh: &PostgresWarehouse, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {
     super::check_columns(req)?;
     wh.drop_stage(scope, &req.stage).await?;
     let m = wh.stage_table(scope, &req.stage);
@@ -56,15 +50,13 @@ pub async fn stage(
         DiffMode::Replay { sync } => Some(sync),
     };
     if let Some(sync) = replay {
-        let known: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT count(*) FROM {} WHERE sync = $1 AND mapping_uid = $2",
-            wh.runs_table()
-        )))
-        .bind(sync)
-        .bind(&scope.id)
-        .fetch_one(wh.pool())
-        .await
-        .map_err(|e| wh.error("read", e))?;
+        let known: i64 =
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {} WHERE sync = $1 AND mapping_uid = $2", wh.runs_table())))
+                .bind(sync)
+                .bind(&scope.id)
+                .fetch_one(wh.pool())
+                .await
+                .map_err(|e| wh.error("read", e))?;
         if known == 0 {
             return Err(WarehouseError::NothingToReplay { sync: sync.clone() });
         }
@@ -141,11 +133,9 @@ pub async fn stage(
     tx.execute(run(format!("CREATE INDEX ON {m} (pos) WHERE changed"))).await.map_err(|e| wh.error("staged", e))?;
     if !req.dry_run && replay.is_none() {
         // A pending failure that is no longer a change has nothing left to retry.
-        tx.execute(run(format!(
-            "DELETE FROM {p} WHERE NOT EXISTS (SELECT 1 FROM {m} m WHERE m.changed AND m.k = {p}.k)"
-        )))
-        .await
-        .map_err(|e| wh.error("updated", e))?;
+        tx.execute(run(format!("DELETE FROM {p} WHERE NOT EXISTS (SELECT 1 FROM {m} m WHERE m.changed AND m.k = {p}.k)")))
+            .await
+            .map_err(|e| wh.error("updated", e))?;
     }
     let counts: StageCounts = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT count(*) FILTER (WHERE changed AND present AND sh IS NULL),
@@ -175,12 +165,8 @@ pub async fn read(
                      WHEN expired THEN 'expired' END AS flag
          FROM {m} WHERE changed AND pos > $1 ORDER BY pos LIMIT $2"
     );
-    let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(after)
-        .bind(limit as i64)
-        .fetch_all(wh.pool())
-        .await
-        .map_err(|e| wh.error("read", e))?;
+    let rows =
+        sqlx::query(AssertSqlSafe(sql)).bind(after).bind(limit as i64).fetch_all(wh.pool()).await.map_err(|e| wh.error("read", e))?;
     let decoder = RowDecoder;
     rows.iter()
         .map(|r| {

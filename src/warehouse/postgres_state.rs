@@ -47,10 +47,8 @@ pub async fn prepare(wh: &PostgresWarehouse, scope: &StateScope) -> Result<(), W
          CREATE INDEX IF NOT EXISTS sync_runs_mapping ON {schema}.sync_runs (mapping_uid, started_ms);"
     );
     tx.execute(sqlx::raw_sql(AssertSqlSafe(shared))).await.map_err(err)?;
-    let version: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(version) FROM {schema}.layout")))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(err)?;
+    let version: Option<i32> =
+        sqlx::query_scalar(AssertSqlSafe(format!("SELECT max(version) FROM {schema}.layout"))).fetch_one(&mut *tx).await.map_err(err)?;
     match version {
         Some(v) if v > LAYOUT_VERSION => {
             return Err(WarehouseError::State {
@@ -116,11 +114,7 @@ pub async fn save_run(wh: &PostgresWarehouse, run: &SyncRun) -> Result<(), Wareh
          status_json = excluded.status_json",
         super::runs::COLUMNS
     );
-    super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run)
-        .execute(wh.pool())
-        .await
-        .map(|_| ())
-        .map_err(|e| wh.error("saved", e))
+    super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run).execute(wh.pool()).await.map(|_| ()).map_err(|e| wh.error("saved", e))
 }
 
 pub async fn runs(wh: &PostgresWarehouse, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError> {
@@ -130,11 +124,7 @@ pub async fn runs(wh: &PostgresWarehouse, filter: &HistoryFilter) -> Result<Vec<
     let (_, schema) = wh.schema_parts();
     let table = format!("{schema}.sync_runs");
     let err = |e| wh.error("read", e);
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-        .bind(&table)
-        .fetch_one(wh.pool())
-        .await
-        .map_err(err)?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL").bind(&table).fetch_one(wh.pool()).await.map_err(err)?;
     if !exists {
         return Ok(Vec::new());
     }

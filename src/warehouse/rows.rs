@@ -47,11 +47,7 @@ where
 {
     let sql = format!("SELECT * FROM ({}) AS q", model_subquery(query));
     let stmt = pool.prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(sql))).await.map_err(query_err)?;
-    Ok(stmt
-        .columns()
-        .iter()
-        .map(|c| Column { name: c.name().to_string(), type_name: Some(c.type_info().name().to_string()) })
-        .collect())
+    Ok(stmt.columns().iter().map(|c| Column { name: c.name().to_string(), type_name: Some(c.type_info().name().to_string()) }).collect())
 }
 
 /// Turns a staged row's JSON text into a [`Row`].
@@ -60,8 +56,8 @@ pub struct RowDecoder;
 
 impl RowDecoder {
     pub fn decode(&self, text: &str) -> Result<Row, String> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| format!("the row has a value JSON cannot carry ({e}); cast it in the model's query"))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| format!("the row has a value JSON cannot carry ({e}); cast it in the model's query"))?;
         let Value::Object(mut row) = value else {
             return Err("the row is not a JSON object".to_string());
         };

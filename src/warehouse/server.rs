@@ -73,9 +73,7 @@ impl ServerTarget {
             user: s.user.clone(),
             password,
             tls: s.tls_mode,
-            connect_timeout: Duration::from_secs(u64::from(
-                s.connect_timeout_seconds.unwrap_or(DEFAULT_CONNECT_TIMEOUT).max(1),
-            )),
+            connect_timeout: Duration::from_secs(u64::from(s.connect_timeout_seconds.unwrap_or(DEFAULT_CONNECT_TIMEOUT).max(1))),
             statement_timeout: s.statement_timeout_seconds.filter(|n| *n > 0),
             secrets: scrub,
         })
@@ -200,14 +198,7 @@ impl<'a> CommitPlan<'a> {
                     ("rejected", Some(code.as_str()), Some(message.as_str()), payload.as_deref())
                 }
             };
-            plan.log.push(LogEntry {
-                key: o.key.as_deref(),
-                op: super::kind_name(o.kind),
-                outcome,
-                code,
-                error,
-                payload,
-            });
+            plan.log.push(LogEntry { key: o.key.as_deref(), op: super::kind_name(o.kind), outcome, code, error, payload });
         }
         let mut finals: Vec<usize> = last.into_values().collect();
         finals.sort_unstable();
@@ -215,9 +206,7 @@ impl<'a> CommitPlan<'a> {
             let o = &outcomes[i];
             let Some(k) = o.key.as_deref() else { continue };
             match (&o.result, o.kind) {
-                (OutcomeKind::Rejected { code, message, .. }, _) => {
-                    plan.upsert_pending.push((k, code.as_str(), message.as_str()))
-                }
+                (OutcomeKind::Rejected { code, message, .. }, _) => plan.upsert_pending.push((k, code.as_str(), message.as_str())),
                 (_, ChangeKind::Deleted) => {
                     plan.delete_snapshot.push(k);
                     plan.clear_pending.push(k);
@@ -288,12 +277,16 @@ mod tests {
     fn secrets_never_show_in_messages() {
         let mut secrets = SecretValues::new();
         secrets.insert(("db".into(), "url".into()), "postgres://app:s%40cret@db.internal:5432/x".into());
-        let settings = ServerSource {
-            url_secret_ref: Some(crate::api::SecretKeyRef { name: "db".into(), key: "url".into() }),
-            ..Default::default()
-        };
+        let settings =
+            ServerSource { url_secret_ref: Some(crate::api::SecretKeyRef { name: "db".into(), key: "url".into() }), ..Default::default() };
         let t = ServerTarget::resolve("wh", "postgres", Some(&settings), &secrets).unwrap();
-        let msg = connect_message(&t, "db.internal:5432", "app", "postgres", Failure::Other("bad postgres://app:s%40cret@db.internal:5432/x".into()));
+        let msg = connect_message(
+            &t,
+            "db.internal:5432",
+            "app",
+            "postgres",
+            Failure::Other("bad postgres://app:s%40cret@db.internal:5432/x".into()),
+        );
         assert!(!msg.contains("s%40cret") && !msg.contains("postgres://"), "{msg}");
     }
 

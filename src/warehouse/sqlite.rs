@@ -17,8 +17,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{AssertSqlSafe, Executor, Row};
 
 use super::{
-    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, OutcomeKind, RecordOutcome, StageCounts, StageFlag,
-    StagedChange, StateScope, SyncRun, Warehouse, WarehouseError,
+    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, OutcomeKind, RecordOutcome, StageCounts, StageFlag, StagedChange, StateScope,
+    SyncRun, Warehouse, WarehouseError,
 };
 use crate::api::{ChangeKind, SourceSpec};
 use crate::warehouse::rows::{RowDecoder, describe_columns, model_subquery, query_err, quote_ident, stage_suffix};
@@ -46,10 +46,8 @@ impl SqliteWarehouse {
                 ),
             });
         }
-        let connect_err = |e: sqlx::Error| WarehouseError::Connect {
-            source_name: source_name.to_string(),
-            message: format!("{} ({e})", path.display()),
-        };
+        let connect_err =
+            |e: sqlx::Error| WarehouseError::Connect { source_name: source_name.to_string(), message: format!("{} ({e})", path.display()) };
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(connect_err)?
             .filename(&path)
@@ -63,8 +61,7 @@ impl SqliteWarehouse {
             .after_connect(|conn, _| {
                 async move {
                     let mut handle = conn.lock_handle().await?;
-                    register_hash_function(handle.as_raw_handle().as_ptr())
-                        .map_err(|e| sqlx::Error::Configuration(e.into()))
+                    register_hash_function(handle.as_raw_handle().as_ptr()).map_err(|e| sqlx::Error::Configuration(e.into()))
                 }
                 .boxed()
             })
@@ -105,18 +102,11 @@ impl SqliteWarehouse {
     }
 
     async fn exec(&self, action: &'static str, sql: String) -> Result<u64, WarehouseError> {
-        self.pool
-            .execute(AssertSqlSafe(sql))
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(|e| state_err(action, e))
+        self.pool.execute(AssertSqlSafe(sql)).await.map(|r| r.rows_affected()).map_err(|e| state_err(action, e))
     }
 
     async fn count(&self, sql: String) -> Result<u64, WarehouseError> {
-        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| state_err("read", e))?;
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&self.pool).await.map_err(|e| state_err("read", e))?;
         Ok(n.max(0) as u64)
     }
 }
@@ -151,12 +141,7 @@ impl Warehouse for SqliteWarehouse {
     }
 
     async fn prepare_state(&self, scope: &StateScope) -> Result<(), WarehouseError> {
-        let (s, p, l, r) = (
-            self.table("snapshot", scope),
-            self.table("pending", scope),
-            self.table("log", scope),
-            self.runs_table(),
-        );
+        let (s, p, l, r) = (self.table("snapshot", scope), self.table("pending", scope), self.table("log", scope), self.runs_table());
         let li = quote_ident(&format!("{}_log_{}_sync", self.prefix, scope.id));
         let sql = format!(
             "CREATE TABLE IF NOT EXISTS {s} (k TEXT PRIMARY KEY, h TEXT NOT NULL, delivered_at INTEGER NOT NULL);
@@ -170,24 +155,12 @@ impl Warehouse for SqliteWarehouse {
                  phase TEXT NOT NULL, started_ms INTEGER NOT NULL, completed_ms INTEGER, status_json TEXT NOT NULL,
                  PRIMARY KEY (namespace, sync));"
         );
-        self.pool
-            .execute(sqlx::raw_sql(AssertSqlSafe(sql)))
-            .await
-            .map(|_| ())
-            .map_err(|e| state_err("created", e))
+        self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await.map(|_| ()).map_err(|e| state_err("created", e))
     }
 
     async fn reset(&self, scope: &StateScope) -> Result<(), WarehouseError> {
-        let sql = format!(
-            "BEGIN; DELETE FROM {}; DELETE FROM {}; COMMIT;",
-            self.table("snapshot", scope),
-            self.table("pending", scope)
-        );
-        self.pool
-            .execute(sqlx::raw_sql(AssertSqlSafe(sql)))
-            .await
-            .map(|_| ())
-            .map_err(|e| state_err("reset", e))
+        let sql = format!("BEGIN; DELETE FROM {}; DELETE FROM {}; COMMIT;", self.table("snapshot", scope), self.table("pending", scope));
+        self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await.map(|_| ()).map_err(|e| state_err("reset", e))
     }
 
     async fn stage(&self, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {
@@ -218,8 +191,7 @@ impl Warehouse for SqliteWarehouse {
             model_subquery(&req.query)
         );
         self.pool.execute(AssertSqlSafe(create_model)).await.map_err(query_err)?;
-        self.exec("staged", format!("CREATE INDEX {} ON {m} (k)", quote_ident(&format!("{}_i", m.trim_matches('"')))))
-            .await?;
+        self.exec("staged", format!("CREATE INDEX {} ON {m} (k)", quote_ident(&format!("{}_i", m.trim_matches('"'))))).await?;
         self.exec(
             "staged",
             format!(
@@ -233,9 +205,7 @@ impl Warehouse for SqliteWarehouse {
         match &req.mode {
             DiffMode::Normal => {
                 let inserts = [
-                    format!(
-                        "INSERT INTO {st} (k, h, row, op, flag) SELECT NULL, h, row, 'added', 'null_key' FROM {m} WHERE k IS NULL"
-                    ),
+                    format!("INSERT INTO {st} (k, h, row, op, flag) SELECT NULL, h, row, 'added', 'null_key' FROM {m} WHERE k IS NULL"),
                     format!(
                         "INSERT INTO {st} (k, h, row, op, retried, flag)
                          SELECT m.k, m.h, m.row, CASE WHEN s.k IS NULL THEN 'added' ELSE 'updated' END, p.k IS NOT NULL,
@@ -276,19 +246,14 @@ impl Warehouse for SqliteWarehouse {
                      LEFT JOIN {m} m ON m.k = l.k LEFT JOIN {s} s ON s.k = l.k LEFT JOIN {p} p ON p.k = l.k
                      ORDER BY l.k"
                 );
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(sync)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(|e| state_err("staged", e))?;
+                sqlx::query(AssertSqlSafe(sql)).bind(sync).execute(&self.pool).await.map_err(|e| state_err("staged", e))?;
             }
         }
         if !req.dry_run && req.mode == DiffMode::Normal {
             // A pending failure whose record is no longer a change (it went back
             // to its delivered values, or left the model before it was ever
             // delivered) has nothing left to retry.
-            self.exec("updated", format!("DELETE FROM {p} WHERE k NOT IN (SELECT k FROM {st} WHERE k IS NOT NULL)"))
-                .await?;
+            self.exec("updated", format!("DELETE FROM {p} WHERE k NOT IN (SELECT k FROM {st} WHERE k IS NOT NULL)")).await?;
         }
         // Every count in one pass over the stage.
         let counts = format!(
@@ -296,26 +261,15 @@ impl Warehouse for SqliteWarehouse {
                     COALESCE(SUM(retried = 1), 0), (SELECT COUNT(*) FROM {m}), (SELECT COUNT(*) FROM {s})
              FROM {st}"
         );
-        let counts: StageCounts =
-            sqlx::query_as(AssertSqlSafe(counts)).fetch_one(&self.pool).await.map_err(|e| state_err("read", e))?;
+        let counts: StageCounts = sqlx::query_as(AssertSqlSafe(counts)).fetch_one(&self.pool).await.map_err(|e| state_err("read", e))?;
         Ok(DiffCounts::from_stage(counts, &req.mode))
     }
 
-    async fn read_stage(
-        &self,
-        scope: &StateScope,
-        stage: &str,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<StagedChange>, WarehouseError> {
+    async fn read_stage(&self, scope: &StateScope, stage: &str, after: i64, limit: usize) -> Result<Vec<StagedChange>, WarehouseError> {
         let (_, st) = self.stage_tables(scope, stage);
         let sql = format!("SELECT pos, k, h, row, op, retried, flag FROM {st} WHERE pos > ? ORDER BY pos LIMIT ?");
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(after)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| state_err("read", e))?;
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(after).bind(limit as i64).fetch_all(&self.pool).await.map_err(|e| state_err("read", e))?;
         let decoder = RowDecoder;
         rows.iter()
             .map(|r| {
@@ -357,8 +311,7 @@ impl Warehouse for SqliteWarehouse {
              ON CONFLICT (k) DO UPDATE SET last_failed_at = excluded.last_failed_at, attempts = attempts + 1,
              last_code = excluded.last_code, last_error = excluded.last_error"
         );
-        let insert_log =
-            format!("INSERT INTO {l} (sync, k, op, outcome, code, error, payload, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+        let insert_log = format!("INSERT INTO {l} (sync, k, op, outcome, code, error, payload, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
         let mut tx = self.pool.begin().await.map_err(|e| state_err("committed", e))?;
         for o in outcomes {
             let op = super::kind_name(o.kind);
@@ -381,17 +334,8 @@ impl Warehouse for SqliteWarehouse {
                             .execute(&mut *tx)
                             .await
                     }
-                    (_, ChangeKind::Deleted) => {
-                        sqlx::query(AssertSqlSafe(delete_snapshot.as_str())).bind(k).execute(&mut *tx).await
-                    }
-                    (_, _) => {
-                        sqlx::query(AssertSqlSafe(upsert_snapshot.as_str()))
-                            .bind(k)
-                            .bind(&o.hash)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await
-                    }
+                    (_, ChangeKind::Deleted) => sqlx::query(AssertSqlSafe(delete_snapshot.as_str())).bind(k).execute(&mut *tx).await,
+                    (_, _) => sqlx::query(AssertSqlSafe(upsert_snapshot.as_str())).bind(k).bind(&o.hash).bind(now).execute(&mut *tx).await,
                 }
                 .map_err(|e| state_err("committed", e))?;
                 if !matches!(o.result, OutcomeKind::Rejected { .. }) {
@@ -424,11 +368,7 @@ impl Warehouse for SqliteWarehouse {
              started_ms, completed_ms, status_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             self.runs_table()
         );
-        super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| state_err("saved", e))
+        super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run).execute(&self.pool).await.map(|_| ()).map_err(|e| state_err("saved", e))
     }
 
     async fn runs(&self, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError> {
@@ -436,9 +376,8 @@ impl Warehouse for SqliteWarehouse {
             return Ok(Vec::new());
         }
         let table = self.runs_table();
-        let exists = self
-            .count(format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{}'", table.trim_matches('"')))
-            .await?;
+        let exists =
+            self.count(format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{}'", table.trim_matches('"'))).await?;
         if exists == 0 {
             return Ok(Vec::new());
         }
@@ -469,22 +408,14 @@ impl Warehouse for SqliteWarehouse {
         self.exec("pruned", format!("DELETE FROM {} WHERE at < {older_than_ms}", self.table("log", scope))).await?;
         self.exec(
             "pruned",
-            format!(
-                "DELETE FROM {} WHERE mapping_uid = '{}' AND started_ms < {older_than_ms}",
-                self.runs_table(),
-                scope.id
-            ),
+            format!("DELETE FROM {} WHERE mapping_uid = '{}' AND started_ms < {older_than_ms}", self.runs_table(), scope.id),
         )
         .await
         .map(|_| ())
     }
 
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
-        self.pool
-            .execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string())))
-            .await
-            .map(|r| r.rows_affected())
-            .map_err(query_err)
+        self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|r| r.rows_affected()).map_err(query_err)
     }
 }
 
@@ -531,11 +462,7 @@ fn register_hash_function(db: *mut libsqlite3_sys::sqlite3) -> Result<(), String
     if rc == libsqlite3_sys::SQLITE_OK { Ok(()) } else { Err(format!("cannot register retl_hash (SQLite error {rc})")) }
 }
 
-unsafe extern "C" fn retl_hash(
-    ctx: *mut libsqlite3_sys::sqlite3_context,
-    argc: c_int,
-    argv: *mut *mut libsqlite3_sys::sqlite3_value,
-) {
+unsafe extern "C" fn retl_hash(ctx: *mut libsqlite3_sys::sqlite3_context, argc: c_int, argv: *mut *mut libsqlite3_sys::sqlite3_value) {
     // SAFETY: SQLite passes `argc` valid values in `argv`; the text pointer is
     // valid for `sqlite3_value_bytes` bytes until the next call on the value,
     // and SQLITE_TRANSIENT makes SQLite copy our result before we drop it.
@@ -553,11 +480,6 @@ unsafe extern "C" fn retl_hash(
         let len = libsqlite3_sys::sqlite3_value_bytes(value).max(0) as usize;
         let bytes = std::slice::from_raw_parts(text, len);
         let hex = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes));
-        libsqlite3_sys::sqlite3_result_text(
-            ctx,
-            hex.as_ptr() as *const c_char,
-            hex.len() as c_int,
-            libsqlite3_sys::SQLITE_TRANSIENT(),
-        );
+        libsqlite3_sys::sqlite3_result_text(ctx, hex.as_ptr() as *const c_char, hex.len() as c_int, libsqlite3_sys::SQLITE_TRANSIENT());
     }
 }

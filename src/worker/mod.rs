@@ -54,9 +54,7 @@ pub async fn run(client: Client, target: &str) -> Result<SyncPhase, WorkerError>
         Ok(resolved) => execute(&syncs, name, resolved).await,
     };
     let generation = sync.metadata.generation;
-    write_status(&syncs, name, |current| status::finished(current, &report, generation, Timestamp::now()))
-        .await
-        .map_err(api_err)?;
+    write_status(&syncs, name, |current| status::finished(current, &report, generation, Timestamp::now())).await.map_err(api_err)?;
     Ok(report.phase)
 }
 
@@ -81,8 +79,7 @@ async fn execute(syncs: &Api<Sync>, name: &str, r: Resolved) -> SyncReport {
     };
     let cancel = CancellationToken::new();
     let watcher = tokio::spawn(watch_cancel(syncs.clone(), name.to_string(), cancel.clone()));
-    let observer =
-        StatusWriter { syncs: syncs.clone(), name: name.to_string(), throttle: engine::Throttle::new(Duration::from_secs(5)) };
+    let observer = StatusWriter { syncs: syncs.clone(), name: name.to_string(), throttle: engine::Throttle::new(Duration::from_secs(5)) };
     let report = engine::run_sync(&r.ctx, warehouse.as_ref(), destination, &observer, &cancel).await;
     watcher.abort();
     report
@@ -94,19 +91,21 @@ async fn resolve(client: &Client, ns: &str, sync: &Sync) -> Result<Resolved, (&'
         (reason::REFERENCE_NOT_FOUND, format!("{kind} {name:?} cannot be read in namespace {ns:?}: {}", short(&e)))
     };
     let mapping_name = &sync.spec.mapping_ref.name;
-    let mapping: Mapping =
-        Api::namespaced(client.clone(), ns).get(mapping_name).await.map_err(|e| missing("Mapping", mapping_name, e))?;
+    let mapping: Mapping = Api::namespaced(client.clone(), ns).get(mapping_name).await.map_err(|e| missing("Mapping", mapping_name, e))?;
     let model_name = &mapping.spec.model_ref.name;
     let model: Model = Api::namespaced(client.clone(), ns).get(model_name).await.map_err(|e| missing("Model", model_name, e))?;
     let source_name = &model.spec.source_ref.name;
-    let source: Source =
-        Api::namespaced(client.clone(), ns).get(source_name).await.map_err(|e| missing("Source", source_name, e))?;
+    let source: Source = Api::namespaced(client.clone(), ns).get(source_name).await.map_err(|e| missing("Source", source_name, e))?;
     let dest_name = &mapping.spec.destination_ref.name;
     let destination: Destination =
         Api::namespaced(client.clone(), ns).get(dest_name).await.map_err(|e| missing("Destination", dest_name, e))?;
-    let action = destination.spec.actions.iter().find(|a| a.name == mapping.spec.action).cloned().ok_or_else(|| {
-        (reason::INVALID_SPEC, format!("Destination {dest_name:?} has no action {:?}", mapping.spec.action))
-    })?;
+    let action = destination
+        .spec
+        .actions
+        .iter()
+        .find(|a| a.name == mapping.spec.action)
+        .cloned()
+        .ok_or_else(|| (reason::INVALID_SPEC, format!("Destination {dest_name:?} has no action {:?}", mapping.spec.action)))?;
     let mut refs = crate::warehouse::secret_refs(&source.spec);
     refs.extend(crate::destination::secret_refs(&destination.spec));
     let secrets = crate::controller::secrets::read(client, ns, &refs).await?;
@@ -126,16 +125,11 @@ async fn resolve(client: &Client, ns: &str, sync: &Sync) -> Result<Resolved, (&'
     Ok(Resolved { ctx, source, destination, secrets })
 }
 
-
 /// Updates the status from what the server has now (so fields the
 /// controller owns, like handled request tokens, stay as they are), as a
 /// merge patch that also clears what the update cleared. Skips the write
 /// when nothing changed.
-async fn write_status(
-    syncs: &Api<Sync>,
-    name: &str,
-    update: impl FnOnce(SyncStatus) -> SyncStatus,
-) -> Result<(), kube::Error> {
+async fn write_status(syncs: &Api<Sync>, name: &str, update: impl FnOnce(SyncStatus) -> SyncStatus) -> Result<(), kube::Error> {
     let current = syncs.get_status(name).await?.status;
     let new = update(current.clone().unwrap_or_default());
     if current.as_ref() == Some(&new) {

@@ -203,11 +203,8 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     if req.method() == hyper::Method::HEAD || req.method() == hyper::Method::GET {
         return Ok(reply(StatusCode::OK, Bytes::new()));
     }
-    let headers: BTreeMap<String, String> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
-        .collect();
+    let headers: BTreeMap<String, String> =
+        req.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, Bytes::from_static(b"cannot read body"))),

@@ -34,13 +34,19 @@ async fn reconcile(w: Arc<DynamicObject>, client: Arc<kube::Client>) -> Result<A
                 "metadata": {"name": job_name, "ownerReferences": [owner]},
                 "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
                     "containers": [{"name": "w", "image": "shell", "command": ["sh", "-c", format!("exit {code}")]}]}}}
-            })).unwrap();
+            }))
+            .unwrap();
             jobs.create(&PostParams::default(), &job).await?
         }
     };
     let conds = job.status.and_then(|s| s.conditions).unwrap_or_default();
-    let phase = if conds.iter().any(|c| c.type_ == "Complete" && c.status == "True") { "Successful" }
-        else if conds.iter().any(|c| c.type_ == "Failed" && c.status == "True") { "Failed" } else { "Running" };
+    let phase = if conds.iter().any(|c| c.type_ == "Complete" && c.status == "True") {
+        "Successful"
+    } else if conds.iter().any(|c| c.type_ == "Failed" && c.status == "True") {
+        "Failed"
+    } else {
+        "Running"
+    };
     if w.data["status"]["phase"] != phase {
         widgets(&client, &ns).patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": phase}}))).await?;
     }
@@ -66,10 +72,16 @@ async fn controller_owns_jobs_run_by_the_kubelet() {
     let api = widgets(&client, "default");
     api.create(&PostParams::default(), &widget("small", json!({"size": 1}))).await.unwrap();
     api.create(&PostParams::default(), &widget("large", json!({"size": 9}))).await.unwrap();
-    let phase = |n: &'static str| { let api = api.clone(); async move { api.get(n).await.unwrap().data["status"]["phase"].as_str().unwrap_or("").to_string() } };
+    let phase = |n: &'static str| {
+        let api = api.clone();
+        async move { api.get(n).await.unwrap().data["status"]["phase"].as_str().unwrap_or("").to_string() }
+    };
     let mut done = false;
     for _ in 0..200 {
-        if phase("small").await == "Successful" && phase("large").await == "Failed" { done = true; break; }
+        if phase("small").await == "Successful" && phase("large").await == "Failed" {
+            done = true;
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(done, "small={} large={}", phase("small").await, phase("large").await);
@@ -79,7 +91,11 @@ async fn controller_owns_jobs_run_by_the_kubelet() {
     // deleting the owner collects its Job
     let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
     api.delete("small", &Default::default()).await.unwrap();
-    let gone = testkube::wait_until(Duration::from_secs(5), || { let jobs = jobs.clone(); async move { jobs.get_opt("small-run").await.unwrap().is_none() } }).await;
+    let gone = testkube::wait_until(Duration::from_secs(5), || {
+        let jobs = jobs.clone();
+        async move { jobs.get_opt("small-run").await.unwrap().is_none() }
+    })
+    .await;
     assert!(gone, "owned Job garbage-collected");
     assert!(jobs.get_opt("large-run").await.unwrap().is_some());
     let owner = &jobs.get("large-run").await.unwrap().metadata.owner_references.unwrap()[0];

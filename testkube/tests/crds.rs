@@ -25,7 +25,14 @@ async fn crd_is_served_and_discoverable() {
     assert_eq!(ar.plural, "widgets");
     assert!(caps.subresources.iter().any(|(s, _)| s.plural == "widgets/status" || s.plural == "status"), "{caps:?}");
     // built-ins retl uses
-    for (g, kind) in [("", "Secret"), ("", "ConfigMap"), ("batch", "Job"), ("coordination.k8s.io", "Lease"), ("events.k8s.io", "Event"), ("", "Namespace")] {
+    for (g, kind) in [
+        ("", "Secret"),
+        ("", "ConfigMap"),
+        ("batch", "Job"),
+        ("coordination.k8s.io", "Lease"),
+        ("events.k8s.io", "Event"),
+        ("", "Namespace"),
+    ] {
         let found = discovery.groups().find(|x| x.name() == g).and_then(|x| x.recommended_kind(kind));
         assert!(found.is_some(), "{g}/{kind}");
     }
@@ -41,7 +48,8 @@ async fn defaults_pruning_and_validation_errors() {
     let client = server.client();
     install_crds(&client).await;
     let api = widgets(&client, "default");
-    let created = api.create(&PostParams::default(), &widget("a", json!({"size": 2, "unknown": true, "extra": {"kept": 1}}))).await.unwrap();
+    let created =
+        api.create(&PostParams::default(), &widget("a", json!({"size": 2, "unknown": true, "extra": {"kept": 1}}))).await.unwrap();
     assert_eq!(created.data["spec"]["mode"], "fast", "default applied");
     assert!(created.data["spec"].get("unknown").is_none(), "unknown field pruned");
     assert_eq!(created.data["spec"]["extra"]["kept"], 1, "x-kubernetes-preserve-unknown-fields keeps fields");
@@ -51,7 +59,10 @@ async fn defaults_pruning_and_validation_errors() {
     let s = status(api.create(&PostParams::default(), &widget("b", json!({"size": "big", "mode": "medium"}))).await);
     assert_eq!(s.code, 422);
     assert_eq!(s.reason, "Invalid");
-    assert_eq!(s.message, r#"Widget.example.testkube.dev "b" is invalid: [spec.size: Invalid value: "string": spec.size in body must be of type integer: "string", spec.mode: Unsupported value: "medium": supported values: "fast", "slow"]"#);
+    assert_eq!(
+        s.message,
+        r#"Widget.example.testkube.dev "b" is invalid: [spec.size: Invalid value: "string": spec.size in body must be of type integer: "string", spec.mode: Unsupported value: "medium": supported values: "fast", "slow"]"#
+    );
     let causes = s.details.unwrap().causes;
     assert_eq!(causes[0].field, "spec.size");
     assert_eq!(causes[1].reason, "FieldValueNotSupported");
@@ -83,10 +94,17 @@ async fn non_structural_schema_is_refused() {
         "spec": {"group": "example.testkube.dev", "scope": "Namespaced", "names": {"kind": "Thing", "plural": "things"},
             "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
                 "type": "object", "properties": {"spec": {"properties": {"a": {"type": "string"}}}}}}}]}
-    })).unwrap();
+    }))
+    .unwrap();
     let s = status(crds.create(&PostParams::default(), &crd).await);
     assert_eq!(s.code, 422);
-    assert!(s.message.contains("spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"), "{}", s.message);
+    assert!(
+        s.message.contains(
+            "spec.versions[0].schema.openAPIV3Schema.properties[spec].type: Required value: must not be empty for specified object fields"
+        ),
+        "{}",
+        s.message
+    );
 }
 
 #[tokio::test]
@@ -102,13 +120,17 @@ async fn status_subresource_splits_writes_and_generation_tracks_spec() {
     assert_eq!(created.metadata.generation, Some(1));
 
     // a status write changes only status, and not the generation
-    let after_status = api.patch_status("s", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Running"}, "spec": {"size": 9}}))).await.unwrap();
+    let after_status = api
+        .patch_status("s", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Running"}, "spec": {"size": 9}})))
+        .await
+        .unwrap();
     assert_eq!(after_status.data["status"]["phase"], "Running");
     assert_eq!(after_status.data["spec"]["size"], 1);
     assert_eq!(after_status.metadata.generation, Some(1));
 
     // a main-resource write ignores status, bumps generation on spec change only
-    let after_spec = api.patch("s", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 2}, "status": {"phase": "Hacked"}}))).await.unwrap();
+    let after_spec =
+        api.patch("s", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 2}, "status": {"phase": "Hacked"}}))).await.unwrap();
     assert_eq!(after_spec.data["status"]["phase"], "Running");
     assert_eq!(after_spec.metadata.generation, Some(2));
     let after_label = api.patch("s", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}))).await.unwrap();
@@ -136,8 +158,14 @@ async fn table_output_from_printer_columns() {
     install_crds(&client).await;
     let api = widgets(&client, "default");
     api.create(&PostParams::default(), &widget("t", json!({"size": 7, "mode": "slow"}))).await.unwrap();
-    api.patch_status("t", &PatchParams::default(), &Patch::Merge(json!({"status": {"phase": "Running", "startTime": "2020-01-01T00:00:00Z",
-        "conditions": [{"type": "Other", "status": "False"}, {"type": "Ready", "status": "True"}]}}))).await.unwrap();
+    api.patch_status(
+        "t",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Running", "startTime": "2020-01-01T00:00:00Z",
+        "conditions": [{"type": "Other", "status": "False"}, {"type": "Ready", "status": "True"}]}})),
+    )
+    .await
+    .unwrap();
     let t = raw_get(&client, "/apis/example.testkube.dev/v1/namespaces/default/widgets", TABLE).await;
     assert_eq!(t["kind"], "Table");
     assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
@@ -166,7 +194,8 @@ async fn crd_updates_and_deletion_change_what_is_served() {
     api.create(&PostParams::default(), &widget("u", json!({"size": 1}))).await.unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     // tighten the schema: the next write is validated against the new one
-    let patch = json!([{"op": "replace", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/size/maximum", "value": 2}]);
+    let patch =
+        json!([{"op": "replace", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/size/maximum", "value": 2}]);
     let p: json_patch::Patch = serde_json::from_value(patch).unwrap();
     let crd = crds.patch("widgets.example.testkube.dev", &PatchParams::default(), &Patch::<()>::Json(p)).await.unwrap();
     assert_eq!(crd.metadata.generation, Some(2));

@@ -7,7 +7,8 @@ use serde_json::json;
 use testkube::{Harness, TestApiServer};
 
 async fn send(client: &kube::Client, method: &str, path: &str, content_type: &str, body: &str) -> kube::core::Status {
-    let req = http::Request::builder().method(method).uri(path).header("content-type", content_type).body(body.as_bytes().to_vec()).unwrap();
+    let req =
+        http::Request::builder().method(method).uri(path).header("content-type", content_type).body(body.as_bytes().to_vec()).unwrap();
     status(client.request_text(req).await)
 }
 
@@ -21,9 +22,30 @@ async fn malformed_requests_get_statuses() {
         ("POST", w, "application/json", "{not json", 400, "BadRequest"),
         ("POST", w, "application/json", "[1,2]", 400, "BadRequest"),
         ("POST", w, "application/json", r#"{"apiVersion": "v9", "kind": "Widget", "metadata": {"name": "a"}}"#, 400, "BadRequest"),
-        ("POST", w, "application/json", r#"{"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": "x"}"#, 400, "BadRequest"),
-        ("POST", w, "application/json", r#"{"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "a", "namespace": "other"}, "spec": {"size": 1}}"#, 400, "BadRequest"),
-        ("POST", w, "application/json", r#"{"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "a", "labels": {"x": 1}}, "spec": {"size": 1}}"#, 422, "Invalid"),
+        (
+            "POST",
+            w,
+            "application/json",
+            r#"{"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": "x"}"#,
+            400,
+            "BadRequest",
+        ),
+        (
+            "POST",
+            w,
+            "application/json",
+            r#"{"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "a", "namespace": "other"}, "spec": {"size": 1}}"#,
+            400,
+            "BadRequest",
+        ),
+        (
+            "POST",
+            w,
+            "application/json",
+            r#"{"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "a", "labels": {"x": 1}}, "spec": {"size": 1}}"#,
+            422,
+            "Invalid",
+        ),
         ("POST", w, "application/vnd.kubernetes.protobuf", "k8s\u{0}\u{ff}\u{ff}", 400, "BadRequest"),
         ("GET", "/apis/example.testkube.dev/v1/nothings", "", "", 404, "NotFound"),
         ("GET", "/apis/nope/v1", "", "", 404, "NotFound"),
@@ -32,10 +54,24 @@ async fn malformed_requests_get_statuses() {
         ("GET", &format!("{w}?limit=1&continue=garbage"), "", "", 400, "BadRequest"),
         ("GET", &format!("{w}?watch=true&resourceVersion=abc"), "", "", 400, "BadRequest"),
         ("PATCH", &format!("{w}/missing"), "application/merge-patch+json", "{}", 404, "NotFound"),
-        ("PUT", &format!("{w}/missing"), "application/json", r#"{"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "missing", "resourceVersion": "1"}}"#, 404, "NotFound"),
+        (
+            "PUT",
+            &format!("{w}/missing"),
+            "application/json",
+            r#"{"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "missing", "resourceVersion": "1"}}"#,
+            404,
+            "NotFound",
+        ),
         ("POST", &format!("{w}/x"), "application/json", "{}", 405, "MethodNotAllowed"),
         ("DELETE", &format!("{w}/missing"), "", "", 404, "NotFound"),
-        ("POST", "/api/v1/secrets", "application/json", r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}"#, 405, "MethodNotAllowed"),
+        (
+            "POST",
+            "/api/v1/secrets",
+            "application/json",
+            r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}"#,
+            405,
+            "MethodNotAllowed",
+        ),
     ];
     for (method, path, ct, body, code, reason) in cases {
         let s = send(&client, method, path, ct, body).await;
@@ -80,13 +116,23 @@ async fn labels_and_sizes_are_validated() {
     use kube::api::{Api, PostParams};
     let server = TestApiServer::start().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
-    let bad: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "l", "labels": {"retl.dev/model": "has space", "ok": "x".repeat(64)}}})).unwrap();
+    let bad: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "l", "labels": {"retl.dev/model": "has space", "ok": "x".repeat(64)}}}))
+            .unwrap();
     let s = status(api.create(&PostParams::default(), &bad).await);
     assert_eq!(s.code, 422);
-    assert!(s.message.contains(r#"metadata.labels: Invalid value: "has space": a valid label must be an empty string or consist of alphanumeric characters"#), "{}", s.message);
+    assert!(
+        s.message.contains(
+            r#"metadata.labels: Invalid value: "has space": a valid label must be an empty string or consist of alphanumeric characters"#
+        ),
+        "{}",
+        s.message
+    );
     assert!(s.message.contains("must be no more than 63 characters"), "{}", s.message);
     // etcd's 1.5 MiB object limit
-    let big: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "big"}, "data": {"a": "x".repeat(1_000_000), "b": "y".repeat(700_000)}})).unwrap();
+    let big: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "big"}, "data": {"a": "x".repeat(1_000_000), "b": "y".repeat(700_000)}}))
+            .unwrap();
     let s = status(api.create(&PostParams::default(), &big).await);
     assert_eq!((s.code, s.reason.as_str()), (413, "RequestEntityTooLarge"));
     // kube-apiserver's 3 MiB request limit
@@ -105,10 +151,19 @@ async fn odd_shapes_do_not_crash_the_server() {
         ("/api/v1/namespaces/default/secrets", r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": "x"}"#),
         ("/api/v1/namespaces/default/secrets", r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s2"}, "stringData": [1]}"#),
         ("/api/v1/namespaces", r#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n", "labels": "x"}}"#),
-        ("/api/v1/namespaces/default/configmaps", r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": [1], "finalizers": "x", "ownerReferences": 3}}"#),
+        (
+            "/api/v1/namespaces/default/configmaps",
+            r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": [1], "finalizers": "x", "ownerReferences": 3}}"#,
+        ),
         ("/apis/batch/v1/namespaces/default/jobs", r#"{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": 7}"#),
-        ("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "a.b"}, "spec": {"names": "x", "versions": [1, {"schema": 3}]}}"#),
-        ("/apis/example.testkube.dev/v1/namespaces/default/widgets", r#"{"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": [], "status": 5}"#),
+        (
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "a.b"}, "spec": {"names": "x", "versions": [1, {"schema": 3}]}}"#,
+        ),
+        (
+            "/apis/example.testkube.dev/v1/namespaces/default/widgets",
+            r#"{"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": [], "status": 5}"#,
+        ),
     ] {
         let req = http::Request::post(path).header("content-type", "application/json").body(body.as_bytes().to_vec()).unwrap();
         let s = status(client.request_text(req).await);
@@ -133,7 +188,13 @@ async fn namespace_names_and_events_v1_are_validated() {
     let bare: Event = serde_json::from_value(json!({"metadata": {"name": "e"}, "type": "Info", "reason": "X", "note": "n"})).unwrap();
     let s = status(events.create(&PostParams::default(), &bare).await);
     assert_eq!(s.code, 422);
-    for want in ["eventTime: Required value", "reportingController: Required value", "reportingInstance: Required value", "action: Required value", "type: Invalid value: \"\": has invalid value: Info"] {
+    for want in [
+        "eventTime: Required value",
+        "reportingController: Required value",
+        "reportingInstance: Required value",
+        "action: Required value",
+        "type: Invalid value: \"\": has invalid value: Info",
+    ] {
         assert!(s.message.contains(want), "{want} in {}", s.message);
     }
 }

@@ -74,8 +74,11 @@ async fn apply_get_annotate_delete_wait() {
     assert_eq!(w["items"][0]["metadata"]["generation"], 2, "metadata changes keep the generation");
 
     let client = h.client();
-    let api = kube::Api::<kube::api::DynamicObject>::namespaced_with(client, "default",
-        &kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("example.testkube.dev", "v1", "Widget"), "widgets"));
+    let api = kube::Api::<kube::api::DynamicObject>::namespaced_with(
+        client,
+        "default",
+        &kube::api::ApiResource::from_gvk_with_plural(&kube::api::GroupVersionKind::gvk("example.testkube.dev", "v1", "Widget"), "widgets"),
+    );
     let status = json!({"status": {"phase": "Failed", "conditions": [{"type": "Ready", "status": "False"}]}});
     api.patch_status("w1", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(status)).await.unwrap();
     let failed = h.kubectl(&["get", "widgets", "--field-selector", "status.phase=Failed", "-o", "name"]).unwrap().ok().unwrap();
@@ -102,7 +105,13 @@ async fn kubectl_shows_server_errors() {
     h.apply_dir(fixtures()).await.unwrap();
     let invalid = h.kubectl_stdin(&["apply", "-f", "-"], &WIDGET.replace("size: 3", "size: 30")).unwrap();
     assert!(!invalid.success());
-    assert!(invalid.stderr.contains(r#"The Widget "w1" is invalid: spec.size: Invalid value: 30: spec.size in body should be less than or equal to 10"#), "{}", invalid.stderr);
+    assert!(
+        invalid
+            .stderr
+            .contains(r#"The Widget "w1" is invalid: spec.size: Invalid value: 30: spec.size in body should be less than or equal to 10"#),
+        "{}",
+        invalid.stderr
+    );
     let unknown = h.kubectl_stdin(&["apply", "-f", "-"], &WIDGET.replace("size: 3", "size: 3\n  colour: red")).unwrap();
     assert!(unknown.stderr.contains(r#"strict decoding error: unknown field "spec.colour""#), "{}", unknown.stderr);
     // --validate=false: the unknown field is pruned silently
@@ -118,10 +127,16 @@ async fn server_side_apply_with_kubectl() {
     h.apply_dir(fixtures()).await.unwrap();
     let out = h.kubectl_stdin(&["apply", "--server-side", "-f", "-"], WIDGET).unwrap();
     assert_eq!(out.stdout.trim(), "widget.example.testkube.dev/w1 serverside-applied", "{}", out.stderr);
-    let conflict = h.kubectl_stdin(&["apply", "--server-side", "--field-manager=other", "-f", "-"], &WIDGET.replace("size: 3", "size: 5")).unwrap();
+    let conflict =
+        h.kubectl_stdin(&["apply", "--server-side", "--field-manager=other", "-f", "-"], &WIDGET.replace("size: 3", "size: 5")).unwrap();
     assert!(!conflict.success());
     assert!(conflict.stderr.contains(r#"conflict with "kubectl""#) && conflict.stderr.contains(".spec.size"), "{}", conflict.stderr);
-    let forced = h.kubectl_stdin(&["apply", "--server-side", "--force-conflicts", "--field-manager=other", "-f", "-"], &WIDGET.replace("size: 3", "size: 5")).unwrap();
+    let forced = h
+        .kubectl_stdin(
+            &["apply", "--server-side", "--force-conflicts", "--field-manager=other", "-f", "-"],
+            &WIDGET.replace("size: 3", "size: 5"),
+        )
+        .unwrap();
     assert!(forced.success(), "{}", forced.stderr);
     let w = h.kubectl_json(&["get", "widget", "w1", "--show-managed-fields"]).unwrap();
     assert_eq!(w["spec"]["size"], 5);
@@ -133,7 +148,8 @@ async fn server_side_apply_with_kubectl() {
 async fn jobs_and_events_print_as_tables() {
     let h = Harness::start().await.unwrap();
     let _kubelet = h.start_kubelet(|_| Some(std::path::PathBuf::from("/bin/sh")));
-    h.apply_yaml(r#"
+    h.apply_yaml(
+        r#"
 apiVersion: batch/v1
 kind: Job
 metadata: {name: hello}
@@ -142,13 +158,16 @@ spec:
     spec:
       restartPolicy: Never
       containers: [{name: main, image: shell, command: [sh, -c, "echo hi"]}]
-"#).unwrap();
+"#,
+    )
+    .unwrap();
     let waited = h.kubectl(&["wait", "--for=condition=Complete", "job/hello", "--timeout=10s"]).unwrap();
     assert!(waited.success(), "{waited:?}");
     let rows = h.kubectl(&["get", "jobs"]).unwrap().table();
     assert_eq!(rows[0], ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]);
     assert_eq!(rows[1][..3], ["hello", "Complete", "1/1"]);
-    h.apply_yaml(r#"
+    h.apply_yaml(
+        r#"
 apiVersion: v1
 kind: Event
 metadata: {name: hello.1}
@@ -157,7 +176,9 @@ reason: Testing
 message: it works
 type: Normal
 count: 1
-"#).unwrap();
+"#,
+    )
+    .unwrap();
     let rows = h.kubectl(&["get", "events"]).unwrap().table();
     assert_eq!(rows[0], ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]);
     assert_eq!(rows[1][1..], ["Normal", "Testing", "job/hello", "it works"]);
@@ -172,8 +193,20 @@ async fn recorder_events_show_in_kubectl() {
     use kube::runtime::events::{Event, EventType, Recorder, Reporter};
     let h = Harness::start().await.unwrap();
     let recorder = Recorder::new(h.client(), Reporter { controller: "retl".into(), instance: None });
-    let reference = ObjectReference { kind: Some("Sync".into()), api_version: Some("retl.dev/v1alpha1".into()), name: Some("s1".into()), namespace: Some("default".into()), ..Default::default() };
-    let ev = Event { type_: EventType::Warning, reason: "SyncFailed".into(), note: Some("the warehouse is down".into()), action: "Sync".into(), secondary: None };
+    let reference = ObjectReference {
+        kind: Some("Sync".into()),
+        api_version: Some("retl.dev/v1alpha1".into()),
+        name: Some("s1".into()),
+        namespace: Some("default".into()),
+        ..Default::default()
+    };
+    let ev = Event {
+        type_: EventType::Warning,
+        reason: "SyncFailed".into(),
+        note: Some("the warehouse is down".into()),
+        action: "Sync".into(),
+        secondary: None,
+    };
     recorder.publish(&ev, &reference).await.unwrap();
     recorder.publish(&ev, &reference).await.unwrap();
     let rows = h.kubectl(&["get", "events"]).unwrap().table();

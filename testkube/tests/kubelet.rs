@@ -30,8 +30,15 @@ fn shell(image: &str) -> Option<PathBuf> {
 async fn wait_condition(api: &Api<Job>, name: &str, cond: &str) -> Job {
     for _ in 0..200 {
         let j = api.get(name).await.unwrap();
-        let done = j.status.as_ref().and_then(|s| s.conditions.as_ref()).map(|cs| cs.iter().any(|c| c.type_ == cond && c.status == "True")).unwrap_or(false);
-        if done { return j; }
+        let done = j
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .map(|cs| cs.iter().any(|c| c.type_ == cond && c.status == "True"))
+            .unwrap_or(false);
+        if done {
+            return j;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("job {name} never got condition {cond}: {:?}", api.get(name).await.unwrap().status);
@@ -44,7 +51,13 @@ fn reason(j: &Job, cond: &str) -> String {
 async fn setup() -> (Harness, Api<Job>) {
     let h = Harness::start().await.unwrap();
     let secrets: Api<Secret> = Api::namespaced(h.client(), "default");
-    secrets.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "creds"}, "stringData": {"password": "hunter2"}})).unwrap()).await.unwrap();
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "creds"}, "stringData": {"password": "hunter2"}})).unwrap(),
+        )
+        .await
+        .unwrap();
     let jobs = Api::namespaced(h.client(), "default");
     (h, jobs)
 }
@@ -64,7 +77,8 @@ async fn job_runs_to_completion_with_env_from_secrets() {
 #[tokio::test]
 async fn failures_count_against_backoff_limit() {
     let (h, jobs) = setup().await;
-    let kubelet = h.start_kubelet_with(testkube::harness::KubeletConfig { backoff: Duration::from_millis(50), ..Default::default() }, shell);
+    let kubelet =
+        h.start_kubelet_with(testkube::harness::KubeletConfig { backoff: Duration::from_millis(50), ..Default::default() }, shell);
     jobs.create(&PostParams::default(), &job("bad", "echo try; exit 3", json!({"spec": {"backoffLimit": 2}}))).await.unwrap();
     let j = wait_condition(&jobs, "bad", "Failed").await;
     assert_eq!(reason(&j, "Failed"), "BackoffLimitExceeded");
@@ -84,9 +98,15 @@ async fn active_deadline_kills_and_fails_the_job() {
     let alive = |pid: u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).map(|s| !s.contains(") Z")).unwrap_or(false);
     assert!(!alive(pid), "process killed");
     // no `sleep 30` of this job's process group is left
-    let group_left = std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok())
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .any(|stat| stat.rsplit(')').next().map(|rest| rest.split_whitespace().nth(2) == Some(&pid.to_string()) && !rest.starts_with(" Z")).unwrap_or(false));
+    let group_left =
+        std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()).filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok()).any(
+            |stat| {
+                stat.rsplit(')')
+                    .next()
+                    .map(|rest| rest.split_whitespace().nth(2) == Some(&pid.to_string()) && !rest.starts_with(" Z"))
+                    .unwrap_or(false)
+            },
+        );
     assert!(!group_left, "children of the job's process were killed too");
 }
 
@@ -104,7 +124,9 @@ async fn killing_the_process_is_a_crash_and_deleting_the_job_kills_it() {
     let pid = kubelet.wait_running("default", "doomed", Duration::from_secs(5)).await.expect("started");
     jobs.delete("doomed", &DeleteParams::background()).await.unwrap();
     for _ in 0..100 {
-        if kubelet.pid("default", "doomed").is_none() { break; }
+        if kubelet.pid("default", "doomed").is_none() {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(kubelet.pid("default", "doomed").is_none(), "process of a deleted job is killed (pid {pid})");
@@ -123,7 +145,9 @@ async fn jobs_are_defaulted_and_cleaned_up_after_their_ttl() {
     assert_eq!(labels["batch.kubernetes.io/job-name"], "ttl");
     assert_eq!(spec.template.spec.unwrap().containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
     for _ in 0..100 {
-        if jobs.get_opt("ttl").await.unwrap().is_none() { return; }
+        if jobs.get_opt("ttl").await.unwrap().is_none() {
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("finished job with ttlSecondsAfterFinished=0 was not deleted");

@@ -21,7 +21,8 @@ async fn syncs_print_like_a_real_cluster() {
     let out = h.apply_dir(crds_dir()).await.unwrap();
     assert!(out.contains("customresourcedefinition.apiextensions.k8s.io/syncs.retl.dev created"), "{out}");
     assert_eq!(out.matches(" created").count(), 6, "{out}");
-    h.apply_yaml(r#"
+    h.apply_yaml(
+        r#"
 apiVersion: retl.dev/v1alpha1
 kind: Sync
 metadata:
@@ -29,8 +30,11 @@ metadata:
   labels: {retl.dev/mapping: customers, retl.dev/status: failed}
 spec:
   mappingRef: {name: customers}
-"#).unwrap();
-    h.apply_yaml(r#"
+"#,
+    )
+    .unwrap();
+    h.apply_yaml(
+        r#"
 apiVersion: retl.dev/v1alpha1
 kind: Sync
 metadata:
@@ -38,7 +42,9 @@ metadata:
   labels: {retl.dev/mapping: customers, retl.dev/status: successful}
 spec:
   mappingRef: {name: customers}
-"#).unwrap();
+"#,
+    )
+    .unwrap();
     let sync = h.kubectl_json(&["get", "sync", "customers-1"]).unwrap();
     assert_eq!(sync["spec"]["trigger"], "Manual", "schema default applied");
 
@@ -54,7 +60,12 @@ spec:
 
     let out = h.kubectl(&["get", "syncs"]).unwrap();
     let rows = out.table();
-    assert_eq!(rows[0], ["NAME", "MAPPING", "STATUS", "STARTED", "DURATION", "EXTRACTED", "ADDED", "UPDATED", "DELETED", "LOADED", "FAILED", "AGE"], "{}", out.stdout);
+    assert_eq!(
+        rows[0],
+        ["NAME", "MAPPING", "STATUS", "STARTED", "DURATION", "EXTRACTED", "ADDED", "UPDATED", "DELETED", "LOADED", "FAILED", "AGE"],
+        "{}",
+        out.stdout
+    );
     let row = rows.iter().find(|r| r[0] == "customers-1").unwrap();
     assert_eq!(row[1..3], ["customers", "Failed"]);
     assert!(row[3].ends_with('d') || row[3].contains('y'), "STARTED is an age: {row:?}");
@@ -67,12 +78,23 @@ spec:
     assert_eq!(all[0][..2], ["NAMESPACE", "NAME"]);
     let failed = h.kubectl(&["get", "syncs", "--field-selector", "status.phase=Failed", "-o", "name"]).unwrap().ok().unwrap();
     assert_eq!(failed.trim(), "sync.retl.dev/customers-1");
-    let ok = h.kubectl(&["get", "syncs", "-l", "retl.dev/status=successful,retl.dev/mapping=customers", "-o", "name"]).unwrap().ok().unwrap();
+    let ok =
+        h.kubectl(&["get", "syncs", "-l", "retl.dev/status=successful,retl.dev/mapping=customers", "-o", "name"]).unwrap().ok().unwrap();
     assert_eq!(ok.trim(), "sync.retl.dev/customers-2");
-    let by_mapping = h.kubectl(&["get", "syncs", "--field-selector", "spec.mappingRef.name=customers", "-o", "name"]).unwrap().ok().unwrap();
+    let by_mapping =
+        h.kubectl(&["get", "syncs", "--field-selector", "spec.mappingRef.name=customers", "-o", "name"]).unwrap().ok().unwrap();
     assert_eq!(by_mapping.lines().count(), 2);
 
-    let bad = h.kubectl_stdin(&["apply", "-f", "-"], "apiVersion: retl.dev/v1alpha1\nkind: Sync\nmetadata: {name: bad}\nspec: {trigger: Sometimes}\n").unwrap();
+    let bad = h
+        .kubectl_stdin(
+            &["apply", "-f", "-"],
+            "apiVersion: retl.dev/v1alpha1\nkind: Sync\nmetadata: {name: bad}\nspec: {trigger: Sometimes}\n",
+        )
+        .unwrap();
     assert!(!bad.success());
-    assert!(bad.stderr.contains(r#"The Sync "bad" is invalid"#) && bad.stderr.contains("spec.mappingRef: Required value"), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains(r#"The Sync "bad" is invalid"#) && bad.stderr.contains("spec.mappingRef: Required value"),
+        "{}",
+        bad.stderr
+    );
 }

@@ -21,7 +21,9 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     for _ in 0..100 {
-        if f().await { return; }
+        if f().await {
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for {what}");
@@ -49,7 +51,10 @@ async fn resource_versions_conflicts_and_already_exists() {
     stale.data = Some([("k".to_string(), "stale".to_string())].into());
     let s = status(api.replace("a", &PostParams::default(), &stale).await);
     assert_eq!((s.code, s.reason.as_str()), (409, "Conflict"));
-    assert_eq!(s.message, r#"Operation cannot be fulfilled on configmaps "a": the object has been modified; please apply your changes to the latest version and try again"#);
+    assert_eq!(
+        s.message,
+        r#"Operation cannot be fulfilled on configmaps "a": the object has been modified; please apply your changes to the latest version and try again"#
+    );
 
     let s = status(api.get("missing").await);
     assert_eq!((s.code, s.reason.as_str(), s.message.as_str()), (404, "NotFound", r#"configmaps "missing" not found"#));
@@ -71,7 +76,14 @@ async fn finalizers_hold_deletion() {
     api.delete("f", &DeleteParams::default()).await.unwrap();
     let held = api.get("f").await.unwrap();
     assert!(held.metadata.deletion_timestamp.is_some());
-    let s = status(api.patch("f", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": ["example.dev/hold", "example.dev/new"]}}))).await);
+    let s = status(
+        api.patch(
+            "f",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": ["example.dev/hold", "example.dev/new"]}})),
+        )
+        .await,
+    );
     assert_eq!(s.code, 422, "no new finalizers while deleting");
     api.patch("f", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
     assert_eq!(status(api.get("f").await).code, 404);
@@ -85,7 +97,8 @@ async fn garbage_collection_with_each_propagation_policy() {
     for policy in ["Background", "Foreground", "Orphan"] {
         let owner = api.create(&PostParams::default(), &cm(&format!("owner-{}", policy.to_lowercase()), json!({}))).await.unwrap();
         let mut dep = cm(&format!("dep-{}", policy.to_lowercase()), json!({}));
-        dep.metadata.owner_references = Some(vec![serde_json::from_value(json!({
+        dep.metadata.owner_references =
+            Some(vec![serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "ConfigMap", "name": owner.metadata.name, "uid": owner.metadata.uid, "blockOwnerDeletion": true
         })).unwrap()]);
         let mut fin = dep.clone();
@@ -105,13 +118,22 @@ async fn garbage_collection_with_each_propagation_policy() {
         match policy {
             "Orphan" => {
                 let a = api.clone();
-                eventually("orphaned dependent loses its ownerReference", || { let a = a.clone(); let n = dep_name.clone(); async move {
-                    a.get(&n).await.map(|d| d.metadata.owner_references.is_none()).unwrap_or(false) } }).await;
+                eventually("orphaned dependent loses its ownerReference", || {
+                    let a = a.clone();
+                    let n = dep_name.clone();
+                    async move { a.get(&n).await.map(|d| d.metadata.owner_references.is_none()).unwrap_or(false) }
+                })
+                .await;
                 assert_eq!(status(api.get(owner.metadata.name.as_deref().unwrap()).await).code, 404);
             }
             _ => {
                 let a = api.clone();
-                eventually("dependent collected", || { let a = a.clone(); let n = dep_name.clone(); async move { a.get_opt(&n).await.unwrap().is_none() } }).await;
+                eventually("dependent collected", || {
+                    let a = a.clone();
+                    let n = dep_name.clone();
+                    async move { a.get_opt(&n).await.unwrap().is_none() }
+                })
+                .await;
                 let held = api.get(&fin_name).await.unwrap();
                 assert!(held.metadata.deletion_timestamp.is_some(), "dependent with a finalizer is being deleted");
                 if policy == "Foreground" {
@@ -121,7 +143,12 @@ async fn garbage_collection_with_each_propagation_policy() {
                 api.patch(&fin_name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
                 let a = api.clone();
                 let on = owner.metadata.name.clone().unwrap();
-                eventually("owner gone", || { let a = a.clone(); let n = on.clone(); async move { a.get_opt(&n).await.unwrap().is_none() } }).await;
+                eventually("owner gone", || {
+                    let a = a.clone();
+                    let n = on.clone();
+                    async move { a.get_opt(&n).await.unwrap().is_none() }
+                })
+                .await;
             }
         }
     }
@@ -154,20 +181,33 @@ async fn namespaces_scope_and_terminate() {
     another.metadata.name = Some("late".into());
     let s = status(a.create(&PostParams::default(), &another).await);
     assert_eq!((s.code, s.reason.as_str()), (403, "Forbidden"));
-    assert_eq!(s.message, r#"secrets "late" is forbidden: unable to create new content in namespace team-a because it is being terminated"#);
+    assert_eq!(
+        s.message,
+        r#"secrets "late" is forbidden: unable to create new content in namespace team-a because it is being terminated"#
+    );
     let aa = a.clone();
-    eventually("namespace content deleted", || { let a = aa.clone(); async move { a.get_opt("s").await.unwrap().is_none() } }).await;
+    eventually("namespace content deleted", || {
+        let a = aa.clone();
+        async move { a.get_opt("s").await.unwrap().is_none() }
+    })
+    .await;
     assert!(nss.get_opt("team-a").await.unwrap().is_some(), "namespace waits for the finalizer");
     a.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}}))).await.unwrap();
     let n = nss.clone();
-    eventually("namespace gone", || { let n = n.clone(); async move { n.get_opt("team-a").await.unwrap().is_none() } }).await;
+    eventually("namespace gone", || {
+        let n = n.clone();
+        async move { n.get_opt("team-a").await.unwrap().is_none() }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn label_and_field_selectors_and_paging() {
     let server = TestApiServer::start().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
-    for (n, labels) in [("a", json!({"app": "web", "tier": "front"})), ("b", json!({"app": "web"})), ("c", json!({"app": "db"})), ("d", json!({}))] {
+    for (n, labels) in
+        [("a", json!({"app": "web", "tier": "front"})), ("b", json!({"app": "web"})), ("c", json!({"app": "db"})), ("d", json!({}))]
+    {
         api.create(&PostParams::default(), &cm(n, labels)).await.unwrap();
     }
     let names = |sel: &str| {
@@ -209,7 +249,10 @@ async fn patch_types_and_server_side_apply() {
     install_crds(&client).await;
     let api = widgets(&client, "default");
     api.create(&PostParams::default(), &widget("p", json!({"size": 1, "tags": ["a"]}))).await.unwrap();
-    let jp: json_patch::Patch = serde_json::from_value(json!([{"op": "replace", "path": "/spec/size", "value": 4}, {"op": "add", "path": "/spec/tags/-", "value": "b"}])).unwrap();
+    let jp: json_patch::Patch = serde_json::from_value(
+        json!([{"op": "replace", "path": "/spec/size", "value": 4}, {"op": "add", "path": "/spec/tags/-", "value": "b"}]),
+    )
+    .unwrap();
     let w = api.patch("p", &PatchParams::default(), &Patch::<()>::Json(jp)).await.unwrap();
     assert_eq!(w.data["spec"], json!({"size": 4, "mode": "fast", "tags": ["a", "b"]}));
     let s = status(api.patch("p", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"size": 2}}))).await);
@@ -220,7 +263,8 @@ async fn patch_types_and_server_side_apply() {
     assert_eq!(c.data.unwrap()["x"], "y", "strategic merge accepted for built-ins");
 
     // server-side apply: create, ownership, removal of dropped fields, conflicts, force
-    let applied = json!({"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "ssa"}, "spec": {"size": 3, "tags": ["x"]}});
+    let applied =
+        json!({"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": "ssa"}, "spec": {"size": 3, "tags": ["x"]}});
     let w = api.patch("ssa", &PatchParams::apply("alice"), &Patch::Apply(&applied)).await.unwrap();
     assert_eq!(w.data["spec"]["size"], 3);
     let mf = w.metadata.managed_fields.clone().unwrap();

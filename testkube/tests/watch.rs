@@ -6,7 +6,7 @@ mod common;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::json;
 use std::time::Duration;
 use testkube::{ServerConfig, TestApiServer};
@@ -41,16 +41,21 @@ async fn watch_replays_from_resource_version_and_filters_by_selector() {
     api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "z"}}}))).await.unwrap();
     api.delete("b", &DeleteParams::default()).await.unwrap();
 
-    let all: Vec<String> = api.watch(&WatchParams::default().timeout(1).disable_bookmarks(), &rv).await.unwrap()
-        .map(|e| kind(&e.unwrap())).collect().await;
+    let all: Vec<String> =
+        api.watch(&WatchParams::default().timeout(1).disable_bookmarks(), &rv).await.unwrap().map(|e| kind(&e.unwrap())).collect().await;
     assert_eq!(all, ["ADDED b", "MODIFIED a", "MODIFIED b", "MODIFIED a", "DELETED b"]);
     // with a selector, objects entering and leaving the selection are ADDED / DELETED
-    let sel: Vec<String> = api.watch(&WatchParams::default().timeout(1).disable_bookmarks().labels("app=x"), &rv).await.unwrap()
-        .map(|e| kind(&e.unwrap())).collect().await;
+    let sel: Vec<String> = api
+        .watch(&WatchParams::default().timeout(1).disable_bookmarks().labels("app=x"), &rv)
+        .await
+        .unwrap()
+        .map(|e| kind(&e.unwrap()))
+        .collect()
+        .await;
     assert_eq!(sel, ["MODIFIED a", "ADDED b", "DELETED a", "DELETED b"]);
     // from "0": synthetic ADDED for what exists now
-    let now: Vec<String> = api.watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0").await.unwrap()
-        .map(|e| kind(&e.unwrap())).collect().await;
+    let now: Vec<String> =
+        api.watch(&WatchParams::default().timeout(1).disable_bookmarks(), "0").await.unwrap().map(|e| kind(&e.unwrap())).collect().await;
     assert_eq!(now, ["ADDED a"]);
 }
 
@@ -61,7 +66,8 @@ async fn too_old_resource_version_is_gone() {
     let a = api.create(&PostParams::default(), &cm("a", json!({}))).await.unwrap();
     api.create(&PostParams::default(), &cm("b", json!({}))).await.unwrap();
     server.compact();
-    let events: Vec<_> = api.watch(&WatchParams::default().timeout(1), &a.metadata.resource_version.unwrap()).await.unwrap().collect().await;
+    let events: Vec<_> =
+        api.watch(&WatchParams::default().timeout(1), &a.metadata.resource_version.unwrap()).await.unwrap().collect().await;
     match events.first() {
         Some(Ok(WatchEvent::Error(s))) => {
             assert_eq!(s.code, 410);
@@ -94,7 +100,11 @@ async fn bookmarks_and_timeout() {
     let mut bookmarks = 0;
     for e in &events {
         let rv: u64 = match e {
-            WatchEvent::Bookmark(b) => { bookmarks += 1; assert_eq!(b.types.kind, "ConfigMap"); b.metadata.resource_version.parse().unwrap() }
+            WatchEvent::Bookmark(b) => {
+                bookmarks += 1;
+                assert_eq!(b.types.kind, "ConfigMap");
+                b.metadata.resource_version.parse().unwrap()
+            }
             WatchEvent::Added(o) => o.metadata.resource_version.clone().unwrap().parse().unwrap(),
             other => panic!("unexpected {other:?}"),
         };
@@ -110,7 +120,8 @@ async fn streaming_list_ends_initial_events_with_annotated_bookmark() {
     let server = TestApiServer::start().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
     api.create(&PostParams::default(), &cm("a", json!({}))).await.unwrap();
-    let events: Vec<WatchEvent<ConfigMap>> = api.watch(&WatchParams::default().initial_events().timeout(1), "").await.unwrap().try_collect().await.unwrap();
+    let events: Vec<WatchEvent<ConfigMap>> =
+        api.watch(&WatchParams::default().initial_events().timeout(1), "").await.unwrap().try_collect().await.unwrap();
     assert!(matches!(&events[0], WatchEvent::Added(_)));
     match &events[1] {
         WatchEvent::Bookmark(b) => assert_eq!(b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str), Some("true")),
@@ -143,16 +154,28 @@ async fn reflector_survives_a_long_run() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let want: Vec<(String, String)> = {
-        let mut v: Vec<_> = api.list(&Default::default()).await.unwrap().items.into_iter()
-            .map(|c| (c.metadata.name.unwrap(), c.metadata.resource_version.unwrap())).collect();
+        let mut v: Vec<_> = api
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|c| (c.metadata.name.unwrap(), c.metadata.resource_version.unwrap()))
+            .collect();
         v.sort();
         v
     };
     let mut got = vec![];
     for _ in 0..40 {
-        got = reader.state().iter().map(|c| (c.metadata.name.clone().unwrap(), c.metadata.resource_version.clone().unwrap())).collect::<Vec<_>>();
+        got = reader
+            .state()
+            .iter()
+            .map(|c| (c.metadata.name.clone().unwrap(), c.metadata.resource_version.clone().unwrap()))
+            .collect::<Vec<_>>();
         got.sort();
-        if got == want { break; }
+        if got == want {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     task.abort();

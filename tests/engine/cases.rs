@@ -308,9 +308,7 @@ pub async fn a_killed_worker_loses_nothing(fx: Fixture) {
     let ctx = env.context(&m, SyncTrigger::Manual, None);
     let runner = env.clone();
     let dest = env.destination_with(&http);
-    let task = tokio::spawn(async move {
-        run_sync(&ctx, runner.wh.as_ref(), dest, &Quiet, &CancellationToken::new()).await
-    });
+    let task = tokio::spawn(async move { run_sync(&ctx, runner.wh.as_ref(), dest, &Quiet, &CancellationToken::new()).await });
     // Kill it mid-load, once a few batches are acknowledged.
     while env.sink.received().len() < 30 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -323,11 +321,8 @@ pub async fn a_killed_worker_loses_nothing(fx: Fixture) {
     env.sink.set(|b| b.stall = None);
     let abandoned = fail_abandoned_runs(env.wh.as_ref(), &env.mapping_uid).await.unwrap();
     assert_eq!(abandoned, 1, "the killed run is marked Failed");
-    let runs = env
-        .wh
-        .runs(&HistoryFilter { mapping_uids: vec![StateScope::from_uid(&env.mapping_uid).id], ..Default::default() })
-        .await
-        .unwrap();
+    let runs =
+        env.wh.runs(&HistoryFilter { mapping_uids: vec![StateScope::from_uid(&env.mapping_uid).id], ..Default::default() }).await.unwrap();
     assert_eq!(runs[0].phase, "Failed");
     assert!(runs[0].status_json.contains("WorkerDied"));
 
@@ -388,10 +383,7 @@ pub async fn concurrency_and_rate_limit_are_bounded(fx: Fixture) {
 pub async fn values_json_cannot_carry_fail_that_record(fx: Fixture) {
     let Some(expr) = fx.unsupported_value else { return };
     let mut env = Env::new(fx, 3).await;
-    env.model.query = format!(
-        "SELECT id, email, name, CASE WHEN id = 2 THEN {expr} ELSE NULL END AS plan FROM {}",
-        env.fx.table("users")
-    );
+    env.model.query = format!("SELECT id, email, name, CASE WHEN id = 2 THEN {expr} ELSE NULL END AS plan FROM {}", env.fx.table("users"));
     let mut m = env.mapping();
     m.fields.push(map("plan", "plan"));
     let (_, r) = env.sync(&m).await;

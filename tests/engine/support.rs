@@ -4,10 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use retl::api::{
-    Action, ActionField, FieldMapping, FieldType, HttpDestination, MappingSpec, ModelSpec, ObjectRef,
-    SyncPhase, SyncTrigger,
-};
+use retl::api::{Action, ActionField, FieldMapping, FieldType, HttpDestination, MappingSpec, ModelSpec, ObjectRef, SyncPhase, SyncTrigger};
 use retl::destination::Destination;
 use retl::engine::{Quiet, SyncContext, SyncReport, run_sync};
 use retl::warehouse::{self, Warehouse};
@@ -59,11 +56,9 @@ impl Env {
             .unwrap_or_else(|e| panic!("{}: cannot connect: {e}", fx.name));
         let sink = Sink::start().await.expect("sink");
         let users = fx.table("users");
-        wh.execute(&format!(
-            "CREATE TABLE {users} (id INTEGER PRIMARY KEY, email VARCHAR(200), name VARCHAR(200), plan VARCHAR(50))"
-        ))
-        .await
-        .expect("create users");
+        wh.execute(&format!("CREATE TABLE {users} (id INTEGER PRIMARY KEY, email VARCHAR(200), name VARCHAR(200), plan VARCHAR(50))"))
+            .await
+            .expect("create users");
         let env = Env {
             mapping_uid: uuid::Uuid::new_v4().to_string(),
             http: HttpDestination {
@@ -94,10 +89,8 @@ impl Env {
     }
 
     pub async fn insert(&self, ids: impl IntoIterator<Item = u32>) {
-        let values: Vec<String> =
-            ids.into_iter().map(|i| format!("({i}, 'u{i}@example.com', 'User {i}', 'free')")).collect();
-        self.exec(&format!("INSERT INTO {} (id, email, name, plan) VALUES {}", self.fx.table("users"), values.join(", ")))
-            .await;
+        let values: Vec<String> = ids.into_iter().map(|i| format!("({i}, 'u{i}@example.com', 'User {i}', 'free')")).collect();
+        self.exec(&format!("INSERT INTO {} (id, email, name, plan) VALUES {}", self.fx.table("users"), values.join(", "))).await;
     }
 
     pub async fn exec(&self, sql: &str) {
@@ -183,4 +176,3 @@ pub fn assert_adds_up(r: &SyncReport) {
         _ => {}
     }
 }
-

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use testkit::sink::Sink;
-use testkube::{Kubelet, Process};
 use testkube::{Harness, wait_until};
+use testkube::{Kubelet, Process};
 
 pub fn retl() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_retl"))
@@ -64,9 +64,11 @@ impl Cluster {
 
     pub fn condition(&self, kind: &str, name: &str, type_: &str) -> Option<String> {
         let obj = self.h.kubectl_json(&["get", kind, name]).ok()?;
-        obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_).map(|c| {
-            c["status"].as_str().unwrap_or_default().to_string()
-        })
+        obj["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == type_)
+            .map(|c| c["status"].as_str().unwrap_or_default().to_string())
     }
 
     pub fn reason(&self, kind: &str, name: &str, type_: &str) -> (String, String) {
@@ -108,9 +110,8 @@ impl Cluster {
     pub async fn wait_finished_named(&self, prefix: &str) -> Value {
         let found = std::sync::Mutex::new(None);
         let ok = wait_until(Duration::from_secs(60), || {
-            let hit = self.syncs().into_iter().find(|s| {
-                s["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(prefix)) && is_finished(s)
-            });
+            let hit =
+                self.syncs().into_iter().find(|s| s["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(prefix)) && is_finished(s));
             let done = hit.is_some();
             *found.lock().unwrap() = hit;
             async move { done }

@@ -101,7 +101,9 @@ async fn conditions_say_what_is_wrong() {
     // A field from a column the model does not return.
     let patch = r#"{"spec":{"fields":[{"to":"id","from":"id"},{"to":"email","from":"mail"}]}}"#;
     c.h.kubectl_ok(&["patch", "mapping", "users-api", "--type=merge", "-p", patch]).unwrap();
-    assert!(wait_until(Duration::from_secs(20), || async { h.condition("mapping", "users-api", "Ready").as_deref() == Some("False") }).await);
+    assert!(
+        wait_until(Duration::from_secs(20), || async { h.condition("mapping", "users-api", "Ready").as_deref() == Some("False") }).await
+    );
     let (reason, message) = c.reason("mapping", "users-api", "Ready");
     assert_eq!(reason, "InvalidSpec");
     assert!(message.contains("\"mail\""), "{message}");

@@ -28,7 +28,10 @@ async fn sync_now_runs_a_job_and_kubectl_shows_the_sync() {
     assert_eq!(s["metadata"]["ownerReferences"][0]["kind"], "Mapping");
 
     let rows = c.h.kubectl(&["get", "syncs"]).unwrap().table();
-    assert_eq!(rows[0], ["NAME", "MAPPING", "STATUS", "STARTED", "DURATION", "EXTRACTED", "ADDED", "UPDATED", "DELETED", "LOADED", "FAILED", "AGE"]);
+    assert_eq!(
+        rows[0],
+        ["NAME", "MAPPING", "STATUS", "STARTED", "DURATION", "EXTRACTED", "ADDED", "UPDATED", "DELETED", "LOADED", "FAILED", "AGE"]
+    );
     assert_eq!(&rows[1][1..3], ["users-api", "Successful"]);
     assert_eq!(&rows[1][5..11], ["25", "25", "0", "0", "25", "0"]);
     let waited = c.h.kubectl(&["wait", "--for=jsonpath={.status.phase}=Successful", &format!("sync/{name}"), "--timeout=5s"]).unwrap();
@@ -50,7 +53,10 @@ async fn sync_now_runs_a_job_and_kubectl_shows_the_sync() {
 
     // A Sync made by hand runs too, and gets its labels and owner.
     c.sql("UPDATE users SET email = 'hand@example.com' WHERE id = 1");
-    c.h.apply_yaml("apiVersion: retl.dev/v1alpha1\nkind: Sync\nmetadata: {name: by-hand, namespace: default}\nspec: {mappingRef: {name: users-api}}\n").unwrap();
+    c.h.apply_yaml(
+        "apiVersion: retl.dev/v1alpha1\nkind: Sync\nmetadata: {name: by-hand, namespace: default}\nspec: {mappingRef: {name: users-api}}\n",
+    )
+    .unwrap();
     let s = c.wait_finished_named("by-hand").await;
     assert_eq!((s["status"]["phase"].as_str(), count(&s, "/status/extracted/updated")), (Some("Successful"), 1), "{s:#}");
     assert_eq!(s["metadata"]["labels"]["retl.dev/model"], "users");

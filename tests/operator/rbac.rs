@@ -18,9 +18,7 @@ fn rendered() -> Vec<Value> {
     let out = std::process::Command::new("kubectl").args(["kustomize"]).arg(&dir).output().expect("kubectl is required");
     assert!(out.status.success(), "kubectl kustomize deploy/: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect()
+    serde_yaml_ng::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
 }
 
 fn rules_of(docs: &[Value], role: &str) -> BTreeSet<Rule> {
@@ -78,7 +76,10 @@ async fn rbac_covers_exactly_the_calls_made() {
     c.annotate("sync", &first, "retl.dev/replay=1");
     c.wait_finished_named(&format!("{first}-replay-")).await;
     let h = &c;
-    assert!(testkube::wait_until(Duration::from_secs(20), || async { h.syncs().len() == 1 }).await, "history limit 1 deletes the older Sync");
+    assert!(
+        testkube::wait_until(Duration::from_secs(20), || async { h.syncs().len() == 1 }).await,
+        "history limit 1 deletes the older Sync"
+    );
     c.sink.set(|b| b.stall = Some(Duration::from_millis(200)));
     c.annotate("mapping", "users-api", "retl.dev/sync-now=2");
     let running = c.running().await;

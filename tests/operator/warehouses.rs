@@ -10,9 +10,8 @@ use testkube::wait_until;
 use super::cluster::{Cluster, Setup, count};
 
 fn server_url(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| {
-        panic!("{var} is not set: run the tests with scripts/test, which finds or starts the test servers and sets it")
-    })
+    std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run the tests with scripts/test, which finds or starts the test servers and sets it"))
 }
 
 async fn run_sql(url: &str, statements: &[&str]) {

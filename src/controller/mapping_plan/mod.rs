@@ -69,7 +69,15 @@ pub fn plan(m: &Mapping, syncs: &[SyncView], problem: Option<(&str, String)>, no
     let created = m.metadata.creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now);
 
     match &problem {
-        None => set_condition(&mut status.conditions, conditions::READY, true, "Ready", "the Mapping's references and fields are valid", generation, now),
+        None => set_condition(
+            &mut status.conditions,
+            conditions::READY,
+            true,
+            "Ready",
+            "the Mapping's references and fields are valid",
+            generation,
+            now,
+        ),
         Some((why, message)) => set_condition(&mut status.conditions, conditions::READY, false, why, message, generation, now),
     };
     status.observed_generation = generation;
@@ -143,10 +151,8 @@ pub fn plan(m: &Mapping, syncs: &[SyncView], problem: Option<(&str, String)>, no
                 }
                 let from = status.last_schedule_time.as_ref().map(|t| t.0).unwrap_or(created).max(now);
                 status.next_schedule_time = if spec.enabled { schedule.next_tick(from).map(Time) } else { None };
-                out.requeue_after_seconds = status
-                    .next_schedule_time
-                    .as_ref()
-                    .map(|t| t.0.duration_since(now).as_secs().clamp(1, 3600) as u64);
+                out.requeue_after_seconds =
+                    status.next_schedule_time.as_ref().map(|t| t.0.duration_since(now).as_secs().clamp(1, 3600) as u64);
             }
         }
     } else {

@@ -65,9 +65,8 @@ fn forbid_skips_while_a_sync_runs_and_replace_cancels_it() {
 fn sync_now_and_reset_tokens_act_once() {
     let mut m = mapping(BASE);
     m.spec.schedule = None;
-    m.metadata.annotations = Some(
-        [(annotation::SYNC_NOW.to_string(), "t1".to_string()), (annotation::RESET.to_string(), "r1".to_string())].into(),
-    );
+    m.metadata.annotations =
+        Some([(annotation::SYNC_NOW.to_string(), "t1".to_string()), (annotation::RESET.to_string(), "r1".to_string())].into());
     let p = plan(&m, &[], None, t("2026-01-01T00:25:00Z"));
     assert_eq!(p.create, Some(NewSync { name: naming::requested_sync("users", "t1"), trigger: SyncTrigger::Reset }));
     assert_eq!(p.status.last_handled_sync_now.as_deref(), Some("t1"));

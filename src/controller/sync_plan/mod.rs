@@ -48,10 +48,7 @@ impl JobState {
         let Some(job) = job else { return JobState::NotFound };
         let conds = job.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
         if let Some(c) = conds.iter().find(|c| c.type_ == "Failed" && c.status == "True") {
-            return JobState::Failed {
-                reason: c.reason.clone().unwrap_or_default(),
-                message: c.message.clone().unwrap_or_default(),
-            };
+            return JobState::Failed { reason: c.reason.clone().unwrap_or_default(), message: c.message.clone().unwrap_or_default() };
         }
         if conds.iter().any(|c| c.type_ == "Complete" && c.status == "True") {
             return JobState::Succeeded;
@@ -74,7 +71,12 @@ pub fn plan(sync: &Sync, mapping: Option<&Mapping>, job: JobState, now: Timestam
             status.job_name = Some(naming::job_name(&name));
             out.create_job = mapping.is_some();
             if mapping.is_none() {
-                fail(&mut status, reason::REFERENCE_NOT_FOUND, &format!("Mapping {:?} does not exist in this namespace", sync.spec.mapping_ref.name), now);
+                fail(
+                    &mut status,
+                    reason::REFERENCE_NOT_FOUND,
+                    &format!("Mapping {:?} does not exist in this namespace", sync.spec.mapping_ref.name),
+                    now,
+                );
             }
         }
         Some(SyncPhase::Pending) | Some(SyncPhase::InProgress) => {
@@ -91,9 +93,19 @@ pub fn plan(sync: &Sync, mapping: Option<&Mapping>, job: JobState, now: Timestam
                 match job {
                     JobState::Failed { reason: why, message } => {
                         let (r, m) = if why == "DeadlineExceeded" {
-                            (reason::DEADLINE_EXCEEDED, format!("the sync ran past the Mapping's activeDeadlineSeconds and was stopped ({message}); what the destination acknowledged is committed, and the next sync sends the rest"))
+                            (
+                                reason::DEADLINE_EXCEEDED,
+                                format!(
+                                    "the sync ran past the Mapping's activeDeadlineSeconds and was stopped ({message}); what the destination acknowledged is committed, and the next sync sends the rest"
+                                ),
+                            )
                         } else {
-                            (reason::WORKER_DIED, format!("the worker's Job failed ({why}: {message}); what the destination acknowledged is committed, and the next sync sends the rest"))
+                            (
+                                reason::WORKER_DIED,
+                                format!(
+                                    "the worker's Job failed ({why}: {message}); what the destination acknowledged is committed, and the next sync sends the rest"
+                                ),
+                            )
                         };
                         fail(&mut status, r, &m, now);
                     }
@@ -174,11 +186,7 @@ fn finish(status: &mut SyncStatus, phase: SyncPhase, why: &str, message: &str, n
         let reason = if phase == SyncPhase::Canceled { skip::CANCELED } else { skip::NOT_PROCESSED };
         match status.skipped.iter_mut().find(|s| s.reason == reason) {
             Some(s) => s.count += rest,
-            None => status.skipped.push(SkipSummary {
-                reason: reason.into(),
-                count: rest,
-                message: skip::message(reason).into(),
-            }),
+            None => status.skipped.push(SkipSummary { reason: reason.into(), count: rest, message: skip::message(reason).into() }),
         }
     }
 }
@@ -195,11 +203,7 @@ fn event_for(name: &str, phase: SyncPhase, s: &SyncStatus) -> Option<PlannedEven
         SyncPhase::InProgress => (false, "SyncStarted", format!("Sync {name} started")),
         SyncPhase::Successful => (false, reason::SUCCESSFUL, format!("Sync {name} succeeded: {counts}")),
         SyncPhase::PartiallySuccessful => (true, reason::PARTIALLY_SUCCESSFUL, format!("Sync {name} partially succeeded: {counts}{top}")),
-        SyncPhase::Failed => (
-            true,
-            reason::FAILED,
-            format!("Sync {name} failed: {}{top}", s.message.clone().unwrap_or_default()),
-        ),
+        SyncPhase::Failed => (true, reason::FAILED, format!("Sync {name} failed: {}{top}", s.message.clone().unwrap_or_default())),
         SyncPhase::Canceled => (false, reason::CANCELED, format!("Sync {name} was canceled: {counts}")),
     };
     Some(PlannedEvent { warning, reason: why.into(), message })

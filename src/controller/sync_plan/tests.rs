@@ -38,7 +38,9 @@ fn a_new_sync_gets_a_job_labels_and_pending() {
 
 #[test]
 fn a_dead_worker_fails_the_sync_and_the_counts_still_add_up() {
-    let s = sync("phase: InProgress\nobservedGeneration: 1\njobName: users-1\nstartTime: \"2026-01-01T00:00:00Z\"\nextracted: {total: 10, added: 6, updated: 2, deleted: 0, unchanged: 2, retried: 0}\nloaded: {succeeded: 3, failed: 1, skipped: 0, expired: 0, new: 3, updated: 0, deleted: 0}\n");
+    let s = sync(
+        "phase: InProgress\nobservedGeneration: 1\njobName: users-1\nstartTime: \"2026-01-01T00:00:00Z\"\nextracted: {total: 10, added: 6, updated: 2, deleted: 0, unchanged: 2, retried: 0}\nloaded: {succeeded: 3, failed: 1, skipped: 0, expired: 0, new: 3, updated: 0, deleted: 0}\n",
+    );
     for (job, why) in [
         (JobState::Failed { reason: "BackoffLimitExceeded".into(), message: "pod failed".into() }, reason::WORKER_DIED),
         (JobState::Failed { reason: "DeadlineExceeded".into(), message: "too long".into() }, reason::DEADLINE_EXCEEDED),
@@ -82,7 +84,8 @@ fn cancel_before_the_worker_starts_ends_it_right_away() {
 
 #[test]
 fn finished_syncs_replay_once_per_token_and_announce_their_outcome_once() {
-    let mut s = sync("phase: PartiallySuccessful\njobName: users-1\nerrors: [{code: HTTP_422, count: 2, message: bad, recommendedAction: fix}]\n");
+    let mut s =
+        sync("phase: PartiallySuccessful\njobName: users-1\nerrors: [{code: HTTP_422, count: 2, message: bad, recommendedAction: fix}]\n");
     s.metadata.annotations = Some([(annotation::REPLAY.to_string(), "r1".to_string())].into());
     let p = plan(&s, Some(&mapping()), JobState::Succeeded, now());
     assert_eq!(p.replay, Some(NewReplay { name: naming::replay_sync("users-1", "r1"), replay_of: "users-1".into() }));

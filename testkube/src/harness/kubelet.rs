@@ -17,12 +17,12 @@
 //! - deleting the Job kills its process;
 //! - `ttlSecondsAfterFinished` deletes the finished Job (the TTL controller).
 
+use super::pod_env::env_for;
 use crate::server::TestApiServer;
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use super::pod_env::env_for;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -89,7 +89,13 @@ fn condition(t: &str, reason: &str, message: &str) -> Value {
 }
 
 impl Kubelet {
-    pub(crate) fn start(server: &TestApiServer, kubeconfig: PathBuf, logs_dir: PathBuf, config: KubeletConfig, images: ImageMap) -> Kubelet {
+    pub(crate) fn start(
+        server: &TestApiServer,
+        kubeconfig: PathBuf,
+        logs_dir: PathBuf,
+        config: KubeletConfig,
+        images: ImageMap,
+    ) -> Kubelet {
         let _ = std::fs::create_dir_all(&logs_dir);
         let shared = Arc::new(Shared { runs: Mutex::new(HashMap::new()), logs_dir });
         let url = server.url();
@@ -114,14 +120,20 @@ impl Kubelet {
 
     /// The pid of the Job's running process, if any.
     pub fn pid(&self, namespace: &str, name: &str) -> Option<u32> {
-        self.shared.runs().values().find(|r| r.info.namespace == namespace && r.info.name == name && !r.info.finished).and_then(|r| r.info.pid)
+        self.shared
+            .runs()
+            .values()
+            .find(|r| r.info.namespace == namespace && r.info.name == name && !r.info.finished)
+            .and_then(|r| r.info.pid)
     }
 
     /// Waits until the Job's process runs; returns its pid.
     pub async fn wait_running(&self, namespace: &str, name: &str, timeout: Duration) -> Option<u32> {
         let end = tokio::time::Instant::now() + timeout;
         while tokio::time::Instant::now() < end {
-            if let Some(p) = self.pid(namespace, name) { return Some(p); }
+            if let Some(p) = self.pid(namespace, name) {
+                return Some(p);
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None
@@ -132,7 +144,10 @@ impl Kubelet {
     pub fn kill(&self, namespace: &str, name: &str) -> bool {
         let runs = self.shared.runs();
         match runs.values().find(|r| r.info.namespace == namespace && r.info.name == name && r.info.pid.is_some() && !r.info.finished) {
-            Some(r) => { r.crash.notify_one(); true }
+            Some(r) => {
+                r.crash.notify_one();
+                true
+            }
             None => false,
         }
     }
@@ -160,7 +175,10 @@ impl Drop for Kubelet {
 }
 
 fn finished(job: &Value) -> bool {
-    job["status"]["conditions"].as_array().into_iter().flatten()
+    job["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .any(|c| (c["type"] == "Complete" || c["type"] == "Failed") && c["status"] == "True")
 }
 
@@ -170,7 +188,9 @@ fn sync(s: &Arc<Shared>, client: &kube::Client, jobs: &[Job], kubeconfig: &std::
         let v = serde_json::to_value(job).unwrap_or_default();
         let uid = v["metadata"]["uid"].as_str().unwrap_or("").to_string();
         let deleting = !v["metadata"]["deletionTimestamp"].is_null();
-        if !deleting { live.insert(uid.clone()); }
+        if !deleting {
+            live.insert(uid.clone());
+        }
         let mut runs = s.runs();
         if runs.contains_key(&uid) || deleting || finished(&v) || v["spec"]["suspend"] == true {
             continue;
@@ -178,13 +198,25 @@ fn sync(s: &Arc<Shared>, client: &kube::Client, jobs: &[Job], kubeconfig: &std::
         let info = JobRun {
             namespace: v["metadata"]["namespace"].as_str().unwrap_or("").into(),
             name: v["metadata"]["name"].as_str().unwrap_or("").into(),
-            uid: uid.clone(), attempts: 0, pid: None, finished: false,
+            uid: uid.clone(),
+            attempts: 0,
+            pid: None,
+            finished: false,
         };
         let run = Run { info, crash: Arc::new(Notify::new()), deleted: Arc::new(Notify::new()) };
         let (crash, deleted) = (run.crash.clone(), run.deleted.clone());
         runs.insert(uid.clone(), run);
         drop(runs);
-        let ctx = RunCtx { s: s.clone(), client: client.clone(), kubeconfig: kubeconfig.to_path_buf(), config: config.clone(), images: images.clone(), uid, crash, deleted };
+        let ctx = RunCtx {
+            s: s.clone(),
+            client: client.clone(),
+            kubeconfig: kubeconfig.to_path_buf(),
+            config: config.clone(),
+            images: images.clone(),
+            uid,
+            crash,
+            deleted,
+        };
         tokio::spawn(run_job(ctx, v));
     }
     for (uid, r) in s.runs().iter() {
@@ -207,7 +239,9 @@ struct RunCtx {
 
 impl RunCtx {
     fn update(&self, f: impl FnOnce(&mut JobRun)) {
-        if let Some(r) = self.s.runs().get_mut(&self.uid) { f(&mut r.info); }
+        if let Some(r) = self.s.runs().get_mut(&self.uid) {
+            f(&mut r.info);
+        }
     }
 }
 
@@ -235,17 +269,27 @@ async fn run_job(ctx: RunCtx, job: Value) {
     let container = spec["template"]["spec"]["containers"][0].clone();
     let backoff_limit = spec["backoffLimit"].as_i64().unwrap_or(6);
     let start = job["status"]["startTime"].as_str().map(String::from).unwrap_or_else(now);
-    let started_at = chrono::DateTime::parse_from_rfc3339(&start).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_else(|_| chrono::Utc::now());
+    let started_at =
+        chrono::DateTime::parse_from_rfc3339(&start).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or_else(|_| chrono::Utc::now());
     let deadline = spec["activeDeadlineSeconds"].as_i64().map(|secs| {
         let left = (started_at + chrono::Duration::seconds(secs) - chrono::Utc::now()).num_milliseconds().max(0) as u64;
         tokio::time::Instant::now() + Duration::from_millis(left)
     });
     let deadline_sleep = async move {
-        match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await }
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
     };
     tokio::pin!(deadline_sleep);
     let mut failed = job["status"]["failed"].as_i64().unwrap_or(0);
-    patch_status(&ctx.client, &ns, &name, json!({"startTime": start, "active": 1, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {}})).await;
+    patch_status(
+        &ctx.client,
+        &ns,
+        &name,
+        json!({"startTime": start, "active": 1, "ready": 0, "terminating": 0, "uncountedTerminatedPods": {}}),
+    )
+    .await;
     let mut attempt = 0u32;
     let outcome = loop {
         attempt += 1;
@@ -259,7 +303,10 @@ async fn run_job(ctx: RunCtx, job: Value) {
         let (bin, env) = match prepared {
             Ok(x) => x,
             Err(why) => {
-                let _ = std::fs::write(ctx.s.logs_dir.join(format!("{ns}_{name}_{attempt}.log")), format!("testkube kubelet: pod {pod} cannot start: {why}\n"));
+                let _ = std::fs::write(
+                    ctx.s.logs_dir.join(format!("{ns}_{name}_{attempt}.log")),
+                    format!("testkube kubelet: pod {pod} cannot start: {why}\n"),
+                );
                 // pending forever, like ErrImagePull / CreateContainerConfigError
                 tokio::select! {
                     _ = &mut deadline_sleep => break Outcome::Deadline,
@@ -267,7 +314,8 @@ async fn run_job(ctx: RunCtx, job: Value) {
                 }
             }
         };
-        let mut argv: Vec<String> = container["command"].as_array().into_iter().flatten().skip(1).filter_map(|v| v.as_str().map(String::from)).collect();
+        let mut argv: Vec<String> =
+            container["command"].as_array().into_iter().flatten().skip(1).filter_map(|v| v.as_str().map(String::from)).collect();
         argv.extend(container["args"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)));
         let log_path = ctx.s.logs_dir.join(format!("{ns}_{name}_{attempt}.log"));
         let spawned = std::fs::File::create(&log_path).and_then(|f| {
@@ -275,13 +323,22 @@ async fn run_job(ctx: RunCtx, job: Value) {
             let mut cmd = tokio::process::Command::new(&bin);
             cmd.args(&argv).env_clear();
             for k in ["PATH", "HOME", "RUST_LOG", "RUST_BACKTRACE"] {
-                if let Some(v) = std::env::var_os(k) { cmd.env(k, v); }
+                if let Some(v) = std::env::var_os(k) {
+                    cmd.env(k, v);
+                }
             }
-            cmd.env("KUBECONFIG", &ctx.kubeconfig).env("HOSTNAME", &pod).envs(&env)
-                .stdin(std::process::Stdio::null()).stdout(f).stderr(f2).kill_on_drop(true)
+            cmd.env("KUBECONFIG", &ctx.kubeconfig)
+                .env("HOSTNAME", &pod)
+                .envs(&env)
+                .stdin(std::process::Stdio::null())
+                .stdout(f)
+                .stderr(f2)
+                .kill_on_drop(true)
                 // its own process group, so that killing the "container" kills all its processes
                 .process_group(0);
-            if let Some(wd) = container["workingDir"].as_str() { cmd.current_dir(wd); }
+            if let Some(wd) = container["workingDir"].as_str() {
+                cmd.current_dir(wd);
+            }
             cmd.spawn()
         });
         let mut child = match spawned {
@@ -309,7 +366,9 @@ async fn run_job(ctx: RunCtx, job: Value) {
             Outcome::Exited(0) => break result,
             Outcome::Exited(_) | Outcome::Crashed => {
                 failed += 1;
-                if failed > backoff_limit { break result; }
+                if failed > backoff_limit {
+                    break result;
+                }
                 patch_status(&ctx.client, &ns, &name, json!({"failed": count(failed), "active": null})).await;
                 tokio::select! {
                     _ = tokio::time::sleep(ctx.config.backoff) => {}

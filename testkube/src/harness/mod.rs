@@ -21,7 +21,9 @@ pub enum HarnessError {
     Start(#[from] StartError),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("kubectl is required for these tests and was not found ($KUBECTL, /usr/bin/kubectl, PATH): install it at /usr/bin/kubectl, put it on PATH, or set KUBECTL=/path/to/kubectl")]
+    #[error(
+        "kubectl is required for these tests and was not found ($KUBECTL, /usr/bin/kubectl, PATH): install it at /usr/bin/kubectl, put it on PATH, or set KUBECTL=/path/to/kubectl"
+    )]
     KubectlMissing,
     #[error("`kubectl {args}` exited with {code}: {stderr}")]
     KubectlFailed { args: String, code: i32, stderr: String },
@@ -154,7 +156,12 @@ impl Harness {
         self.spawn_with_env(program, args, &[])
     }
 
-    pub fn spawn_with_env(&self, program: impl AsRef<Path>, args: &[&str], env: &[(&str, &str)]) -> Result<std::sync::Arc<Process>, HarnessError> {
+    pub fn spawn_with_env(
+        &self,
+        program: impl AsRef<Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<std::sync::Arc<Process>, HarnessError> {
         let program = program.as_ref();
         let mut cmd = Command::new(program);
         cmd.args(args).env("KUBECONFIG", &self.kubeconfig).env_remove("KUBERNETES_SERVICE_HOST");

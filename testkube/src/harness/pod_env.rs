@@ -21,14 +21,22 @@ pub(super) async fn env_for(client: &kube::Client, ns: &str, pod: &str, containe
         let optional = |r: &Value| r["optional"] == true;
         if let Some(name) = from["secretRef"]["name"].as_str() {
             match secrets.get_opt(name).await.map_err(|e| e.to_string())? {
-                Some(sec) => for (k, v) in secret_data(sec) { env.insert(format!("{prefix}{k}"), v); },
+                Some(sec) => {
+                    for (k, v) in secret_data(sec) {
+                        env.insert(format!("{prefix}{k}"), v);
+                    }
+                }
                 None if optional(&from["secretRef"]) => {}
                 None => return Err(format!("secret {name:?} not found")),
             }
         }
         if let Some(name) = from["configMapRef"]["name"].as_str() {
             match cms.get_opt(name).await.map_err(|e| e.to_string())? {
-                Some(cm) => for (k, v) in cm.data.unwrap_or_default() { env.insert(format!("{prefix}{k}"), v); },
+                Some(cm) => {
+                    for (k, v) in cm.data.unwrap_or_default() {
+                        env.insert(format!("{prefix}{k}"), v);
+                    }
+                }
                 None if optional(&from["configMapRef"]) => {}
                 None => return Err(format!("configmap {name:?} not found")),
             }
@@ -68,4 +76,3 @@ pub(super) async fn env_for(client: &kube::Client, ns: &str, pod: &str, containe
     }
     Ok(env)
 }
-

@@ -35,8 +35,12 @@ impl Process {
         let mut child = cmd.spawn()?;
         let logs = Arc::new(Mutex::new(String::new()));
         let echo = std::env::var_os("TESTKUBE_ECHO").map(|_| name.to_string());
-        if let Some(o) = child.stdout.take() { pump(o, logs.clone(), echo.clone()); }
-        if let Some(e) = child.stderr.take() { pump(e, logs.clone(), echo); }
+        if let Some(o) = child.stdout.take() {
+            pump(o, logs.clone(), echo.clone());
+        }
+        if let Some(e) = child.stderr.take() {
+            pump(e, logs.clone(), echo);
+        }
         Ok(Process { name: name.into(), child: Mutex::new(child), logs })
     }
 
@@ -57,7 +61,9 @@ impl Process {
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
         let end = Instant::now() + timeout;
         while Instant::now() < end {
-            if self.logs().contains(needle) { return true; }
+            if self.logs().contains(needle) {
+                return true;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         self.logs().contains(needle)
@@ -82,7 +88,9 @@ impl Process {
         let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
         let end = Instant::now() + grace;
         while Instant::now() < end {
-            if let Some(code) = self.exit_code() { return Some(code); }
+            if let Some(code) = self.exit_code() {
+                return Some(code);
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         self.kill();

@@ -65,7 +65,10 @@ mod tests {
         let q = HashMap::new();
         let w: HashMap<String, String> = [("watch".to_string(), "true".to_string())].into();
         let e = entry(&Method::PATCH, "/apis/retl.dev/v1alpha1/namespaces/a/syncs/s1/status", &q, "ua").unwrap();
-        assert_eq!((e.verb.as_str(), e.group.as_str(), e.resource.as_str(), e.subresource.as_str()), ("patch", "retl.dev", "syncs", "status"));
+        assert_eq!(
+            (e.verb.as_str(), e.group.as_str(), e.resource.as_str(), e.subresource.as_str()),
+            ("patch", "retl.dev", "syncs", "status")
+        );
         assert_eq!(entry(&Method::GET, "/api/v1/secrets", &w, "ua").unwrap().verb, "watch");
         assert_eq!(entry(&Method::GET, "/api/v1/namespaces/a/secrets", &q, "ua").unwrap().verb, "list");
         assert_eq!(entry(&Method::GET, "/api/v1/namespaces/a", &q, "ua").unwrap().resource, "namespaces");

@@ -40,32 +40,59 @@ pub(super) fn default_job(obj: &mut Value) {
         spec["completions"] = json!(1);
         spec["parallelism"] = json!(1);
     }
-    for (k, v) in [("parallelism", json!(1)), ("backoffLimit", json!(6)), ("completionMode", json!("NonIndexed")),
-        ("suspend", json!(false)), ("podReplacementPolicy", json!("TerminatingOrFailed")), ("manualSelector", Value::Null)] {
-        if spec[k].is_null() && !v.is_null() { spec[k] = v; }
+    for (k, v) in [
+        ("parallelism", json!(1)),
+        ("backoffLimit", json!(6)),
+        ("completionMode", json!("NonIndexed")),
+        ("suspend", json!(false)),
+        ("podReplacementPolicy", json!("TerminatingOrFailed")),
+        ("manualSelector", Value::Null),
+    ] {
+        if spec[k].is_null() && !v.is_null() {
+            spec[k] = v;
+        }
     }
     if spec["selector"].is_null() && spec["manualSelector"] != true {
         spec["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
         let labels = &mut spec["template"]["metadata"]["labels"];
         if labels.is_null() || labels.is_object() {
-            for (k, v) in [("batch.kubernetes.io/controller-uid", &uid), ("controller-uid", &uid), ("batch.kubernetes.io/job-name", &name), ("job-name", &name)] {
+            for (k, v) in [
+                ("batch.kubernetes.io/controller-uid", &uid),
+                ("controller-uid", &uid),
+                ("batch.kubernetes.io/job-name", &name),
+                ("job-name", &name),
+            ] {
                 labels[k] = v.clone();
             }
         }
     }
     let pod = &mut spec["template"]["spec"];
-    if !pod.is_object() { return; }
-    for (k, v) in [("dnsPolicy", json!("ClusterFirst")), ("schedulerName", json!("default-scheduler")),
-        ("terminationGracePeriodSeconds", json!(30)), ("securityContext", json!({}))] {
-        if pod[k].is_null() { pod[k] = v; }
+    if !pod.is_object() {
+        return;
+    }
+    for (k, v) in [
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("schedulerName", json!("default-scheduler")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("securityContext", json!({})),
+    ] {
+        if pod[k].is_null() {
+            pod[k] = v;
+        }
     }
     for c in pod["containers"].as_array_mut().into_iter().flatten().filter(|c| c.is_object()) {
         let image = c["image"].as_str().unwrap_or("");
         let tagged = image.rsplit('/').next().map(|last| last.contains(':') || last.contains('@')).unwrap_or(false);
         let pull = if !tagged || image.ends_with(":latest") { "Always" } else { "IfNotPresent" };
-        for (k, v) in [("terminationMessagePath", json!("/dev/termination-log")), ("terminationMessagePolicy", json!("File")),
-            ("imagePullPolicy", json!(pull)), ("resources", json!({}))] {
-            if c[k].is_null() { c[k] = v; }
+        for (k, v) in [
+            ("terminationMessagePath", json!("/dev/termination-log")),
+            ("terminationMessagePolicy", json!("File")),
+            ("imagePullPolicy", json!(pull)),
+            ("resources", json!({})),
+        ] {
+            if c[k].is_null() {
+                c[k] = v;
+            }
         }
     }
 }
@@ -92,7 +119,6 @@ pub(super) fn decode_builtin(rt: &ResourceType, obj: &Value) -> ApiResult<()> {
         _ => Ok(()),
     }
 }
-
 
 /// events.k8s.io/v1 create/update validation (pkg/apis/core/validation/events.go,
 /// the checks that apply to events written through the events.k8s.io API).

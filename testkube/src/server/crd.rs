@@ -14,9 +14,15 @@ pub fn validate(st: &State, crd: &Value, old: Option<&Value>) -> Vec<Cause> {
     let group = spec["group"].as_str().unwrap_or("");
     let plural = spec["names"]["plural"].as_str().unwrap_or("");
     let name = crd["metadata"]["name"].as_str().unwrap_or("");
-    if group.is_empty() { errs.push(Cause::required("spec.group", "")); }
-    if plural.is_empty() { errs.push(Cause::required("spec.names.plural", "")); }
-    if spec["names"]["kind"].as_str().unwrap_or("").is_empty() { errs.push(Cause::required("spec.names.kind", "")); }
+    if group.is_empty() {
+        errs.push(Cause::required("spec.group", ""));
+    }
+    if plural.is_empty() {
+        errs.push(Cause::required("spec.names.plural", ""));
+    }
+    if spec["names"]["kind"].as_str().unwrap_or("").is_empty() {
+        errs.push(Cause::required("spec.names.kind", ""));
+    }
     if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
         errs.push(Cause::invalid("metadata.name", &json!(name), "must be spec.names.plural+\".\"+spec.group"));
     }
@@ -30,11 +36,17 @@ pub fn validate(st: &State, crd: &Value, old: Option<&Value>) -> Vec<Cause> {
     }
     let storage = versions.iter().filter(|v| v["storage"] == true).count();
     if !versions.is_empty() && storage != 1 {
-        errs.push(Cause::invalid("spec.versions", &Value::Array(versions.clone()), "must have exactly one version marked as storage version"));
+        errs.push(Cause::invalid(
+            "spec.versions",
+            &Value::Array(versions.clone()),
+            "must have exactly one version marked as storage version",
+        ));
     }
     for (i, v) in versions.iter().enumerate() {
         let base = format!("spec.versions[{i}]");
-        if v["name"].as_str().unwrap_or("").is_empty() { errs.push(Cause::required(&format!("{base}.name"), "")); }
+        if v["name"].as_str().unwrap_or("").is_empty() {
+            errs.push(Cause::required(&format!("{base}.name"), ""));
+        }
         match v["schema"].get("openAPIV3Schema") {
             None => errs.push(Cause::required(&format!("{base}.schema.openAPIV3Schema"), "schemas are required")),
             Some(s) => errs.extend(schema::structural_errors(s, &format!("{base}.schema.openAPIV3Schema"))),
@@ -43,20 +55,35 @@ pub fn validate(st: &State, crd: &Value, old: Option<&Value>) -> Vec<Cause> {
             let cp = format!("{base}.additionalPrinterColumns[{j}]");
             let t = &c["type"];
             if !["integer", "number", "string", "boolean", "date"].contains(&t.as_str().unwrap_or("")) {
-                errs.push(Cause::not_supported(&format!("{cp}.type"), t, &["boolean", "date", "integer", "number", "string"].map(|x| json!(x))));
+                errs.push(Cause::not_supported(
+                    &format!("{cp}.type"),
+                    t,
+                    &["boolean", "date", "integer", "number", "string"].map(|x| json!(x)),
+                ));
             }
-            if c["jsonPath"].as_str().unwrap_or("").is_empty() { errs.push(Cause::required(&format!("{cp}.jsonPath"), "")); }
+            if c["jsonPath"].as_str().unwrap_or("").is_empty() {
+                errs.push(Cause::required(&format!("{cp}.jsonPath"), ""));
+            }
         }
         for (j, f) in v["selectableFields"].as_array().into_iter().flatten().enumerate() {
             let jp = f["jsonPath"].as_str().unwrap_or("");
             let p = format!("{base}.selectableFields[{j}].jsonPath");
-            if jp.is_empty() { errs.push(Cause::required(&p, "")); continue; }
+            if jp.is_empty() {
+                errs.push(Cause::required(&p, ""));
+                continue;
+            }
             let fields: Vec<&str> = jp.trim_start_matches('.').split('.').collect();
             let mut s = &v["schema"]["openAPIV3Schema"];
-            for f in &fields { s = &s["properties"][*f]; }
+            for f in &fields {
+                s = &s["properties"][*f];
+            }
             match s["type"].as_str() {
                 Some("string") | Some("integer") | Some("boolean") => {}
-                Some(_) => errs.push(Cause::invalid(&p, &json!(jp), "must point to a field of type string, boolean or integer. Enum string fields and strings with formats are allowed.")),
+                Some(_) => errs.push(Cause::invalid(
+                    &p,
+                    &json!(jp),
+                    "must point to a field of type string, boolean or integer. Enum string fields and strings with formats are allowed.",
+                )),
                 None => errs.push(Cause::invalid(&p, &json!(jp), "is an invalid path: does not refer to a field in the schema")),
             }
         }
@@ -84,8 +111,15 @@ pub fn set_status(crd: &mut Value) {
     if accepted["listKind"].is_null() {
         accepted["listKind"] = json!(format!("{}List", names["kind"].as_str().unwrap_or("")));
     }
-    let storage: Vec<Value> = crd["spec"]["versions"].as_array().into_iter().flatten().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect();
-    let keep_time = |t: &str| crd["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == t)).and_then(|c| c["lastTransitionTime"].as_str().map(String::from)).unwrap_or_else(|| now.clone());
+    let storage: Vec<Value> =
+        crd["spec"]["versions"].as_array().into_iter().flatten().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect();
+    let keep_time = |t: &str| {
+        crd["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == t))
+            .and_then(|c| c["lastTransitionTime"].as_str().map(String::from))
+            .unwrap_or_else(|| now.clone())
+    };
     crd["status"] = json!({
         "acceptedNames": accepted,
         "conditions": [
@@ -104,7 +138,9 @@ pub fn register(st: &mut State, crd: &Value) {
     let kind = spec["names"]["kind"].as_str().unwrap_or("").to_string();
     let strings = |v: &Value| -> Vec<String> { v.as_array().into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect() };
     for v in spec["versions"].as_array().into_iter().flatten() {
-        if v["served"] == false { continue; }
+        if v["served"] == false {
+            continue;
+        }
         st.registry.insert(ResourceType {
             group: spec["group"].as_str().unwrap_or("").into(),
             version: v["name"].as_str().unwrap_or("").into(),
@@ -120,7 +156,12 @@ pub fn register(st: &mut State, crd: &Value) {
             custom: Some(CustomInfo {
                 schema: v["schema"].get("openAPIV3Schema").cloned(),
                 printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
-                selectable_fields: v["selectableFields"].as_array().into_iter().flatten().filter_map(|f| f["jsonPath"].as_str().map(String::from)).collect(),
+                selectable_fields: v["selectableFields"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f["jsonPath"].as_str().map(String::from))
+                    .collect(),
                 crd_name: name.clone(),
             }),
         });

@@ -20,16 +20,43 @@ pub struct DeleteOpts {
 pub fn delete(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, opts: &DeleteOpts) -> ApiResult<Written> {
     let old = stored_old(st, rt, ns, name)?;
     if let Some(uid) = &opts.precondition_uid
-        && old["metadata"]["uid"].as_str() != Some(uid) {
-            return Err(ApiError::conflict(&rt.group, &rt.plural, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", old["metadata"]["uid"].as_str().unwrap_or(""))));
-        }
+        && old["metadata"]["uid"].as_str() != Some(uid)
+    {
+        return Err(ApiError::conflict(
+            &rt.group,
+            &rt.plural,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                old["metadata"]["uid"].as_str().unwrap_or("")
+            ),
+        ));
+    }
     if let Some(rv) = &opts.precondition_rv
-        && old["metadata"]["resourceVersion"].as_str() != Some(rv) {
-            return Err(ApiError::conflict(&rt.group, &rt.plural, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", old["metadata"]["resourceVersion"].as_str().unwrap_or(""))));
-        }
+        && old["metadata"]["resourceVersion"].as_str() != Some(rv)
+    {
+        return Err(ApiError::conflict(
+            &rt.group,
+            &rt.plural,
+            name,
+            &format!(
+                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                old["metadata"]["resourceVersion"].as_str().unwrap_or("")
+            ),
+        ));
+    }
     let policy = opts.propagation.clone().unwrap_or_else(|| "Background".into());
     if !["Background", "Foreground", "Orphan"].contains(&policy.as_str()) {
-        return Err(ApiError::invalid(&rt.group, &rt.kind, name, vec![Cause::not_supported("propagationPolicy", &json!(policy), &[json!("Foreground"), json!("Background"), json!("Orphan"), json!("nil")])]));
+        return Err(ApiError::invalid(
+            &rt.group,
+            &rt.kind,
+            name,
+            vec![Cause::not_supported(
+                "propagationPolicy",
+                &json!(policy),
+                &[json!("Foreground"), json!("Background"), json!("Orphan"), json!("nil")],
+            )],
+        ));
     }
     if opts.dry_run {
         return Ok(Written { code: 200, object: old, warnings: vec![] });
@@ -37,9 +64,16 @@ pub fn delete(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, o
     let mut new = old.clone();
     let fins = new["metadata"]["finalizers"].as_array().cloned().unwrap_or_default();
     let mut fins: Vec<Value> = fins;
-    let special = match policy.as_str() { "Foreground" => Some("foregroundDeletion"), "Orphan" => Some("orphan"), _ => None };
+    let special = match policy.as_str() {
+        "Foreground" => Some("foregroundDeletion"),
+        "Orphan" => Some("orphan"),
+        _ => None,
+    };
     if let Some(f) = special
-        && !fins.iter().any(|x| x == f) { fins.push(json!(f)); }
+        && !fins.iter().any(|x| x == f)
+    {
+        fins.push(json!(f));
+    }
     let is_ns = rt.plural == "namespaces";
     if !old["metadata"]["deletionTimestamp"].is_null() {
         if fins.len() != old["metadata"]["finalizers"].as_array().map(|a| a.len()).unwrap_or(0) {
@@ -57,8 +91,12 @@ pub fn delete(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, o
     new["metadata"]["finalizers"] = Value::Array(fins);
     new["metadata"]["deletionTimestamp"] = json!(now());
     new["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-    if let Some(g) = new["metadata"]["generation"].as_i64() { new["metadata"]["generation"] = json!(g + 1); }
-    if is_ns { new["status"]["phase"] = json!("Terminating"); }
+    if let Some(g) = new["metadata"]["generation"].as_i64() {
+        new["metadata"]["generation"] = json!(g + 1);
+    }
+    if is_ns {
+        new["status"]["phase"] = json!("Terminating");
+    }
     if new["metadata"]["finalizers"].as_array().map(|a| a.is_empty()).unwrap_or(false) {
         new["metadata"].as_object_mut().map(|m| m.remove("finalizers"));
     }
@@ -71,11 +109,16 @@ pub fn remove_finalizer(st: &mut State, storage_key: &str, k: &Key, finalizer: &
     let Some(mut o) = st.get(storage_key, k).cloned() else { return };
     if let Some(a) = o["metadata"]["finalizers"].as_array_mut() {
         a.retain(|f| f != finalizer);
-        if a.is_empty() { o["metadata"].as_object_mut().map(|m| m.remove("finalizers")); }
+        if a.is_empty() {
+            o["metadata"].as_object_mut().map(|m| m.remove("finalizers"));
+        }
     }
     let done = o["metadata"]["finalizers"].is_null() && !o["metadata"]["deletionTimestamp"].is_null();
     st.put(storage_key, o);
     if done
         && let Some(gone) = st.remove(storage_key, k)
-            && storage_key == "apiextensions.k8s.io/customresourcedefinitions" { crd::unregister(st, &gone); }
+        && storage_key == "apiextensions.k8s.io/customresourcedefinitions"
+    {
+        crd::unregister(st, &gone);
+    }
 }

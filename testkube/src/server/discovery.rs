@@ -23,7 +23,11 @@ fn version_rank(v: &str) -> (u8, u32, u32) {
     match re.captures(v) {
         Some(c) => {
             let major: u32 = c[1].parse().unwrap_or(0);
-            let stage = match c.get(2).map(|m| m.as_str()) { None => 3, Some("beta") => 2, _ => 1 };
+            let stage = match c.get(2).map(|m| m.as_str()) {
+                None => 3,
+                Some("beta") => 2,
+                _ => 1,
+            };
             let minor: u32 = c.get(3).and_then(|m| m.as_str().parse().ok()).unwrap_or(0);
             (stage, major, minor)
         }
@@ -56,8 +60,12 @@ fn resource_entry(t: &ResourceType) -> Vec<Value> {
     let mut main = json!({
         "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind, "verbs": t.verbs(),
     });
-    if !t.short_names.is_empty() { main["shortNames"] = json!(t.short_names); }
-    if !t.categories.is_empty() { main["categories"] = json!(t.categories); }
+    if !t.short_names.is_empty() {
+        main["shortNames"] = json!(t.short_names);
+    }
+    if !t.categories.is_empty() {
+        main["categories"] = json!(t.categories);
+    }
     let mut out = vec![main];
     if t.status_subresource {
         out.push(json!({"name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
@@ -67,7 +75,9 @@ fn resource_entry(t: &ResourceType) -> Vec<Value> {
 
 pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     let types: Vec<_> = reg.types.values().filter(|t| t.group == group && t.version == version).collect();
-    if types.is_empty() { return None; }
+    if types.is_empty() {
+        return None;
+    }
     let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     let resources: Vec<Value> = types.iter().flat_map(|t| resource_entry(t)).collect();
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))

@@ -26,7 +26,11 @@ impl Cause {
     }
     /// `field.TypeInvalid` (same wording as Invalid, different reason).
     pub fn type_invalid(field: &str, value: &Value, detail: &str) -> Self {
-        Cause { reason: "FieldValueTypeInvalid".into(), message: format!("Invalid value: {}: {detail}", go_value(value)), field: field.into() }
+        Cause {
+            reason: "FieldValueTypeInvalid".into(),
+            message: format!("Invalid value: {}: {detail}", go_value(value)),
+            field: field.into(),
+        }
     }
     /// `field.NotSupported`: `Unsupported value: "x": supported values: "a", "b"`.
     pub fn not_supported(field: &str, value: &Value, supported: &[Value]) -> Self {
@@ -47,7 +51,11 @@ impl Cause {
     }
     /// `field.TooMany`.
     pub fn too_many(field: &str, actual: usize, max: u64) -> Self {
-        Cause { reason: "FieldValueTooMany".into(), message: format!("Too many: {actual}: must have at most {max} items"), field: field.into() }
+        Cause {
+            reason: "FieldValueTooMany".into(),
+            message: format!("Too many: {actual}: must have at most {max} items"),
+            field: field.into(),
+        }
     }
     /// `field.Duplicate`.
     pub fn duplicate(field: &str, value: &Value) -> Self {
@@ -89,8 +97,12 @@ impl ApiError {
         ApiError { code, reason, message, details }
     }
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} {name:?} not found", qualified(plural, group)),
-            Some(json!({"name": name, "group": group, "kind": plural})))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} {name:?} not found", qualified(plural, group)),
+            Some(json!({"name": name, "group": group, "kind": plural})),
+        )
     }
     /// 404 for a URL that names no known resource.
     pub fn no_route(path: &str) -> Self {
@@ -98,13 +110,21 @@ impl ApiError {
         Self::new(404, "NotFound", "the server could not find the requested resource".into(), Some(json!({})))
     }
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified(plural, group)),
-            Some(json!({"name": name, "group": group, "kind": plural})))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", qualified(plural, group)),
+            Some(json!({"name": name, "group": group, "kind": plural})),
+        )
     }
     /// Stale resourceVersion or failed precondition.
     pub fn conflict(group: &str, plural: &str, name: &str, why: &str) -> Self {
-        Self::new(409, "Conflict", format!("Operation cannot be fulfilled on {} {name:?}: {why}", qualified(plural, group)),
-            Some(json!({"name": name, "group": group, "kind": plural})))
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {} {name:?}: {why}", qualified(plural, group)),
+            Some(json!({"name": name, "group": group, "kind": plural})),
+        )
     }
     pub fn stale(group: &str, plural: &str, name: &str) -> Self {
         Self::conflict(group, plural, name, "the object has been modified; please apply your changes to the latest version and try again")
@@ -125,9 +145,12 @@ impl ApiError {
     }
     pub fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
         let _ = content_type;
-        Self::new(415, "UnsupportedMediaType",
+        Self::new(
+            415,
+            "UnsupportedMediaType",
             format!("the body of the request was in an unknown format - accepted media types include: {}", accepted.join(", ")),
-            Some(json!({})))
+            Some(json!({})),
+        )
     }
     pub fn not_acceptable(message: impl Into<String>) -> Self {
         Self::new(406, "NotAcceptable", message.into(), Some(json!({})))
@@ -137,8 +160,12 @@ impl ApiError {
         Self::new(410, "Expired", message.into(), None)
     }
     pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> Self {
-        Self::new(403, "Forbidden", format!("{} {name:?} is forbidden: {why}", qualified(plural, group)),
-            Some(json!({"name": name, "group": group, "kind": plural})))
+        Self::new(
+            403,
+            "Forbidden",
+            format!("{} {name:?} is forbidden: {why}", qualified(plural, group)),
+            Some(json!({"name": name, "group": group, "kind": plural})),
+        )
     }
     /// 413: the object or request body is too large.
     pub fn too_large(message: impl Into<String>) -> Self {

@@ -61,7 +61,8 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     if body.len() > MAX_REQUEST_BYTES {
         return error_response(&ApiError::too_large(format!("Request entity too large: limit is {MAX_REQUEST_BYTES}")));
     }
-    let query: HashMap<String, String> = uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
+    let query: HashMap<String, String> =
+        uri.query().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     let req = Request { method, path: uri.path().trim_end_matches('/').to_string(), query, headers, body };
     if let Some(e) = super::audit::entry(&req.method, &req.path, &req.query, req.header("user-agent")) {
         shared.audit.lock().unwrap_or_else(|p| p.into_inner()).push(e);
@@ -71,8 +72,15 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         Err(e) => error_response(&e),
     };
     if std::env::var_os("TESTKUBE_TRACE").is_some() {
-        eprintln!("testkube: {} {} -> {} (content-type: {:?}, accept: {:?}, ua: {:?})", req.method, uri, resp.status(),
-            req.header("content-type"), req.header("accept"), req.header("user-agent"));
+        eprintln!(
+            "testkube: {} {} -> {} (content-type: {:?}, accept: {:?}, ua: {:?})",
+            req.method,
+            uri,
+            resp.status(),
+            req.header("content-type"),
+            req.header("accept"),
+            req.header("user-agent")
+        );
     }
     resp
 }
@@ -87,12 +95,30 @@ fn route(shared: &Arc<Shared>, req: &Request) -> ApiResult<Response> {
         }
         ["api"] => Ok(json_response(200, &discovery::core_versions(&shared.addr.to_string()), &[])),
         ["apis"] => return Ok(json_response(200, &discovery::group_list(&st().registry), &[])),
-        ["api", "v1"] => return discovery::resource_list(&st().registry, "", "v1").map(|d| json_response(200, &d, &[])).ok_or_else(|| ApiError::no_route(&req.path)),
-        ["apis", g] => return discovery::group(&st().registry, g).map(|d| json_response(200, &d, &[])).ok_or_else(|| ApiError::no_route(&req.path)),
-        ["apis", g, v] => return discovery::resource_list(&st().registry, g, v).map(|d| json_response(200, &d, &[])).ok_or_else(|| ApiError::no_route(&req.path)),
+        ["api", "v1"] => {
+            return discovery::resource_list(&st().registry, "", "v1")
+                .map(|d| json_response(200, &d, &[]))
+                .ok_or_else(|| ApiError::no_route(&req.path));
+        }
+        ["apis", g] => {
+            return discovery::group(&st().registry, g).map(|d| json_response(200, &d, &[])).ok_or_else(|| ApiError::no_route(&req.path));
+        }
+        ["apis", g, v] => {
+            return discovery::resource_list(&st().registry, g, v)
+                .map(|d| json_response(200, &d, &[]))
+                .ok_or_else(|| ApiError::no_route(&req.path));
+        }
         ["openapi", "v3"] => return Ok(json_response(200, &openapi::index(&st().registry), &[])),
-        ["openapi", "v3", "api", v] => return openapi::document(&st().registry, "", v).map(|d| json_response(200, &d, &[])).ok_or_else(|| ApiError::no_route(&req.path)),
-        ["openapi", "v3", "apis", g, v] => return openapi::document(&st().registry, g, v).map(|d| json_response(200, &d, &[])).ok_or_else(|| ApiError::no_route(&req.path)),
+        ["openapi", "v3", "api", v] => {
+            return openapi::document(&st().registry, "", v)
+                .map(|d| json_response(200, &d, &[]))
+                .ok_or_else(|| ApiError::no_route(&req.path));
+        }
+        ["openapi", "v3", "apis", g, v] => {
+            return openapi::document(&st().registry, g, v)
+                .map(|d| json_response(200, &d, &[]))
+                .ok_or_else(|| ApiError::no_route(&req.path));
+        }
         ["api", "v1", rest @ ..] => resource(shared, req, "", "v1", rest),
         ["apis", g, v, rest @ ..] => resource(shared, req, g, v, rest),
         _ => Err(ApiError::no_route(&req.path)),
@@ -114,13 +140,25 @@ fn parse_target(shared: &Shared, group: &str, version: &str, rest: &[&str]) -> A
         _ => (false, rest),
     };
     let not_found = || ApiError::no_route("");
-    if rest.len() >= 3 && rest[0] == "namespaces"
-        && let Some(rt) = reg.get(group, version, rest[2]).filter(|t| t.namespaced) {
-            if rest.len() > 5 { return Err(not_found()); }
-            return Ok(Target { rt, namespace: Some(rest[1].to_string()), name: rest.get(3).map(|s| s.to_string()), sub: rest.get(4).unwrap_or(&"").to_string(), watch_path });
+    if rest.len() >= 3
+        && rest[0] == "namespaces"
+        && let Some(rt) = reg.get(group, version, rest[2]).filter(|t| t.namespaced)
+    {
+        if rest.len() > 5 {
+            return Err(not_found());
         }
+        return Ok(Target {
+            rt,
+            namespace: Some(rest[1].to_string()),
+            name: rest.get(3).map(|s| s.to_string()),
+            sub: rest.get(4).unwrap_or(&"").to_string(),
+            watch_path,
+        });
+    }
     let rt = rest.first().and_then(|p| reg.get(group, version, p)).ok_or_else(not_found)?;
-    if rest.len() > 3 || (rest.len() > 1 && rt.namespaced) { return Err(not_found()); }
+    if rest.len() > 3 || (rest.len() > 1 && rt.namespaced) {
+        return Err(not_found());
+    }
     Ok(Target { rt, namespace: None, name: rest.get(1).map(|s| s.to_string()), sub: rest.get(2).unwrap_or(&"").to_string(), watch_path })
 }
 
@@ -131,7 +169,8 @@ fn decode_body(req: &Request) -> ApiResult<Value> {
     } else if ct.contains("yaml") {
         serde_yaml_ng::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
     } else {
-        serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("Object 'Kind' is missing in '{}': {e}", String::from_utf8_lossy(&req.body))))?
+        serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("Object 'Kind' is missing in '{}': {e}", String::from_utf8_lossy(&req.body))))?
     };
     if !v.is_object() {
         return Err(ApiError::bad_request("the body of the request must be a JSON object"));
@@ -191,7 +230,17 @@ fn resource(shared: &Arc<Shared>, req: &Request, group: &str, version: &str, res
         (&Method::GET, Some(name)) => {
             let o = objects::get(&shared.lock(), &rt, ns, name)?;
             Ok(match wanted(req) {
-                Wanted::Table(inc) => json_response(200, &table::table(&rt, std::slice::from_ref(&o), json!({"resourceVersion": o["metadata"]["resourceVersion"]}), inc, !req.q("includeHeaders").map(|v| v == "false").unwrap_or(false)), &[]),
+                Wanted::Table(inc) => json_response(
+                    200,
+                    &table::table(
+                        &rt,
+                        std::slice::from_ref(&o),
+                        json!({"resourceVersion": o["metadata"]["resourceVersion"]}),
+                        inc,
+                        !req.q("includeHeaders").map(|v| v == "false").unwrap_or(false),
+                    ),
+                    &[],
+                ),
                 Wanted::Metadata => json_response(200, &table::partial_metadata(&o), &[]),
                 Wanted::Plain => json_response(200, &o, &[]),
             })
@@ -216,7 +265,8 @@ fn resource(shared: &Arc<Shared>, req: &Request, group: &str, version: &str, res
         (&Method::PATCH, Some(name)) => {
             let opts = write_opts(req)?;
             let ct = req.header("content-type").to_string();
-            let w = objects::patch(&mut shared.lock(), &rt, ns, name, sub, objects::PatchBody { content_type: &ct, body: &req.body }, &opts)?;
+            let w =
+                objects::patch(&mut shared.lock(), &rt, ns, name, sub, objects::PatchBody { content_type: &ct, body: &req.body }, &opts)?;
             shared.gc_wake.notify_one();
             Ok(written(w))
         }
@@ -232,7 +282,11 @@ fn resource(shared: &Arc<Shared>, req: &Request, group: &str, version: &str, res
 }
 
 fn delete_opts(req: &Request) -> ApiResult<DeleteOpts> {
-    let body: Value = if req.body.is_empty() { json!({}) } else { serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))? };
+    let body: Value = if req.body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
     let mut propagation = body["propagationPolicy"].as_str().map(String::from).or_else(|| req.q("propagationPolicy").map(String::from));
     if propagation.is_none() {
         match body["orphanDependents"].as_bool().or_else(|| req.q("orphanDependents").map(|v| v == "true")) {
@@ -260,46 +314,79 @@ fn list(shared: &Arc<Shared>, req: &Request, rt: &Arc<ResourceType>, ns: Option<
     let st = shared.lock();
     let start_after: Option<(String, String)> = match req.q("continue").filter(|c| !c.is_empty()) {
         Some(c) => {
-            let v: Value = serde_json::from_str(c).map_err(|_| ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"))?;
+            let v: Value = serde_json::from_str(c).map_err(|_| {
+                ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)")
+            })?;
             let rv = v["rv"].as_u64().unwrap_or(0);
             if rv < st.compacted_rv {
-                return Err(ApiError::expired("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."));
+                return Err(ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ));
             }
             Some((v["ns"].as_str().unwrap_or("").into(), v["name"].as_str().unwrap_or("").into()))
         }
         None => None,
     };
-    let all: Vec<Value> = st.objects.get(&rt.storage_key()).map(|m| {
-        m.iter().filter(|(k, _)| ns.map(|n| k.0 == n).unwrap_or(true))
-            .filter(|(k, _)| start_after.as_ref().map(|s| *k > s).unwrap_or(true))
-            .map(|(_, o)| objects::to_served(rt, o.clone()))
-            .filter(|o| labels.matches(o) && fields.matches(o)).collect()
-    }).unwrap_or_default();
+    let all: Vec<Value> = st
+        .objects
+        .get(&rt.storage_key())
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| ns.map(|n| k.0 == n).unwrap_or(true))
+                .filter(|(k, _)| start_after.as_ref().map(|s| *k > s).unwrap_or(true))
+                .map(|(_, o)| objects::to_served(rt, o.clone()))
+                .filter(|o| labels.matches(o) && fields.matches(o))
+                .collect()
+        })
+        .unwrap_or_default();
     let rv = st.rv;
     drop(st);
     let (items, cont, remaining) = match limit {
         Some(l) if all.len() > l => {
             let last = &all[l - 1];
-            let token = json!({"rv": rv, "ns": last["metadata"]["namespace"].as_str().unwrap_or(""), "name": last["metadata"]["name"]}).to_string();
+            let token =
+                json!({"rv": rv, "ns": last["metadata"]["namespace"].as_str().unwrap_or(""), "name": last["metadata"]["name"]}).to_string();
             (all[..l].to_vec(), Some(token), Some(all.len() - l))
         }
         _ => (all, None, None),
     };
     let mut meta = json!({"resourceVersion": rv.to_string()});
-    if let Some(c) = cont { meta["continue"] = json!(c); }
-    if let Some(r) = remaining { meta["remainingItemCount"] = json!(r); }
+    if let Some(c) = cont {
+        meta["continue"] = json!(c);
+    }
+    if let Some(r) = remaining {
+        meta["remainingItemCount"] = json!(r);
+    }
     Ok(match wanted(req) {
-        Wanted::Table(inc) => json_response(200, &table::table(rt, &items, meta, inc, !req.q("includeHeaders").map(|v| v == "false").unwrap_or(false)), &[]),
+        Wanted::Table(inc) => {
+            json_response(200, &table::table(rt, &items, meta, inc, !req.q("includeHeaders").map(|v| v == "false").unwrap_or(false)), &[])
+        }
         Wanted::Metadata => {
             let items: Vec<Value> = items.iter().map(table::partial_metadata).collect();
-            json_response(200, &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}), &[])
+            json_response(
+                200,
+                &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": meta, "items": items}),
+                &[],
+            )
         }
         Wanted::Plain => {
-            let items: Vec<Value> = items.into_iter().map(|mut o| {
-                if rt.is_builtin() && let Some(m) = o.as_object_mut() { m.remove("apiVersion"); m.remove("kind"); }
-                o
-            }).collect();
-            json_response(200, &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": items}), &[])
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|mut o| {
+                    if rt.is_builtin()
+                        && let Some(m) = o.as_object_mut()
+                    {
+                        m.remove("apiVersion");
+                        m.remove("kind");
+                    }
+                    o
+                })
+                .collect();
+            json_response(
+                200,
+                &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": items}),
+                &[],
+            )
         }
     })
 }
@@ -308,20 +395,35 @@ fn delete_collection(shared: &Arc<Shared>, req: &Request, rt: &Arc<ResourceType>
     let (labels, fields) = selectors(req, rt)?;
     let opts = delete_opts(req)?;
     let mut st = shared.lock();
-    let names: Vec<(String, String)> = st.objects.get(&rt.storage_key()).map(|m| {
-        m.iter().filter(|(k, _)| ns.map(|n| k.0 == n).unwrap_or(true))
-            .filter(|(_, o)| { let s = objects::to_served(rt, (*o).clone()); labels.matches(&s) && fields.matches(&s) })
-            .map(|(k, _)| k.clone()).collect()
-    }).unwrap_or_default();
+    let names: Vec<(String, String)> = st
+        .objects
+        .get(&rt.storage_key())
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| ns.map(|n| k.0 == n).unwrap_or(true))
+                .filter(|(_, o)| {
+                    let s = objects::to_served(rt, (*o).clone());
+                    labels.matches(&s) && fields.matches(&s)
+                })
+                .map(|(k, _)| k.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut items = vec![];
     for (n, name) in names {
         let n = if n.is_empty() { None } else { Some(n.as_str()) };
-        if let Ok(w) = objects::delete(&mut st, rt, n, &name, &opts) { items.push(w.object); }
+        if let Ok(w) = objects::delete(&mut st, rt, n, &name, &opts) {
+            items.push(w.object);
+        }
     }
     let rv = st.rv;
     drop(st);
     shared.gc_wake.notify_one();
-    Ok(json_response(200, &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items}), &[]))
+    Ok(json_response(
+        200,
+        &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+        &[],
+    ))
 }
 
 fn watch_request(shared: &Arc<Shared>, req: &Request, t: &Target) -> ApiResult<Response> {
@@ -337,7 +439,10 @@ fn watch_request(shared: &Arc<Shared>, req: &Request, t: &Target) -> ApiResult<R
         labels,
         fields,
         namespace: t.namespace.clone(),
-        table: match wanted(req) { Wanted::Table(i) => Some(i), _ => None },
+        table: match wanted(req) {
+            Wanted::Table(i) => Some(i),
+            _ => None,
+        },
     };
     watch::start(shared.clone(), t.rt.clone(), p)
 }

@@ -26,8 +26,19 @@ struct Entry {
     fields: FieldSet,
 }
 
-const SYSTEM_META: &[&str] = &["name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields",
-    "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "generateName"];
+const SYSTEM_META: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+    "generateName",
+];
 
 fn tracked(path: &[String], subresource: &str, status_split: bool) -> bool {
     match path.first().map(String::as_str) {
@@ -49,7 +60,9 @@ pub fn leaves(v: &Value, prefix: &mut FieldPath, out: &mut FieldSet) {
             }
         }
         _ => {
-            if !prefix.is_empty() { out.insert(prefix.clone()); }
+            if !prefix.is_empty() {
+                out.insert(prefix.clone());
+            }
         }
     }
 }
@@ -67,10 +80,14 @@ pub fn get_path<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
 fn set_path(v: &mut Value, path: &[String], val: Value) {
     let mut cur = v;
     for k in &path[..path.len() - 1] {
-        if !cur.is_object() { *cur = Value::Object(Map::new()); }
+        if !cur.is_object() {
+            *cur = Value::Object(Map::new());
+        }
         cur = cur.as_object_mut().expect("object").entry(k.clone()).or_insert_with(|| Value::Object(Map::new()));
     }
-    if !cur.is_object() { *cur = Value::Object(Map::new()); }
+    if !cur.is_object() {
+        *cur = Value::Object(Map::new());
+    }
     cur.as_object_mut().expect("object").insert(path[path.len() - 1].clone(), val);
 }
 
@@ -82,7 +99,9 @@ fn remove_path(v: &mut Value, path: &[String]) {
             None => return,
         }
     }
-    if let Some(m) = cur.as_object_mut() { m.remove(&path[path.len() - 1]); }
+    if let Some(m) = cur.as_object_mut() {
+        m.remove(&path[path.len() - 1]);
+    }
 }
 
 fn overlaps(a: &[String], b: &[String]) -> bool {
@@ -104,7 +123,9 @@ fn from_fields_v1(v: &Value, prefix: &mut FieldPath, out: &mut FieldSet) {
     let Some(m) = v.as_object() else { return };
     let named: Vec<(&String, &Value)> = m.iter().filter(|(k, _)| k.starts_with("f:")).collect();
     if named.is_empty() {
-        if !prefix.is_empty() { out.insert(prefix.clone()); }
+        if !prefix.is_empty() {
+            out.insert(prefix.clone());
+        }
         return;
     }
     for (k, val) in named {
@@ -115,29 +136,42 @@ fn from_fields_v1(v: &Value, prefix: &mut FieldPath, out: &mut FieldSet) {
 }
 
 fn read_entries(obj: &Value) -> Vec<Entry> {
-    obj["metadata"]["managedFields"].as_array().into_iter().flatten().map(|e| {
-        let mut fields = FieldSet::new();
-        from_fields_v1(&e["fieldsV1"], &mut vec![], &mut fields);
-        Entry {
-            manager: e["manager"].as_str().unwrap_or("").into(),
-            operation: e["operation"].as_str().unwrap_or("Update").into(),
-            api_version: e["apiVersion"].as_str().unwrap_or("").into(),
-            time: e["time"].as_str().unwrap_or("").into(),
-            subresource: e["subresource"].as_str().unwrap_or("").into(),
-            fields,
-        }
-    }).collect()
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let mut fields = FieldSet::new();
+            from_fields_v1(&e["fieldsV1"], &mut vec![], &mut fields);
+            Entry {
+                manager: e["manager"].as_str().unwrap_or("").into(),
+                operation: e["operation"].as_str().unwrap_or("Update").into(),
+                api_version: e["apiVersion"].as_str().unwrap_or("").into(),
+                time: e["time"].as_str().unwrap_or("").into(),
+                subresource: e["subresource"].as_str().unwrap_or("").into(),
+                fields,
+            }
+        })
+        .collect()
 }
 
 fn write_entries(obj: &mut Value, entries: Vec<Entry>) {
-    let list: Vec<Value> = entries.into_iter().filter(|e| !e.fields.is_empty()).map(|e| {
-        let mut v = json!({"manager": e.manager, "operation": e.operation, "apiVersion": e.api_version, "time": e.time,
+    let list: Vec<Value> = entries
+        .into_iter()
+        .filter(|e| !e.fields.is_empty())
+        .map(|e| {
+            let mut v = json!({"manager": e.manager, "operation": e.operation, "apiVersion": e.api_version, "time": e.time,
             "fieldsType": "FieldsV1", "fieldsV1": to_fields_v1(&e.fields)});
-        if !e.subresource.is_empty() { v["subresource"] = json!(e.subresource); }
-        v
-    }).collect();
+            if !e.subresource.is_empty() {
+                v["subresource"] = json!(e.subresource);
+            }
+            v
+        })
+        .collect();
     if list.is_empty() {
-        if let Some(m) = obj["metadata"].as_object_mut() { m.remove("managedFields"); }
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("managedFields");
+        }
     } else {
         obj["metadata"]["managedFields"] = Value::Array(list);
     }
@@ -149,7 +183,10 @@ fn now() -> String {
 
 /// Records an Update by `manager`: it takes the leaves that changed from `old` to `new`.
 pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subresource: &str, status_split: bool) {
-    let mut entries = match old { Some(o) => read_entries(o), None => vec![] };
+    let mut entries = match old {
+        Some(o) => read_entries(o),
+        None => vec![],
+    };
     let null = Value::Null;
     let old_v = old.unwrap_or(&null);
     let new_leaves = tracked_leaves(new, subresource, status_split);
@@ -173,7 +210,14 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, subres
             e.fields.extend(changed);
             e.time = now();
         }
-        None => entries.push(Entry { manager: manager.into(), operation: "Update".into(), api_version, time: now(), subresource: subresource.into(), fields: changed }),
+        None => entries.push(Entry {
+            manager: manager.into(),
+            operation: "Update".into(),
+            api_version,
+            time: now(),
+            subresource: subresource.into(),
+            fields: changed,
+        }),
     }
     write_entries(new, entries);
 }
@@ -204,12 +248,18 @@ fn apply(live: &Value, applied: &Value, a: &Applier<'_>) -> Result<Value, ApiErr
     let applied_set = tracked_leaves(applied, subresource, status_split);
     let mut conflicts: Vec<(String, String, FieldPath)> = vec![];
     for e in entries.iter_mut() {
-        if e.manager == manager && e.operation == "Apply" && e.subresource == subresource { continue; }
+        if e.manager == manager && e.operation == "Apply" && e.subresource == subresource {
+            continue;
+        }
         let mut lost = vec![];
         for p in &e.fields {
             for a in &applied_set {
                 if overlaps(p, a) && get_path(live, a) != get_path(applied, a) {
-                    if force { lost.push(p.clone()); } else { conflicts.push((e.manager.clone(), e.api_version.clone(), a.clone())); }
+                    if force {
+                        lost.push(p.clone());
+                    } else {
+                        conflicts.push((e.manager.clone(), e.api_version.clone(), a.clone()));
+                    }
                 }
             }
         }
@@ -229,15 +279,26 @@ fn apply(live: &Value, applied: &Value, a: &Applier<'_>) -> Result<Value, ApiErr
             s
         };
         let causes: Vec<Value> = conflicts.iter().map(|(m, v, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m:?} using {v}"), "field": fmt_path(p)})).collect();
-        return Err(ApiError { code: 409, reason: "Conflict", message, details: Some(json!({"name": name, "group": group, "kind": plural, "causes": causes})) });
+        return Err(ApiError {
+            code: 409,
+            reason: "Conflict",
+            message,
+            details: Some(json!({"name": name, "group": group, "kind": plural, "causes": causes})),
+        });
     }
     let mut out = live.clone();
-    let previous: FieldSet = entries.iter().find(|e| e.manager == manager && e.operation == "Apply" && e.subresource == subresource)
-        .map(|e| e.fields.clone()).unwrap_or_default();
+    let previous: FieldSet = entries
+        .iter()
+        .find(|e| e.manager == manager && e.operation == "Apply" && e.subresource == subresource)
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
     for p in previous.difference(&applied_set) {
-        let owned_elsewhere = entries.iter().any(|e| !(e.manager == manager && e.operation == "Apply" && e.subresource == subresource)
-            && e.fields.iter().any(|q| overlaps(p, q)));
-        if !owned_elsewhere { remove_path(&mut out, p); }
+        let owned_elsewhere = entries.iter().any(|e| {
+            !(e.manager == manager && e.operation == "Apply" && e.subresource == subresource) && e.fields.iter().any(|q| overlaps(p, q))
+        });
+        if !owned_elsewhere {
+            remove_path(&mut out, p);
+        }
     }
     for p in &applied_set {
         let val = get_path(applied, p).cloned().unwrap_or(Value::Null);
@@ -248,7 +309,14 @@ fn apply(live: &Value, applied: &Value, a: &Applier<'_>) -> Result<Value, ApiErr
     }
     let api_version = applied["apiVersion"].as_str().unwrap_or("").to_string();
     entries.retain(|e| !(e.manager == manager && e.operation == "Apply" && e.subresource == subresource));
-    entries.push(Entry { manager: manager.into(), operation: "Apply".into(), api_version, time: now(), subresource: subresource.into(), fields: applied_set });
+    entries.push(Entry {
+        manager: manager.into(),
+        operation: "Apply".into(),
+        api_version,
+        time: now(),
+        subresource: subresource.into(),
+        fields: applied_set,
+    });
     write_entries(&mut out, entries);
     Ok(out)
 }
@@ -261,7 +329,8 @@ mod tests {
     fn apply_removes_dropped_fields_and_detects_conflicts() {
         let skeleton = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
         let apply = |live: &Value, applied: &Value, manager: &str, force: bool| {
-            Applier { manager, force, subresource: "", status_split: false, group: "", plural: "configmaps", name: "c" }.apply(live, applied)
+            Applier { manager, force, subresource: "", status_split: false, group: "", plural: "configmaps", name: "c" }
+                .apply(live, applied)
         };
         let a1 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "b": "2"}});
         let o1 = apply(&skeleton, &a1, "m1", false).unwrap();

@@ -8,19 +8,24 @@ use serde_json::{Value, json};
 const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
 
 pub(super) fn valid_subdomain(s: &str) -> bool {
-    s.len() <= 253 && !s.is_empty() && s.split('.').all(|l| {
-        !l.is_empty() && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            && !l.starts_with('-') && !l.ends_with('-')
-    })
+    s.len() <= 253
+        && !s.is_empty()
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
 }
-
 
 const QUALIFIED_NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
 fn label_token_ok(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty() && b[0].is_ascii_alphanumeric() && b[b.len() - 1].is_ascii_alphanumeric()
+    !b.is_empty()
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_' || *c == b'.')
 }
 
@@ -37,8 +42,12 @@ fn qualified_name_errors(key: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push("name part must be non-empty".into());
     } else {
-        if name.len() > 63 { errs.push("name part must be no more than 63 characters".into()); }
-        if !label_token_ok(name) { errs.push(QUALIFIED_NAME_MSG.into()); }
+        if name.len() > 63 {
+            errs.push("name part must be no more than 63 characters".into());
+        }
+        if !label_token_ok(name) {
+            errs.push(QUALIFIED_NAME_MSG.into());
+        }
     }
     errs
 }
@@ -47,21 +56,33 @@ fn qualified_name_errors(key: &str) -> Vec<String> {
 fn label_causes(m: &Value, causes: &mut Vec<Cause>) {
     if let Some(labels) = m["labels"].as_object() {
         for (k, v) in labels {
-            for e in qualified_name_errors(k) { causes.push(Cause::invalid("metadata.labels", &json!(k), &e)); }
+            for e in qualified_name_errors(k) {
+                causes.push(Cause::invalid("metadata.labels", &json!(k), &e));
+            }
             if let Some(s) = v.as_str() {
-                if s.len() > 63 { causes.push(Cause::invalid("metadata.labels", v, "must be no more than 63 characters")); }
-                if !s.is_empty() && !label_token_ok(s) { causes.push(Cause::invalid("metadata.labels", v, LABEL_VALUE_MSG)); }
+                if s.len() > 63 {
+                    causes.push(Cause::invalid("metadata.labels", v, "must be no more than 63 characters"));
+                }
+                if !s.is_empty() && !label_token_ok(s) {
+                    causes.push(Cause::invalid("metadata.labels", v, LABEL_VALUE_MSG));
+                }
             }
         }
     }
     if let Some(annotations) = m["annotations"].as_object() {
         let mut total = 0;
         for (k, v) in annotations {
-            for e in qualified_name_errors(&k.to_lowercase()) { causes.push(Cause::invalid("metadata.annotations", &json!(k), &e)); }
+            for e in qualified_name_errors(&k.to_lowercase()) {
+                causes.push(Cause::invalid("metadata.annotations", &json!(k), &e));
+            }
             total += k.len() + v.as_str().map(str::len).unwrap_or(0);
         }
         if total > 256 * 1024 {
-            causes.push(Cause { reason: "FieldValueTooLong".into(), message: "Too long: must have at most 262144 bytes".into(), field: "metadata.annotations".into() });
+            causes.push(Cause {
+                reason: "FieldValueTooLong".into(),
+                message: "Too long: must have at most 262144 bytes".into(),
+                field: "metadata.annotations".into(),
+            });
         }
     }
 }
@@ -89,7 +110,6 @@ pub(super) fn metadata_causes(o: &Value, creating: bool) -> Vec<Cause> {
     }
     causes
 }
-
 
 const DNS1123_LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
 

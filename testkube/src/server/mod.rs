@@ -13,8 +13,8 @@ pub mod managed_fields;
 mod metadata;
 mod objects;
 mod openapi;
-mod protobuf;
 pub mod patch;
+mod protobuf;
 pub mod registry;
 pub mod schema;
 pub mod selector;
@@ -93,7 +93,10 @@ impl TestApiServer {
         let thread = std::thread::Builder::new().name("testkube-apiserver".into()).spawn(move || {
             let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
                 Ok(rt) => rt,
-                Err(e) => { let _ = ready_tx.send(Err(e)); return; }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
             };
             let started = rt.block_on(async { Self::serve(config).await });
             match started {
@@ -101,7 +104,9 @@ impl TestApiServer {
                     let _ = ready_tx.send(Ok((shared, rt.handle().clone())));
                     let _ = stop_rx.recv();
                 }
-                Err(e) => { let _ = ready_tx.send(Err(e)); }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
             }
             rt.shutdown_background();
         })?;
@@ -117,7 +122,12 @@ impl TestApiServer {
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             let o = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
             let rt = state.registry.get("", "v1", "namespaces").expect("namespaces");
-            let opts = objects::WriteOpts { manager: "kube-apiserver".into(), dry_run: false, field_validation: objects::FieldValidation::Ignore, force: false };
+            let opts = objects::WriteOpts {
+                manager: "kube-apiserver".into(),
+                dry_run: false,
+                field_validation: objects::FieldValidation::Ignore,
+                force: false,
+            };
             let _ = objects::create(&mut state, &rt, None, o, &opts);
         }
         let shared = Arc::new(Shared { state: Mutex::new(state), config, gc_wake: Notify::new(), addr, audit: Mutex::new(Vec::new()) });
@@ -128,7 +138,10 @@ impl TestApiServer {
         let gc_shared = shared.clone();
         tokio::spawn(async move {
             loop {
-                let changed = { let mut st = gc_shared.lock(); gc::pass(&mut st) };
+                let changed = {
+                    let mut st = gc_shared.lock();
+                    gc::pass(&mut st)
+                };
                 if !changed {
                     tokio::select! {
                         _ = gc_shared.gc_wake.notified() => {}

@@ -76,17 +76,25 @@ pub(super) fn to_stored(rt: &ResourceType, obj: Value) -> Value {
 
 /// Fetches an object as served by `rt`.
 pub fn get(st: &State, rt: &ResourceType, ns: Option<&str>, name: &str) -> ApiResult<Value> {
-    st.get(&storage(rt), &key(rt, ns, name)).cloned().map(|o| to_served(rt, o))
+    st.get(&storage(rt), &key(rt, ns, name))
+        .cloned()
+        .map(|o| to_served(rt, o))
         .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
 }
 
 fn check_namespace(st: &State, rt: &ResourceType, ns: Option<&str>, name: &str) -> ApiResult<()> {
-    if !rt.namespaced { return Ok(()); }
+    if !rt.namespaced {
+        return Ok(());
+    }
     let ns = ns.unwrap_or("");
     match st.get("/namespaces", &(String::new(), ns.to_string())) {
         None => Err(ApiError::not_found("", "namespaces", ns)),
-        Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => Err(ApiError::forbidden(&rt.group, &rt.plural, name,
-            &format!("unable to create new content in namespace {ns} because it is being terminated"))),
+        Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => Err(ApiError::forbidden(
+            &rt.group,
+            &rt.plural,
+            name,
+            &format!("unable to create new content in namespace {ns} because it is being terminated"),
+        )),
         _ => Ok(()),
     }
 }
@@ -95,7 +103,10 @@ fn check_type(rt: &ResourceType, body: &Value) -> ApiResult<()> {
     let av = body["apiVersion"].as_str().unwrap_or("");
     let kind = body["kind"].as_str().unwrap_or("");
     if (!av.is_empty() && av != rt.api_version()) || (!kind.is_empty() && kind != rt.kind) {
-        return Err(ApiError::bad_request(format!("the API version in the data ({av}) does not match the expected API version ({})", rt.api_version())));
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            rt.api_version()
+        )));
     }
     if !body.is_object() || (!body["metadata"].is_null() && !body["metadata"].is_object()) {
         return Err(ApiError::bad_request("Object 'metadata' is missing or invalid"));
@@ -109,7 +120,9 @@ fn spec_part(rt: &ResourceType, o: &Value) -> Value {
         m.remove("metadata");
         m.remove("apiVersion");
         m.remove("kind");
-        if rt.status_subresource { m.remove("status"); }
+        if rt.status_subresource {
+            m.remove("status");
+        }
     }
     c
 }
@@ -120,7 +133,9 @@ fn comparable(o: &Value) -> Value {
         m.remove("resourceVersion");
         if let Some(entries) = m.get_mut("managedFields").and_then(Value::as_array_mut) {
             for e in entries.iter_mut() {
-                if let Some(e) = e.as_object_mut() { e.remove("time"); }
+                if let Some(e) = e.as_object_mut() {
+                    e.remove("time");
+                }
             }
         }
     }
@@ -155,7 +170,12 @@ fn admit(st: &State, rt: &ResourceType, old: Option<&Value>, obj: &mut Value, op
             match opts.field_validation {
                 FieldValidation::Strict => {
                     let list: Vec<String> = pruned.iter().map(|p| format!("unknown field {p:?}")).collect();
-                    return Err(ApiError::bad_request(format!("{kind} in version {:?} cannot be handled as a {kind}: strict decoding error: {}", rt.version, list.join(", "), kind = rt.kind)));
+                    return Err(ApiError::bad_request(format!(
+                        "{kind} in version {:?} cannot be handled as a {kind}: strict decoding error: {}",
+                        rt.version,
+                        list.join(", "),
+                        kind = rt.kind
+                    )));
                 }
                 FieldValidation::Warn => warnings.extend(pruned.iter().map(|p| format!("unknown field {p:?}"))),
                 FieldValidation::Ignore => {}
@@ -176,14 +196,18 @@ fn admit(st: &State, rt: &ResourceType, old: Option<&Value>, obj: &mut Value, op
         }
     }
     if let Some(old) = old
-        && !old["metadata"]["deletionTimestamp"].is_null() {
-            let before: Vec<&Value> = old["metadata"]["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
-            for f in obj["metadata"]["finalizers"].as_array().into_iter().flatten() {
-                if !before.contains(&f) {
-                    causes.push(Cause::forbidden("metadata.finalizers", &format!("no new finalizers can be added if the object is being deleted, found new finalizers []string{{{f}}}")));
-                }
+        && !old["metadata"]["deletionTimestamp"].is_null()
+    {
+        let before: Vec<&Value> = old["metadata"]["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        for f in obj["metadata"]["finalizers"].as_array().into_iter().flatten() {
+            if !before.contains(&f) {
+                causes.push(Cause::forbidden(
+                    "metadata.finalizers",
+                    &format!("no new finalizers can be added if the object is being deleted, found new finalizers []string{{{f}}}"),
+                ));
             }
         }
+    }
     if !causes.is_empty() {
         return Err(ApiError::invalid(&rt.group, &rt.kind, &name, causes));
     }
@@ -200,9 +224,10 @@ fn commit(st: &mut State, rt: &ResourceType, old: Option<&Value>, mut obj: Value
         return Err(ApiError::too_large("etcdserver: request is too large"));
     }
     if let Some(old) = old
-        && comparable(old) == comparable(&obj) {
-            return Ok(to_served(rt, old.clone()));
-        }
+        && comparable(old) == comparable(&obj)
+    {
+        return Ok(to_served(rt, old.clone()));
+    }
     if rt.plural == "customresourcedefinitions" {
         crd::set_status(&mut obj);
     }
@@ -237,31 +262,46 @@ pub fn create(st: &mut State, rt: &ResourceType, ns: Option<&str>, mut body: Val
     check_type(rt, &body)?;
     body["apiVersion"] = json!(rt.api_version());
     body["kind"] = json!(rt.kind);
-    if body["metadata"].is_null() { body["metadata"] = json!({}); }
+    if body["metadata"].is_null() {
+        body["metadata"] = json!({});
+    }
     let meta = body["metadata"].as_object_mut().expect("metadata object");
     if rt.namespaced {
         let ns = ns.unwrap_or("");
         match meta.get("namespace").and_then(Value::as_str) {
-            Some(n) if !n.is_empty() && n != ns => return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request")),
-            _ => { meta.insert("namespace".into(), json!(ns)); }
+            Some(n) if !n.is_empty() && n != ns => {
+                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+            }
+            _ => {
+                meta.insert("namespace".into(), json!(ns));
+            }
         }
     } else {
         meta.remove("namespace");
     }
     if meta.get("name").and_then(Value::as_str).unwrap_or("").is_empty()
-        && let Some(g) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
-            let n = format!("{g}{}", random_suffix());
-            meta.insert("name".into(), json!(n));
-        }
+        && let Some(g) = meta.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty())
+    {
+        let n = format!("{g}{}", random_suffix());
+        meta.insert("name".into(), json!(n));
+    }
     let name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
     for k in ["uid", "resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
         meta.remove(k);
     }
     meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
     meta.insert("creationTimestamp".into(), json!(now()));
-    if rt.has_generation || rt.custom.is_some() { meta.insert("generation".into(), json!(1)); } else { meta.remove("generation"); }
-    if rt.status_subresource && rt.plural != "namespaces"
-        && let Some(m) = body.as_object_mut() { m.remove("status"); }
+    if rt.has_generation || rt.custom.is_some() {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    if rt.status_subresource
+        && rt.plural != "namespaces"
+        && let Some(m) = body.as_object_mut()
+    {
+        m.remove("status");
+    }
     if rt.plural == "namespaces" {
         body["spec"] = json!({"finalizers": ["kubernetes"]});
         body["status"] = json!({"phase": "Active"});
@@ -289,23 +329,31 @@ fn merge_for_update(rt: &ResourceType, old: &Value, requested: Value, sub: &str)
     let mut new = if sub == "status" {
         let mut n = old.clone();
         n["status"] = requested.get("status").cloned().unwrap_or(Value::Null);
-        if n["status"].is_null() { n.as_object_mut().map(|m| m.remove("status")); }
+        if n["status"].is_null() {
+            n.as_object_mut().map(|m| m.remove("status"));
+        }
         n
     } else {
         let mut n = requested;
         if rt.status_subresource {
             match old.get("status") {
                 Some(s) => n["status"] = s.clone(),
-                None => { n.as_object_mut().map(|m| m.remove("status")); }
+                None => {
+                    n.as_object_mut().map(|m| m.remove("status"));
+                }
             }
         }
         n
     };
-    if new["metadata"].is_null() || !new["metadata"].is_object() { new["metadata"] = json!({}); }
+    if new["metadata"].is_null() || !new["metadata"].is_object() {
+        new["metadata"] = json!({});
+    }
     for k in ["uid", "creationTimestamp", "name", "namespace", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
         match old["metadata"].get(k) {
             Some(v) => new["metadata"][k] = v.clone(),
-            None => { new["metadata"].as_object_mut().map(|m| m.remove(k)); }
+            None => {
+                new["metadata"].as_object_mut().map(|m| m.remove(k));
+            }
         }
     }
     new["apiVersion"] = old["apiVersion"].clone();
@@ -319,32 +367,52 @@ fn merge_for_update(rt: &ResourceType, old: &Value, requested: Value, sub: &str)
 }
 
 pub(super) fn stored_old(st: &State, rt: &ResourceType, ns: Option<&str>, name: &str) -> ApiResult<Value> {
-    st.get(&storage(rt), &key(rt, ns, name)).cloned().map(|o| to_served(rt, o))
+    st.get(&storage(rt), &key(rt, ns, name))
+        .cloned()
+        .map(|o| to_served(rt, o))
         .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))
 }
 
-pub fn update(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, sub: &str, mut body: Value, opts: &WriteOpts) -> ApiResult<Written> {
+pub fn update(
+    st: &mut State,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    sub: &str,
+    mut body: Value,
+    opts: &WriteOpts,
+) -> ApiResult<Written> {
     check_type(rt, &body)?;
     let old = stored_old(st, rt, ns, name)?;
     if let Some(n) = body["metadata"]["name"].as_str()
-        && n != name {
-            return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
-        }
+        && n != name
+    {
+        return Err(ApiError::bad_request(format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+    }
     match body["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
         Some(rv) if Some(rv) != old["metadata"]["resourceVersion"].as_str() => return Err(ApiError::stale(&rt.group, &rt.plural, name)),
         Some(_) => {}
         None if rt.custom.is_some() || rt.plural == "customresourcedefinitions" => {
-            return Err(ApiError::invalid(&rt.group, &rt.kind, name, vec![Cause::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")]));
+            return Err(ApiError::invalid(
+                &rt.group,
+                &rt.kind,
+                name,
+                vec![Cause::invalid("metadata.resourceVersion", &json!(0), "must be specified for an update")],
+            ));
         }
         None => {}
     }
     let client_managed = body["metadata"].get("managedFields").cloned();
-    if body["metadata"].is_object() { body["metadata"].as_object_mut().map(|m| m.remove("managedFields")); }
+    if body["metadata"].is_object() {
+        body["metadata"].as_object_mut().map(|m| m.remove("managedFields"));
+    }
     let mut new = merge_for_update(rt, &old, body, sub);
     new["metadata"]["managedFields"] = old["metadata"]["managedFields"].clone();
     let warnings = admit(st, rt, Some(&old), &mut new, opts)?;
     match client_managed {
-        Some(Value::Array(a)) if a.is_empty() => { new["metadata"].as_object_mut().map(|m| m.remove("managedFields")); }
+        Some(Value::Array(a)) if a.is_empty() => {
+            new["metadata"].as_object_mut().map(|m| m.remove("managedFields"));
+        }
         _ => managed_fields::record_update(Some(&old), &mut new, &opts.manager, sub, rt.status_subresource),
     }
     let object = commit(st, rt, Some(&old), new, opts)?;
@@ -357,7 +425,15 @@ pub struct PatchBody<'a> {
     pub body: &'a [u8],
 }
 
-pub fn patch(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, sub: &str, request: PatchBody<'_>, opts: &WriteOpts) -> ApiResult<Written> {
+pub fn patch(
+    st: &mut State,
+    rt: &ResourceType,
+    ns: Option<&str>,
+    name: &str,
+    sub: &str,
+    request: PatchBody<'_>,
+    opts: &WriteOpts,
+) -> ApiResult<Written> {
     let PatchBody { content_type, body } = request;
     let kind = PatchType::from_content_type(content_type, rt.is_builtin())?;
     let existing = st.get(&storage(rt), &key(rt, ns, name)).cloned().map(|o| to_served(rt, o));
@@ -374,21 +450,33 @@ pub fn patch(st: &mut State, rt: &ResourceType, ns: Option<&str>, name: &str, su
             return Err(ApiError::bad_request("metadata.managedFields must be nil"));
         }
         let mut skeleton = json!({"apiVersion": rt.api_version(), "kind": rt.kind, "metadata": {"name": name}});
-        if rt.namespaced { skeleton["metadata"]["namespace"] = json!(ns.unwrap_or("")); }
+        if rt.namespaced {
+            skeleton["metadata"]["namespace"] = json!(ns.unwrap_or(""));
+        }
         let live = existing.clone().unwrap_or(skeleton);
         let applier = managed_fields::Applier {
-            manager: &opts.manager, force: opts.force, subresource: sub, status_split: rt.status_subresource,
-            group: &rt.group, plural: &rt.plural, name,
+            manager: &opts.manager,
+            force: opts.force,
+            subresource: sub,
+            status_split: rt.status_subresource,
+            group: &rt.group,
+            plural: &rt.plural,
+            name,
         };
         let merged = applier.apply(&live, &applied)?;
         return match existing {
             None => {
-                if !sub.is_empty() { return Err(ApiError::not_found(&rt.group, &rt.plural, name)); }
+                if !sub.is_empty() {
+                    return Err(ApiError::not_found(&rt.group, &rt.plural, name));
+                }
                 create(st, rt, ns, merged, opts).map(|w| Written { code: 201, ..w })
             }
             Some(old) => {
                 if let Some(rv) = applied["metadata"]["resourceVersion"].as_str()
-                    && Some(rv) != old["metadata"]["resourceVersion"].as_str() { return Err(ApiError::stale(&rt.group, &rt.plural, name)); }
+                    && Some(rv) != old["metadata"]["resourceVersion"].as_str()
+                {
+                    return Err(ApiError::stale(&rt.group, &rt.plural, name));
+                }
                 let mut new = merge_for_update(rt, &old, merged.clone(), sub);
                 new["metadata"]["managedFields"] = merged["metadata"]["managedFields"].clone();
                 let warnings = admit(st, rt, Some(&old), &mut new, opts)?;

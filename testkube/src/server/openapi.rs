@@ -56,14 +56,24 @@ fn operation(t: &ResourceType, verb: &str) -> Value {
 /// `/openapi/v3/api/v1`, `/openapi/v3/apis/GROUP/VERSION`.
 pub fn document(reg: &Registry, group: &str, version: &str) -> Option<Value> {
     let types: Vec<_> = reg.types.values().filter(|t| t.group == group && t.version == version).collect();
-    if types.is_empty() { return None; }
+    if types.is_empty() {
+        return None;
+    }
     let mut paths = Map::new();
     let mut schemas = Map::new();
     for t in types {
         let base = format!("/{}", gv_path(group, version));
-        let item = if t.namespaced { format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural) } else { format!("{base}/{}/{{name}}", t.plural) };
+        let item = if t.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
+        } else {
+            format!("{base}/{}/{{name}}", t.plural)
+        };
         paths.insert(item, json!({"get": operation(t, "get"), "put": operation(t, "put"), "patch": operation(t, "patch"), "delete": operation(t, "delete")}));
-        let mut schema = t.custom.as_ref().and_then(|c| c.schema.clone()).unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+        let mut schema = t
+            .custom
+            .as_ref()
+            .and_then(|c| c.schema.clone())
+            .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
         if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
             props.entry("apiVersion").or_insert(json!({"type": "string"}));
             props.entry("kind").or_insert(json!({"type": "string"}));

@@ -14,7 +14,12 @@ pub enum PatchType {
 }
 
 pub const ACCEPTED_CR: &[&str] = &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"];
-pub const ACCEPTED_BUILTIN: &[&str] = &["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json", "application/apply-patch+yaml"];
+pub const ACCEPTED_BUILTIN: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+];
 
 impl PatchType {
     pub fn from_content_type(ct: &str, builtin: bool) -> ApiResult<Self> {
@@ -46,8 +51,14 @@ pub fn apply_patch(target: &Value, kind: PatchType, body: &[u8]) -> ApiResult<Va
             strategic_merge(&mut doc, &p);
         }
         PatchType::Json => {
-            let p: json_patch::Patch = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            json_patch::patch(&mut doc, &p).map_err(|e| ApiError { code: 422, reason: "Invalid", message: e.to_string(), details: None })?;
+            let p: json_patch::Patch =
+                serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
+            json_patch::patch(&mut doc, &p).map_err(|e| ApiError {
+                code: 422,
+                reason: "Invalid",
+                message: e.to_string(),
+                details: None,
+            })?;
         }
         PatchType::Apply => unreachable!("apply patches go through server-side apply"),
     }
@@ -90,7 +101,9 @@ fn strategic_merge(doc: &mut Value, patch: &Value) {
         }
         let order = p.get(&format!("$setElementOrder/{k}")).and_then(Value::as_array);
         match (v, order) {
-            (Value::Null, _) => { d.remove(k); }
+            (Value::Null, _) => {
+                d.remove(k);
+            }
             (Value::Object(_), _) => strategic_merge(d.entry(k.clone()).or_insert(Value::Null), v),
             (Value::Array(items), Some(order)) => {
                 let mut cur = d.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
@@ -100,7 +113,9 @@ fn strategic_merge(doc: &mut Value, patch: &Value) {
                             let id = &it[&key];
                             let deleting = it.get("$patch").and_then(Value::as_str) == Some("delete");
                             match cur.iter().position(|c| &c[&key] == id) {
-                                Some(i) if deleting => { cur.remove(i); }
+                                Some(i) if deleting => {
+                                    cur.remove(i);
+                                }
                                 Some(i) => strategic_merge(&mut cur[i], it),
                                 None if !deleting => {
                                     let mut fresh = Value::Null;
@@ -115,21 +130,27 @@ fn strategic_merge(doc: &mut Value, patch: &Value) {
                     }
                     None => {
                         for it in items {
-                            if !cur.contains(it) { cur.push(it.clone()); }
+                            if !cur.contains(it) {
+                                cur.push(it.clone());
+                            }
                         }
                         cur.sort_by_key(|c| order.iter().position(|o| o == c).unwrap_or(usize::MAX));
                     }
                 }
                 d.insert(k.clone(), Value::Array(cur));
             }
-            _ => { d.insert(k.clone(), strip_directives(v)); }
+            _ => {
+                d.insert(k.clone(), strip_directives(v));
+            }
         }
     }
 }
 
 fn strip_directives(v: &Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip_directives(v))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().filter(|(k, _)| !k.starts_with('$')).map(|(k, v)| (k.clone(), strip_directives(v))).collect())
+        }
         Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
         other => other.clone(),
     }
@@ -143,7 +164,8 @@ mod tests {
     #[test]
     fn strategic_merges_named_lists() {
         let doc = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]}});
-        let p = json!({"spec": {"containers": [{"name": "b", "image": "z"}], "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}]}});
+        let p =
+            json!({"spec": {"containers": [{"name": "b", "image": "z"}], "$setElementOrder/containers": [{"name": "a"}, {"name": "b"}]}});
         let out = apply_patch(&doc, PatchType::Strategic, p.to_string().as_bytes()).unwrap();
         assert_eq!(out["spec"]["containers"], json!([{"name": "a", "image": "x"}, {"name": "b", "image": "z"}]));
     }

@@ -23,19 +23,45 @@ enum Kind {
     Skip,
 }
 
-const OWNER_REF: &[(u64, &str, Kind)] = &[(1, "kind", Kind::Str), (3, "name", Kind::Str), (4, "uid", Kind::Str), (5, "apiVersion", Kind::Str), (6, "controller", Kind::Bool), (7, "blockOwnerDeletion", Kind::Bool)];
-const OBJECT_META: &[(u64, &str, Kind)] = &[
-    (1, "name", Kind::Str), (2, "generateName", Kind::Str), (3, "namespace", Kind::Str), (5, "uid", Kind::Str),
-    (6, "resourceVersion", Kind::Str), (7, "generation", Kind::Int), (8, "creationTimestamp", Kind::Skip), (9, "deletionTimestamp", Kind::Skip),
-    (10, "deletionGracePeriodSeconds", Kind::Int), (11, "labels", Kind::MapStr), (12, "annotations", Kind::MapStr),
-    (13, "ownerReferences", Kind::RepMsg(OWNER_REF)), (14, "finalizers", Kind::RepStr), (17, "managedFields", Kind::Skip),
+const OWNER_REF: &[(u64, &str, Kind)] = &[
+    (1, "kind", Kind::Str),
+    (3, "name", Kind::Str),
+    (4, "uid", Kind::Str),
+    (5, "apiVersion", Kind::Str),
+    (6, "controller", Kind::Bool),
+    (7, "blockOwnerDeletion", Kind::Bool),
 ];
-const SECRET: &[(u64, &str, Kind)] = &[(1, "metadata", Kind::Msg(OBJECT_META)), (2, "data", Kind::MapBytes), (3, "type", Kind::Str), (4, "stringData", Kind::MapStr), (5, "immutable", Kind::Bool)];
-const CONFIG_MAP: &[(u64, &str, Kind)] = &[(1, "metadata", Kind::Msg(OBJECT_META)), (2, "data", Kind::MapStr), (3, "binaryData", Kind::MapBytes), (4, "immutable", Kind::Bool)];
+const OBJECT_META: &[(u64, &str, Kind)] = &[
+    (1, "name", Kind::Str),
+    (2, "generateName", Kind::Str),
+    (3, "namespace", Kind::Str),
+    (5, "uid", Kind::Str),
+    (6, "resourceVersion", Kind::Str),
+    (7, "generation", Kind::Int),
+    (8, "creationTimestamp", Kind::Skip),
+    (9, "deletionTimestamp", Kind::Skip),
+    (10, "deletionGracePeriodSeconds", Kind::Int),
+    (11, "labels", Kind::MapStr),
+    (12, "annotations", Kind::MapStr),
+    (13, "ownerReferences", Kind::RepMsg(OWNER_REF)),
+    (14, "finalizers", Kind::RepStr),
+    (17, "managedFields", Kind::Skip),
+];
+const SECRET: &[(u64, &str, Kind)] = &[
+    (1, "metadata", Kind::Msg(OBJECT_META)),
+    (2, "data", Kind::MapBytes),
+    (3, "type", Kind::Str),
+    (4, "stringData", Kind::MapStr),
+    (5, "immutable", Kind::Bool),
+];
+const CONFIG_MAP: &[(u64, &str, Kind)] =
+    &[(1, "metadata", Kind::Msg(OBJECT_META)), (2, "data", Kind::MapStr), (3, "binaryData", Kind::MapBytes), (4, "immutable", Kind::Bool)];
 const NAMESPACE_SPEC: &[(u64, &str, Kind)] = &[(1, "finalizers", Kind::RepStr)];
-const NAMESPACE: &[(u64, &str, Kind)] = &[(1, "metadata", Kind::Msg(OBJECT_META)), (2, "spec", Kind::Msg(NAMESPACE_SPEC)), (3, "status", Kind::Skip)];
+const NAMESPACE: &[(u64, &str, Kind)] =
+    &[(1, "metadata", Kind::Msg(OBJECT_META)), (2, "spec", Kind::Msg(NAMESPACE_SPEC)), (3, "status", Kind::Skip)];
 const TYPE_META: &[(u64, &str, Kind)] = &[(1, "apiVersion", Kind::Str), (2, "kind", Kind::Str)];
-const UNKNOWN: &[(u64, &str, Kind)] = &[(1, "typeMeta", Kind::Msg(TYPE_META)), (2, "raw", Kind::Bytes), (3, "contentEncoding", Kind::Str), (4, "contentType", Kind::Str)];
+const UNKNOWN: &[(u64, &str, Kind)] =
+    &[(1, "typeMeta", Kind::Msg(TYPE_META)), (2, "raw", Kind::Bytes), (3, "contentEncoding", Kind::Str), (4, "contentType", Kind::Str)];
 
 struct Reader<'a> {
     buf: &'a [u8],
@@ -53,7 +79,9 @@ impl<'a> Reader<'a> {
             let b = *self.buf.get(self.pos).ok_or_else(bad)?;
             self.pos += 1;
             v |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 { return Ok(v); }
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
         }
         Err(bad())
     }
@@ -66,13 +94,19 @@ impl<'a> Reader<'a> {
     }
     fn skip(&mut self, wire: u64) -> ApiResult<()> {
         match wire {
-            0 => { self.varint()?; }
+            0 => {
+                self.varint()?;
+            }
             1 => self.pos += 8,
-            2 => { self.bytes()?; }
+            2 => {
+                self.bytes()?;
+            }
             5 => self.pos += 4,
             _ => return Err(bad()),
         }
-        if self.pos > self.buf.len() { return Err(bad()); }
+        if self.pos > self.buf.len() {
+            return Err(bad());
+        }
         Ok(())
     }
 }
@@ -104,19 +138,30 @@ fn message(b: &[u8], fields: &[(u64, &str, Kind)]) -> ApiResult<Value> {
     while r.pos < r.buf.len() {
         let tag = r.varint()?;
         let (num, wire) = (tag >> 3, tag & 7);
-        let Some((_, name, kind)) = fields.iter().find(|f| f.0 == num) else { r.skip(wire)?; continue };
+        let Some((_, name, kind)) = fields.iter().find(|f| f.0 == num) else {
+            r.skip(wire)?;
+            continue;
+        };
         let name = name.to_string();
         match (*kind, wire) {
             (Kind::Str, 2) => {
                 // Go's omitempty: an empty string is an unset field in JSON
                 let t = text(r.bytes()?)?;
-                if !t.is_empty() { out.insert(name, json!(t)); }
+                if !t.is_empty() {
+                    out.insert(name, json!(t));
+                }
             }
-            (Kind::Bytes, 2) => { out.insert(name, json!(base64::engine::general_purpose::STANDARD.encode(r.bytes()?))); }
-            (Kind::Bool, 0) => { out.insert(name, json!(r.varint()? != 0)); }
+            (Kind::Bytes, 2) => {
+                out.insert(name, json!(base64::engine::general_purpose::STANDARD.encode(r.bytes()?)));
+            }
+            (Kind::Bool, 0) => {
+                out.insert(name, json!(r.varint()? != 0));
+            }
             (Kind::Int, 0) => {
                 let n = r.varint()? as i64;
-                if n != 0 { out.insert(name, json!(n)); }
+                if n != 0 {
+                    out.insert(name, json!(n));
+                }
             }
             (Kind::RepStr, 2) => {
                 let s = text(r.bytes()?)?;
@@ -126,7 +171,9 @@ fn message(b: &[u8], fields: &[(u64, &str, Kind)]) -> ApiResult<Value> {
                 let (k, v) = map_entry(r.bytes()?, matches!(kind, Kind::MapBytes))?;
                 out.entry(name).or_insert_with(|| json!({})).as_object_mut().ok_or_else(bad)?.insert(k, v);
             }
-            (Kind::Msg(sub), 2) => { out.insert(name, message(r.bytes()?, sub)?); }
+            (Kind::Msg(sub), 2) => {
+                out.insert(name, message(r.bytes()?, sub)?);
+            }
             (Kind::RepMsg(sub), 2) => {
                 let m = message(r.bytes()?, sub)?;
                 out.entry(name).or_insert_with(|| json!([])).as_array_mut().ok_or_else(bad)?.push(m);

@@ -54,7 +54,9 @@ impl ResourceType {
     }
     /// Objects of every version of a resource share one storage (events of both groups too).
     pub fn storage_key(&self) -> String {
-        if self.plural == "events" { return "/events".into(); }
+        if self.plural == "events" {
+            return "/events".into();
+        }
         format!("{}/{}", self.group, self.plural)
     }
     pub fn verbs(&self) -> Vec<&'static str> {
@@ -92,7 +94,15 @@ pub fn builtins() -> Vec<ResourceType> {
         builtin("", "v1", "Event", "events", true, &["ev"], BuiltinTable::Event),
         builtin("events.k8s.io", "v1", "Event", "events", true, &["ev"], BuiltinTable::Event),
         builtin("coordination.k8s.io", "v1", "Lease", "leases", true, &[], BuiltinTable::Lease),
-        builtin("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, &["crd", "crds"], BuiltinTable::Crd),
+        builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+            BuiltinTable::Crd,
+        ),
         builtin("batch", "v1", "Job", "jobs", true, &[], BuiltinTable::Job),
     ];
     for r in v.iter_mut() {
@@ -143,7 +153,9 @@ impl Registry {
         let mut out = BTreeMap::new();
         for t in self.types.values() {
             // prefer the core group for events
-            if t.group == "events.k8s.io" { continue; }
+            if t.group == "events.k8s.io" {
+                continue;
+            }
             out.entry(t.storage_key()).or_insert_with(|| t.clone());
         }
         out
@@ -156,7 +168,9 @@ impl Registry {
         let mut g: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for t in self.types.values() {
             let e = g.entry(t.group.clone()).or_default();
-            if !e.contains(&t.version) { e.push(t.version.clone()); }
+            if !e.contains(&t.version) {
+                e.push(t.version.clone());
+            }
         }
         g
     }

@@ -39,21 +39,34 @@ pub fn structural_errors(schema: &Value, path: &str) -> Vec<Cause> {
         }
     }
     if let Some(meta) = schema["properties"].get("metadata") {
-        let only_names = meta.as_object().map(|m| {
-            m.keys().all(|k| k == "type" || k == "properties" || k == "description")
-                && meta["properties"].as_object().map(|p| p.keys().all(|k| k == "name" || k == "generateName")).unwrap_or(true)
-        }).unwrap_or(false);
+        let only_names = meta
+            .as_object()
+            .map(|m| {
+                m.keys().all(|k| k == "type" || k == "properties" || k == "description")
+                    && meta["properties"].as_object().map(|p| p.keys().all(|k| k == "name" || k == "generateName")).unwrap_or(true)
+            })
+            .unwrap_or(false);
         if !only_names {
-            errs.push(Cause::forbidden(&format!("{path}.properties[metadata]"),
-                "must not specify anything other than name and generateName, but metadata is implicitly specified"));
+            errs.push(Cause::forbidden(
+                &format!("{path}.properties[metadata]"),
+                "must not specify anything other than name and generateName, but metadata is implicitly specified",
+            ));
         }
     }
     check_node(schema, path, false, &mut errs);
     errs
 }
 
-const VALUE_VALIDATION_FORBIDDEN: &[&str] = &["type", "default", "nullable", "additionalProperties", "x-kubernetes-preserve-unknown-fields",
-    "x-kubernetes-embedded-resource", "x-kubernetes-int-or-string", "description"];
+const VALUE_VALIDATION_FORBIDDEN: &[&str] = &[
+    "type",
+    "default",
+    "nullable",
+    "additionalProperties",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-embedded-resource",
+    "x-kubernetes-int-or-string",
+    "description",
+];
 
 fn check_node(s: &Value, path: &str, in_value_validation: bool, errs: &mut Vec<Cause>) {
     let Some(obj) = s.as_object() else {
@@ -67,15 +80,22 @@ fn check_node(s: &Value, path: &str, in_value_validation: bool, errs: &mut Vec<C
             }
         }
     } else if !obj.contains_key("type") && !int_or_string(s) && !preserves(s) {
-        let detail = if obj.contains_key("properties") { "must not be empty for specified object fields" }
-            else if obj.contains_key("items") { "must not be empty for specified array items" }
-            else { "must not be empty for specified fields" };
+        let detail = if obj.contains_key("properties") {
+            "must not be empty for specified object fields"
+        } else if obj.contains_key("items") {
+            "must not be empty for specified array items"
+        } else {
+            "must not be empty for specified fields"
+        };
         errs.push(Cause::required(&format!("{path}.type"), detail));
     }
     if let Some(t) = obj.get("type").and_then(Value::as_str) {
         if !["object", "array", "string", "integer", "number", "boolean"].contains(&t) {
-            errs.push(Cause::not_supported(&format!("{path}.type"), &obj["type"],
-                &["array", "boolean", "integer", "number", "object", "string"].map(|x| Value::String(x.into()))));
+            errs.push(Cause::not_supported(
+                &format!("{path}.type"),
+                &obj["type"],
+                &["array", "boolean", "integer", "number", "object", "string"].map(|x| Value::String(x.into())),
+            ));
         }
         if t == "array" && !obj.contains_key("items") && !in_value_validation {
             errs.push(Cause::required(&format!("{path}.items"), "must be specified"));
@@ -126,10 +146,9 @@ pub fn apply_defaults(v: &mut Value, schema: &Value) {
                         Some(Value::Null) => ps["nullable"] != Value::Bool(true),
                         _ => false,
                     };
-                    if missing
-                        && let Some(d) = ps.get("default") {
-                            map.insert(k.clone(), d.clone());
-                        }
+                    if missing && let Some(d) = ps.get("default") {
+                        map.insert(k.clone(), d.clone());
+                    }
                     if let Some(val) = map.get_mut(k) {
                         apply_defaults(val, ps);
                     }
@@ -141,12 +160,11 @@ pub fn apply_defaults(v: &mut Value, schema: &Value) {
                 }
             }
         }
-        Value::Array(items)
-            if schema["items"].is_object() => {
-                for it in items {
-                    apply_defaults(it, &schema["items"]);
-                }
+        Value::Array(items) if schema["items"].is_object() => {
+            for it in items {
+                apply_defaults(it, &schema["items"]);
             }
+        }
         _ => {}
     }
 }
@@ -169,21 +187,24 @@ pub fn prune(v: &mut Value, schema: &Value, path: &str, root: bool, pruned: &mut
                 }
                 let p = child(path, &k);
                 if let Some(ps) = props.and_then(|p| p.get(&k)) {
-                    if let Some(val) = map.get_mut(&k) { prune(val, ps, &p, false, pruned); }
+                    if let Some(val) = map.get_mut(&k) {
+                        prune(val, ps, &p, false, pruned);
+                    }
                 } else if let Some(ad) = addl {
-                    if let Some(val) = map.get_mut(&k) { prune(val, ad, &p, false, pruned); }
+                    if let Some(val) = map.get_mut(&k) {
+                        prune(val, ad, &p, false, pruned);
+                    }
                 } else if !keep_all {
                     map.remove(&k);
                     pruned.push(p);
                 }
             }
         }
-        Value::Array(items)
-            if schema["items"].is_object() => {
-                for (i, it) in items.iter_mut().enumerate() {
-                    prune(it, &schema["items"], &format!("{path}[{i}]"), false, pruned);
-                }
+        Value::Array(items) if schema["items"].is_object() => {
+            for (i, it) in items.iter_mut().enumerate() {
+                prune(it, &schema["items"], &format!("{path}[{i}]"), false, pruned);
             }
+        }
         _ => {}
     }
 }
@@ -194,7 +215,13 @@ fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
-        Value::Number(n) => if n.is_i64() || n.is_u64() { "integer" } else { "number" },
+        Value::Number(n) => {
+            if n.is_i64() || n.is_u64() {
+                "integer"
+            } else {
+                "number"
+            }
+        }
         Value::String(_) => "string",
         Value::Array(_) => "array",
         Value::Object(_) => "object",
@@ -240,7 +267,9 @@ fn num(v: &Value) -> f64 {
 pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<Cause>) {
     let shown = if path.is_empty() { "body".to_string() } else { path.to_string() };
     if v.is_null() {
-        if schema["nullable"] == Value::Bool(true) { return; }
+        if schema["nullable"] == Value::Bool(true) {
+            return;
+        }
         if let Some(t) = schema["type"].as_str() {
             errs.push(Cause::type_invalid(path, &Value::String("null".into()), &format!("{shown} in body must be of type {t}: \"null\"")));
         }
@@ -261,8 +290,11 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<Cause>) {
         schema["type"].as_str().filter(|t| !type_ok(t, v)).map(String::from)
     };
     if let Some(t) = type_error {
-        errs.push(Cause::type_invalid(path, &Value::String(type_name(v).into()),
-            &format!("{shown} in body must be of type {t}: {:?}", type_name(v))));
+        errs.push(Cause::type_invalid(
+            path,
+            &Value::String(type_name(v).into()),
+            &format!("{shown} in body must be of type {t}: {:?}", type_name(v)),
+        ));
         enum_check(errs);
         return;
     }
@@ -271,14 +303,26 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<Cause>) {
         Value::String(s) => {
             let len = s.chars().count() as u64;
             if let Some(max) = schema["maxLength"].as_u64()
-                && len > max { errs.push(Cause::too_long(path, max)); }
+                && len > max
+            {
+                errs.push(Cause::too_long(path, max));
+            }
             if let Some(min) = schema["minLength"].as_u64()
-                && len < min { errs.push(Cause::invalid(path, v, &format!("{shown} in body should be at least {min} chars long"))); }
+                && len < min
+            {
+                errs.push(Cause::invalid(path, v, &format!("{shown} in body should be at least {min} chars long")));
+            }
             if let Some(p) = schema["pattern"].as_str()
                 && let Ok(re) = regex::Regex::new(p)
-                    && !re.is_match(s) { errs.push(Cause::invalid(path, v, &format!("{shown} in body should match '{p}'"))); }
+                && !re.is_match(s)
+            {
+                errs.push(Cause::invalid(path, v, &format!("{shown} in body should match '{p}'")));
+            }
             if let Some(f) = schema["format"].as_str()
-                && !format_ok(f, s) { errs.push(Cause::invalid(path, v, &format!("{shown} in body must be of type {f}: {s:?}"))); }
+                && !format_ok(f, s)
+            {
+                errs.push(Cause::invalid(path, v, &format!("{shown} in body must be of type {f}: {s:?}")));
+            }
         }
         Value::Number(_) => {
             let x = num(v);
@@ -297,23 +341,34 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<Cause>) {
                 }
             }
             if let Some(m) = schema["multipleOf"].as_f64()
-                && m != 0.0 && (x / m).fract() != 0.0 {
-                    errs.push(Cause::invalid(path, v, &format!("{shown} in body should be a multiple of {m}")));
-                }
+                && m != 0.0
+                && (x / m).fract() != 0.0
+            {
+                errs.push(Cause::invalid(path, v, &format!("{shown} in body should be a multiple of {m}")));
+            }
         }
         Value::Array(items) => {
             if let Some(max) = schema["maxItems"].as_u64()
-                && items.len() as u64 > max { errs.push(Cause::too_many(path, items.len(), max)); }
+                && items.len() as u64 > max
+            {
+                errs.push(Cause::too_many(path, items.len(), max));
+            }
             if let Some(min) = schema["minItems"].as_u64()
-                && (items.len() as u64) < min { errs.push(Cause::invalid(path, v, &format!("{shown} in body should have at least {min} items"))); }
+                && (items.len() as u64) < min
+            {
+                errs.push(Cause::invalid(path, v, &format!("{shown} in body should have at least {min} items")));
+            }
             let list_type = schema["x-kubernetes-list-type"].as_str().unwrap_or("");
             if schema["uniqueItems"] == Value::Bool(true) || list_type == "set" {
                 for (i, it) in items.iter().enumerate() {
-                    if items[..i].contains(it) { errs.push(Cause::duplicate(&format!("{path}[{i}]"), it)); }
+                    if items[..i].contains(it) {
+                        errs.push(Cause::duplicate(&format!("{path}[{i}]"), it));
+                    }
                 }
             }
             if list_type == "map" {
-                let keys: Vec<&str> = schema["x-kubernetes-list-map-keys"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                let keys: Vec<&str> =
+                    schema["x-kubernetes-list-map-keys"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
                 let ids: Vec<Vec<&Value>> = items.iter().map(|it| keys.iter().map(|k| &it[*k]).collect()).collect();
                 for i in 0..ids.len() {
                     if ids[..i].contains(&ids[i]) {
@@ -330,15 +385,25 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<Cause>) {
         }
         Value::Object(map) => {
             for r in schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-                if !map.contains_key(r) { errs.push(Cause::required(&child(path, r), "")); }
+                if !map.contains_key(r) {
+                    errs.push(Cause::required(&child(path, r), ""));
+                }
             }
             if let Some(max) = schema["maxProperties"].as_u64()
-                && map.len() as u64 > max { errs.push(Cause::too_many(path, map.len(), max)); }
+                && map.len() as u64 > max
+            {
+                errs.push(Cause::too_many(path, map.len(), max));
+            }
             if let Some(min) = schema["minProperties"].as_u64()
-                && (map.len() as u64) < min { errs.push(Cause::invalid(path, v, &format!("{shown} in body should have at least {min} properties"))); }
+                && (map.len() as u64) < min
+            {
+                errs.push(Cause::invalid(path, v, &format!("{shown} in body should have at least {min} properties")));
+            }
             let props = schema["properties"].as_object();
             for (k, val) in map {
-                if path.is_empty() && (k == "apiVersion" || k == "kind" || k == "metadata") { continue; }
+                if path.is_empty() && (k == "apiVersion" || k == "kind" || k == "metadata") {
+                    continue;
+                }
                 if let Some(ps) = props.and_then(|p| p.get(k)) {
                     validate(val, ps, &child(path, k), errs);
                 } else if schema["additionalProperties"].is_object() {
@@ -352,17 +417,34 @@ pub fn validate(v: &Value, schema: &Value, path: &str, errs: &mut Vec<Cause>) {
         validate(v, sub, path, errs);
     }
     if let Some(any) = schema["anyOf"].as_array() {
-        let ok = any.iter().any(|s| { let mut e = vec![]; validate(v, s, path, &mut e); e.is_empty() });
-        if !ok { errs.push(Cause::invalid(path, v, &format!("{shown} in body must match at least one schema (anyOf)"))); }
+        let ok = any.iter().any(|s| {
+            let mut e = vec![];
+            validate(v, s, path, &mut e);
+            e.is_empty()
+        });
+        if !ok {
+            errs.push(Cause::invalid(path, v, &format!("{shown} in body must match at least one schema (anyOf)")));
+        }
     }
     if let Some(one) = schema["oneOf"].as_array() {
-        let n = one.iter().filter(|s| { let mut e = vec![]; validate(v, s, path, &mut e); e.is_empty() }).count();
-        if n != 1 { errs.push(Cause::invalid(path, v, &format!("{shown} in body must validate one and only one schema (oneOf)"))); }
+        let n = one
+            .iter()
+            .filter(|s| {
+                let mut e = vec![];
+                validate(v, s, path, &mut e);
+                e.is_empty()
+            })
+            .count();
+        if n != 1 {
+            errs.push(Cause::invalid(path, v, &format!("{shown} in body must validate one and only one schema (oneOf)")));
+        }
     }
     if let Some(not) = schema.get("not") {
         let mut e = vec![];
         validate(v, not, path, &mut e);
-        if e.is_empty() { errs.push(Cause::invalid(path, v, &format!("{shown} in body must not validate the schema (not)"))); }
+        if e.is_empty() {
+            errs.push(Cause::invalid(path, v, &format!("{shown} in body must not validate the schema (not)")));
+        }
     }
 }
 
@@ -381,7 +463,8 @@ mod tests {
 
     #[test]
     fn defaults_prunes_and_validates() {
-        let mut o = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"}, "spec": {"size": "big", "junk": 1, "free": {"any": 1}}});
+        let mut o =
+            json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"}, "spec": {"size": "big", "junk": 1, "free": {"any": 1}}});
         apply_defaults(&mut o, &schema());
         let mut pruned = vec![];
         prune(&mut o, &schema(), "", true, &mut pruned);
@@ -396,8 +479,13 @@ mod tests {
         let mut both = vec![];
         validate(&json!({"spec": {"size": 1, "mode": 3}}), &schema(), "", &mut both);
         let r: Vec<String> = both.iter().map(Cause::render).collect();
-        assert_eq!(r, vec![r#"spec.mode: Invalid value: "integer": spec.mode in body must be of type string: "integer""#,
-            r#"spec.mode: Unsupported value: 3: supported values: "a", "b""#]);
+        assert_eq!(
+            r,
+            vec![
+                r#"spec.mode: Invalid value: "integer": spec.mode in body must be of type string: "integer""#,
+                r#"spec.mode: Unsupported value: 3: supported values: "a", "b""#
+            ]
+        );
         let r: Vec<String> = errs.iter().map(Cause::render).collect();
         assert_eq!(r, vec!["spec.size: Required value", r#"spec.mode: Unsupported value: "c": supported values: "a", "b""#]);
     }

@@ -25,8 +25,14 @@ fn split_top(s: &str) -> Vec<String> {
     let mut cur = String::new();
     for c in s.chars() {
         match c {
-            '(' => { depth += 1; cur.push(c) }
-            ')' => { depth -= 1; cur.push(c) }
+            '(' => {
+                depth += 1;
+                cur.push(c)
+            }
+            ')' => {
+                depth -= 1;
+                cur.push(c)
+            }
             ',' if depth == 0 => out.push(std::mem::take(&mut cur)),
             _ => cur.push(c),
         }
@@ -38,7 +44,8 @@ fn split_top(s: &str) -> Vec<String> {
 fn set_values(rest: &str, whole: &str) -> ApiResult<Vec<String>> {
     let rest = rest.trim();
     if !rest.starts_with('(') || !rest.ends_with(')') {
-        return Err(ApiError::bad_request(format!("unable to parse requirement: found '{rest}', expected: '('"))).map_err(|e| with_sel(e, whole));
+        return Err(ApiError::bad_request(format!("unable to parse requirement: found '{rest}', expected: '('")))
+            .map_err(|e| with_sel(e, whole));
     }
     Ok(rest[1..rest.len() - 1].split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
 }
@@ -128,14 +135,35 @@ pub fn selectable_fields(rt: &ResourceType) -> Vec<String> {
     match rt.plural.as_str() {
         "secrets" => f.push("type".into()),
         "events" if rt.group == "events.k8s.io" => {
-            for x in ["regarding.kind", "regarding.namespace", "regarding.name", "regarding.uid", "regarding.apiVersion",
-                "regarding.resourceVersion", "regarding.fieldPath", "reason", "reportingController", "type"] {
+            for x in [
+                "regarding.kind",
+                "regarding.namespace",
+                "regarding.name",
+                "regarding.uid",
+                "regarding.apiVersion",
+                "regarding.resourceVersion",
+                "regarding.fieldPath",
+                "reason",
+                "reportingController",
+                "type",
+            ] {
                 f.push(x.into());
             }
         }
         "events" => {
-            for x in ["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid",
-                "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"] {
+            for x in [
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ] {
                 f.push(x.into());
             }
         }
@@ -198,9 +226,17 @@ mod tests {
     fn label_operators() {
         let o = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}});
         for (sel, want) in [
-            ("app=web", true), ("app==web", true), ("app!=web", false), ("app in (web, api)", true),
-            ("app notin (web)", false), ("tier", true), ("!tier", false), ("!missing", true),
-            ("app=web,tier in (back)", false), ("missing notin (x)", true), ("missing in (x)", false),
+            ("app=web", true),
+            ("app==web", true),
+            ("app!=web", false),
+            ("app in (web, api)", true),
+            ("app notin (web)", false),
+            ("tier", true),
+            ("!tier", false),
+            ("!missing", true),
+            ("app=web,tier in (back)", false),
+            ("missing notin (x)", true),
+            ("missing in (x)", false),
         ] {
             assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
         }

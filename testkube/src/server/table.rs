@@ -31,26 +31,38 @@ impl IncludeObject {
 
 /// k8s.io/apimachinery/pkg/util/duration.HumanDuration.
 pub fn human_duration(secs: i64) -> String {
-    if secs < -1 { return "<invalid>".into(); }
-    if secs < 0 { return "0s".into(); }
-    if secs < 60 * 2 { return format!("{secs}s"); }
+    if secs < -1 {
+        return "<invalid>".into();
+    }
+    if secs < 0 {
+        return "0s".into();
+    }
+    if secs < 60 * 2 {
+        return format!("{secs}s");
+    }
     let minutes = secs / 60;
     if minutes < 10 {
         let s = secs % 60;
         return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
     }
-    if minutes < 60 * 3 { return format!("{minutes}m"); }
+    if minutes < 60 * 3 {
+        return format!("{minutes}m");
+    }
     let hours = minutes / 60;
     if hours < 8 {
         let m = minutes % 60;
         return if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") };
     }
-    if hours < 48 { return format!("{hours}h"); }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
     if hours < 24 * 8 {
         let h = hours % 24;
         return if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) };
     }
-    if hours < 24 * 365 * 2 { return format!("{}d", hours / 24); }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
     if hours < 24 * 365 * 8 {
         let d = (hours / 24) % 365;
         return if d == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{d}d", hours / 24 / 365) };
@@ -83,17 +95,31 @@ fn col(name: &str, ty: &str, format: &str, description: &str, priority: i64) -> 
 }
 
 fn name_col() -> Value {
-    col("Name", "string", "name", "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names", 0)
+    col(
+        "Name",
+        "string",
+        "name",
+        "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
+        0,
+    )
 }
 
 fn age_col() -> Value {
-    col("Age", "string", "", "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata", 0)
+    col(
+        "Age",
+        "string",
+        "",
+        "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+        0,
+    )
 }
 
 fn custom_columns(rt: &ResourceType) -> Vec<Value> {
     let declared = rt.custom.as_ref().map(|c| c.printer_columns.clone()).unwrap_or_default();
     if declared.is_empty() {
-        return vec![json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "description": "CreationTimestamp is a timestamp representing the server time when this object was created."})];
+        return vec![
+            json!({"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp", "description": "CreationTimestamp is a timestamp representing the server time when this object was created."}),
+        ];
     }
     declared
 }
@@ -104,14 +130,27 @@ pub fn columns(rt: &ResourceType) -> Vec<Value> {
     if rt.custom.is_some() {
         for c in custom_columns(rt) {
             let jp = c["jsonPath"].as_str().unwrap_or("");
-            let desc = c["description"].as_str().map(String::from).unwrap_or_else(|| format!("Custom resource definition column (in JSONPath format): {jp}"));
-            cols.push(col(c["name"].as_str().unwrap_or(""), c["type"].as_str().unwrap_or("string"), c["format"].as_str().unwrap_or(""), &desc, c["priority"].as_i64().unwrap_or(0)));
+            let desc = c["description"]
+                .as_str()
+                .map(String::from)
+                .unwrap_or_else(|| format!("Custom resource definition column (in JSONPath format): {jp}"));
+            cols.push(col(
+                c["name"].as_str().unwrap_or(""),
+                c["type"].as_str().unwrap_or("string"),
+                c["format"].as_str().unwrap_or(""),
+                &desc,
+                c["priority"].as_i64().unwrap_or(0),
+            ));
         }
         return cols;
     }
     match rt.table {
         BuiltinTable::Namespace => cols.extend([col("Status", "string", "", "The status of the namespace", 0), age_col()]),
-        BuiltinTable::Secret => cols.extend([col("Type", "string", "", "The type of the secret", 0), col("Data", "string", "", "The number of data entries", 0), age_col()]),
+        BuiltinTable::Secret => cols.extend([
+            col("Type", "string", "", "The type of the secret", 0),
+            col("Data", "string", "", "The number of data entries", 0),
+            age_col(),
+        ]),
         BuiltinTable::ConfigMap => cols.extend([col("Data", "string", "", "Number of data entries", 0), age_col()]),
         BuiltinTable::Lease => cols.extend([col("Holder", "string", "", "The holder of the lease", 0), age_col()]),
         BuiltinTable::Crd => cols.push(col("Created At", "date", "", "Creation timestamp", 0)),
@@ -160,8 +199,17 @@ fn custom_cell(ty: &str, v: Option<&Value>) -> Value {
 fn job_status(o: &Value) -> &'static str {
     let conds = o["status"]["conditions"].as_array().cloned().unwrap_or_default();
     let has = |t: &str| conds.iter().any(|c| c["type"] == t && c["status"] == "True");
-    if has("Complete") { "Complete" } else if has("Failed") { "Failed" } else if has("FailureTarget") { "FailureTarget" }
-    else if o["spec"]["suspend"] == true { "Suspended" } else { "Running" }
+    if has("Complete") {
+        "Complete"
+    } else if has("Failed") {
+        "Failed"
+    } else if has("FailureTarget") {
+        "FailureTarget"
+    } else if o["spec"]["suspend"] == true {
+        "Suspended"
+    } else {
+        "Running"
+    }
 }
 
 fn builtin_cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
@@ -189,20 +237,43 @@ fn builtin_cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
             let containers = o["spec"]["template"]["spec"]["containers"].as_array().cloned().unwrap_or_default();
             let names: Vec<&str> = containers.iter().filter_map(|c| c["name"].as_str()).collect();
             let images: Vec<&str> = containers.iter().filter_map(|c| c["image"].as_str()).collect();
-            let selector = o["spec"]["selector"]["matchLabels"].as_object()
+            let selector = o["spec"]["selector"]["matchLabels"]
+                .as_object()
                 .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
                 .unwrap_or_else(|| "<none>".into());
-            vec![name, json!(job_status(o)), json!(format!("{succeeded}/{completions}")), json!(duration), json!(created),
-                json!(names.join(",")), json!(images.join(",")), json!(selector)]
+            vec![
+                name,
+                json!(job_status(o)),
+                json!(format!("{succeeded}/{completions}")),
+                json!(duration),
+                json!(created),
+                json!(names.join(",")),
+                json!(images.join(",")),
+                json!(selector),
+            ]
         }
         BuiltinTable::Event => {
-            let last = [&o["lastTimestamp"], &o["series"]["lastObservedTime"], &o["eventTime"]].into_iter().find(|v| v.is_string()).cloned().unwrap_or(Value::Null);
+            let last = [&o["lastTimestamp"], &o["series"]["lastObservedTime"], &o["eventTime"]]
+                .into_iter()
+                .find(|v| v.is_string())
+                .cloned()
+                .unwrap_or(Value::Null);
             let first = [&o["firstTimestamp"], &o["eventTime"]].into_iter().find(|v| v.is_string()).cloned().unwrap_or(Value::Null);
             let io = &o["involvedObject"];
             let object = format!("{}/{}", io["kind"].as_str().unwrap_or("").to_lowercase(), io["name"].as_str().unwrap_or(""));
             let source = o["source"]["component"].as_str().or(o["reportingComponent"].as_str()).unwrap_or("").to_string();
-            vec![json!(age(&last)), o["type"].clone(), o["reason"].clone(), json!(object), json!(io["fieldPath"].as_str().unwrap_or("")),
-                json!(source), o["message"].clone(), json!(age(&first)), json!(o["count"].as_i64().unwrap_or(1)), name]
+            vec![
+                json!(age(&last)),
+                o["type"].clone(),
+                o["reason"].clone(),
+                json!(object),
+                json!(io["fieldPath"].as_str().unwrap_or("")),
+                json!(source),
+                o["message"].clone(),
+                json!(age(&first)),
+                json!(o["count"].as_i64().unwrap_or(1)),
+                name,
+            ]
         }
         BuiltinTable::Generic => vec![name, json!(created)],
     }
@@ -227,15 +298,18 @@ pub fn partial_metadata(o: &Value) -> Value {
 
 /// A Table of `objects`; `list_meta` is the list metadata (resourceVersion, continue...).
 pub fn table(rt: &ResourceType, objects: &[Value], list_meta: Value, include: IncludeObject, with_headers: bool) -> Value {
-    let rows: Vec<Value> = objects.iter().map(|o| {
-        let mut row = json!({"cells": cells(rt, o)});
-        match include {
-            IncludeObject::None => {}
-            IncludeObject::Metadata => row["object"] = partial_metadata(o),
-            IncludeObject::Object => row["object"] = o.clone(),
-        }
-        row
-    }).collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut row = json!({"cells": cells(rt, o)});
+            match include {
+                IncludeObject::None => {}
+                IncludeObject::Metadata => row["object"] = partial_metadata(o),
+                IncludeObject::Object => row["object"] = o.clone(),
+            }
+            row
+        })
+        .collect();
     let mut t = json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "rows": rows});
     t["columnDefinitions"] = if with_headers { Value::Array(columns(rt)) } else { Value::Null };
     t

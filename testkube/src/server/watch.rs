@@ -48,7 +48,10 @@ struct Filter {
 impl Filter {
     fn matches(&self, o: &Value) -> bool {
         if let Some(ns) = &self.p.namespace
-            && o["metadata"]["namespace"].as_str() != Some(ns.as_str()) { return false; }
+            && o["metadata"]["namespace"].as_str() != Some(ns.as_str())
+        {
+            return false;
+        }
         let served = to_served(&self.rt, o.clone());
         self.p.labels.matches(&served) && self.p.fields.matches(&served)
     }
@@ -66,7 +69,9 @@ impl Filter {
 
     /// The event a change produces for this watch, if any.
     fn event(&self, c: &Change) -> Option<Bytes> {
-        if c.storage != self.rt.storage_key() { return None; }
+        if c.storage != self.rt.storage_key() {
+            return None;
+        }
         let now = self.matches(&c.object);
         let before = c.prev.as_ref().map(|p| self.matches(p)).unwrap_or(false);
         let ty = match c.kind {
@@ -82,8 +87,13 @@ impl Filter {
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": rv.to_string(), "creationTimestamp": null});
-        if initial_end { meta["annotations"] = json!({"k8s.io/initial-events-end": "true"}); }
-        let mut s = serde_json::to_vec(&json!({"type": "BOOKMARK", "object": {"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta}})).unwrap_or_default();
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let mut s = serde_json::to_vec(
+            &json!({"type": "BOOKMARK", "object": {"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta}}),
+        )
+        .unwrap_or_default();
         s.push(b'\n');
         Bytes::from(s)
     }
@@ -109,21 +119,27 @@ pub fn start(shared: Arc<Shared>, rt: Arc<ResourceType>, p: WatchParams) -> Resu
         let mut lines = vec![];
         let mut expired = false;
         match start_rv {
-            Some(n) if filter.p.send_initial_events => { let _ = n; }
+            Some(n) if filter.p.send_initial_events => {
+                let _ = n;
+            }
             Some(n) if n < st.compacted_rv => {
                 lines.push(error_line(&ApiError::expired(format!("too old resource version: {n} ({})", st.compacted_rv))));
                 expired = true;
             }
             Some(n) => {
                 for c in st.history.iter().filter(|c| c.rv > n) {
-                    if let Some(l) = filter.event(c) { lines.push(l); }
+                    if let Some(l) = filter.event(c) {
+                        lines.push(l);
+                    }
                 }
             }
             None => {}
         }
         if !expired && (start_rv.is_none() || filter.p.send_initial_events) {
             for o in st.list(&filter.rt.storage_key()) {
-                if filter.matches(o) { lines.push(filter.line("ADDED", o)); }
+                if filter.matches(o) {
+                    lines.push(filter.line("ADDED", o));
+                }
             }
             if filter.p.send_initial_events && filter.p.bookmarks {
                 lines.push(filter.bookmark(st.rv, true));
@@ -137,12 +153,16 @@ pub fn start(shared: Arc<Shared>, rt: Arc<ResourceType>, p: WatchParams) -> Resu
         let lines = match initial {
             Ok(l) => l,
             Err(l) => {
-                for x in l { let _ = tx.send(Ok(x)).await; }
+                for x in l {
+                    let _ = tx.send(Ok(x)).await;
+                }
                 return;
             }
         };
         for l in lines {
-            if tx.send(Ok(l)).await.is_err() { return; }
+            if tx.send(Ok(l)).await.is_err() {
+                return;
+            }
         }
         let mut rx: broadcast::Receiver<Arc<Change>> = rx;
         let deadline = tokio::time::sleep(timeout);

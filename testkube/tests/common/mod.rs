@@ -18,7 +18,8 @@ pub fn widgets(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
 }
 
 pub fn widget(name: &str, spec: Value) -> DynamicObject {
-    serde_json::from_value(json!({"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})).unwrap()
+    serde_json::from_value(json!({"apiVersion": "example.testkube.dev/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec}))
+        .unwrap()
 }
 
 /// Registers the fixture CRDs through kube-rs.
