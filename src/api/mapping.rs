@@ -38,8 +38,13 @@ pub struct MappingSpec {
     pub action: String,
     /// Which changes are sent: any of `added`, `updated`, `deleted`
     /// (default `added` and `updated`). Changes not sent still move the
-    /// sync state forward and are counted as skipped.
+    /// sync state forward and are counted as skipped. When given, it is not
+    /// empty (leave it out for the default).
     #[serde(default = "default_send")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.size() > 0",
+        "message": "send lists at least one of added, updated or deleted; leave send out for the default (added and updated)",
+    }]))]
     pub send: Vec<ChangeKind>,
     /// How each destination field gets its value.
     #[serde(default)]
@@ -73,10 +78,16 @@ pub struct MappingSpec {
     /// Finished failed Syncs to keep (default 10).
     #[serde(default = "default_history")]
     pub failed_syncs_history_limit: u32,
-    /// How long a rejected record is retried on later syncs, as a duration
-    /// (`336h`, `14d`); default 14 days. After it the record is dropped and
-    /// counted as expired.
+    /// How long a rejected record is retried on later syncs; default 14 days.
+    /// After it the record is dropped and counted as expired. A positive
+    /// duration: whole numbers of at most 6 digits, each followed by a unit
+    /// `s`, `m` (minutes), `h`, `d` or `w` (`336h`, `14d`, `1d12h`, `2w`), at
+    /// most 32 characters.
     #[serde(default = "default_retry_window")]
+    #[schemars(length(max = 32), extend("x-kubernetes-validations" = [{
+        "rule": RETRY_WINDOW_RULE,
+        "message": "retryWindow is a positive duration: whole numbers of at most 6 digits, each with a unit s, m, h, d or w, such as 336h, 14d or 1d12h",
+    }]))]
     pub retry_window: String,
     /// Checks that stop a sync before anything is sent.
     #[serde(default)]
@@ -88,6 +99,13 @@ pub struct MappingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
 }
+
+/// The CEL rule of `spec.retryWindow`: a sequence of `<digits><unit>` spans
+/// with at least one non-zero digit. Every value it accepts is one that
+/// `humantime::parse_duration` (the engine's parser) reads as the same,
+/// positive, whole number of seconds; humantime also reads more (`1.5h`,
+/// `14days`, `1M`), which the API server refuses.
+const RETRY_WINDOW_RULE: &str = "self.matches('^([0-9]{1,6}[smhdw])+$') && self.matches('[1-9]')";
 
 fn default_send() -> Vec<ChangeKind> {
     vec![ChangeKind::Added, ChangeKind::Updated]
@@ -130,6 +148,10 @@ pub struct Guards {
     pub max_deletes: Option<u64>,
     /// Most deletes as a percentage (0-100) of the records delivered so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 0.0 && self <= 100.0",
+        "message": "maxDeletePercent is a percentage from 0 to 100",
+    }]))]
     pub max_delete_percent: Option<f64>,
     /// Let a sync run when the model returns no rows although records were
     /// delivered before (default false: an empty model stops the sync, so a
@@ -142,6 +164,13 @@ pub struct Guards {
 /// `from`, `value`, `template`, `object` or `array`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// `value` (any JSON) has no type that CEL knows, so `has(self.value)` does
+// not compile; through `dyn(self)` the presence test runs on the object as it
+// is. A `value: null` counts as unset, as it does for serde.
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.from), has(dyn(self).value), has(self.template), has(self.object), has(self.array)].exists_one(x, x)",
+    "message": "each field mapping sets exactly one of from, value, template, object or array",
+}]))]
 pub struct FieldMapping {
     /// The destination field.
     pub to: String,
@@ -169,6 +198,11 @@ pub struct FieldMapping {
 /// exactly one of `from`, `value` or `template`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+// `dyn(self)`: see `FieldMapping`.
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.from), has(dyn(self).value), has(self.template)].exists_one(x, x)",
+    "message": "each property sets exactly one of from, value or template",
+}]))]
 pub struct PropertyMapping {
     /// The property name in the output.
     pub to: String,

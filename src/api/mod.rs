@@ -35,7 +35,31 @@ pub const VERSION: &str = "v1alpha1";
 
 /// Every CRD of retl, in the order `retl crds` prints them.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![Source::crd(), Destination::crd(), Model::crd(), Mapping::crd(), Sync::crd(), SyncAlert::crd()]
+    [Source::crd(), Destination::crd(), Model::crd(), Mapping::crd(), Sync::crd(), SyncAlert::crd()]
+        .into_iter()
+        .map(without_null_in_enums)
+        .collect()
+}
+
+/// schemars lists `null` among the values of an optional enum; kubectl's
+/// validation against the server's OpenAPI refuses such a CRD (`unknown
+/// object type "nil" in ...enum`), and an absent field needs no `null`.
+fn without_null_in_enums(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(values)) = map.get_mut("enum") {
+                    values.retain(|x| !x.is_null());
+                }
+                map.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    let Ok(mut value) = serde_json::to_value(&crd) else { return crd };
+    strip(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
 }
 
 /// The CRDs as one multi-document YAML stream, as `retl crds` prints them and

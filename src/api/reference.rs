@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::all_crds;
 
 /// Markdown: one section per kind, one row per field (dotted path, type,
-/// default, description).
+/// default, description and the API server's rules).
 pub fn markdown() -> String {
     let mut out = String::from(
         "# Manifest reference\n\nGenerated from the CRDs by `retl crds --reference` (a test fails when it drifts). \
@@ -44,7 +44,17 @@ fn rows(node: &Value, path: &str, out: &mut String) {
             format!(" One of {}.", vals.join(", "))
         })
         .unwrap_or_default();
-    let _ = writeln!(out, "| `{path}` | {ty} | {default} | {}{enums} |", desc.replace('|', "\\|"));
+    // The API server's CEL rules (`x-kubernetes-validations`) of the field
+    // and, for a list, of each entry, by their messages.
+    let rules: String = [Some(node), node.get("items")]
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.get("x-kubernetes-validations").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|r| r.get("message").and_then(Value::as_str))
+        .map(|m| format!(" Rule: {m}."))
+        .collect();
+    let _ = writeln!(out, "| `{path}` | {ty} | {default} | {} |", format!("{desc}{enums}{rules}").replace('|', "\\|"));
     if let Some(props) = node.get("properties").and_then(Value::as_object) {
         for (k, v) in props {
             rows(v, &format!("{path}.{k}"), out);

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use testkube::wait_until;
+use testcluster::wait_until;
 
-use super::cluster::{Cluster, Setup, count, spawn_operator};
+use super::cluster::{Cluster, Setup, count, spawn_operator, worker_namespace};
 
 fn metrics_addr(logs: &str) -> Option<String> {
     let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
@@ -31,7 +31,7 @@ async fn metrics_health_and_graceful_shutdown() {
     let h = &c;
     let scraped = wait_until(Duration::from_secs(10), || async {
         let body = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-        body.contains(r#"retl_syncs_total{namespace="default",mapping="users-api",outcome="Successful"} 1"#)
+        body.contains(&format!(r#"retl_syncs_total{{namespace="{}",mapping="users-api",outcome="Successful"}} 1"#, h.ns.name()))
             && body.contains(r#"retl_records_total{outcome="succeeded"} 25"#)
             && body.contains("retl_sync_duration_seconds_count 1")
             && body.contains("retl_reconciles_total")
@@ -53,7 +53,7 @@ async fn a_restarted_operator_picks_up_a_running_sync_and_a_deleted_job_fails_it
     let running = c.running().await;
     c.operator.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let again = spawn_operator(&c.h, &["--leader-lease", "none"]);
+    let again = spawn_operator(&c.ns, &["--leader-lease", "none"]).await;
     let s = c.wait_finished(1).await;
     assert_eq!(s["metadata"]["name"], running.as_str(), "no duplicate Sync");
     assert_eq!(s["status"]["phase"], "Successful", "{s:#}\n{}", again.logs());
@@ -65,11 +65,20 @@ async fn a_restarted_operator_picks_up_a_running_sync_and_a_deleted_job_fails_it
     let running = c.running().await;
     let sink = &c.sink;
     assert!(wait_until(Duration::from_secs(30), || async { sink.received().len() >= 230 }).await);
-    let job = c.h.kubectl_json(&["get", "sync", &running]).unwrap()["status"]["jobName"].as_str().unwrap().to_string();
-    c.h.kubectl_ok(&["delete", "job", &job, "--wait=false"]).unwrap();
+    let job = c.job_of(&running).await;
+    let pod = c.running_pod(&job).await;
+    c.ns.kubectl_ok(&["delete", "job", &job, "--wait=false"]).unwrap();
     let s = c.wait_finished(2).await;
     assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("WorkerDied")), "{s:#}");
     assert!(s["status"]["message"].as_str().unwrap().contains("Job was deleted"));
+    // The garbage collector deleted the pod; its kubelet sent SIGTERM (the
+    // worker stopped within its grace period) and finished the deletion.
+    let ns = c.ns.name().to_string();
+    let kubelet = c.kubelet();
+    assert!(wait_until(Duration::from_secs(40), || async { kubelet.pid(&ns, &pod).is_none() }).await, "the worker stops");
+    assert_eq!(kubelet.signals(&ns, &pod), ["SIGTERM"], "SIGTERM, and no SIGKILL needed");
+    let gone = wait_until(Duration::from_secs(30), || async { c.ns.kubectl(&["get", "pod", &pod]).is_ok_and(|o| !o.success()) }).await;
+    assert!(gone, "the pod is gone: {}", c.state());
     c.sink.set(|b| b.stall = None);
     c.annotate("mapping", "users-api", "retl.dev/sync-now=3");
     let s = c.wait_finished(3).await;
@@ -81,26 +90,30 @@ async fn a_restarted_operator_picks_up_a_running_sync_and_a_deleted_job_fails_it
 async fn conditions_say_what_is_wrong() {
     let c = Cluster::start(Setup::default()).await;
     let h = &c;
-    // A Mapping in another namespace cannot use the Model of `default`.
-    c.h.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: team-b}\n").unwrap();
-    c.h.apply_yaml(
-        "apiVersion: retl.dev/v1alpha1\nkind: Mapping\nmetadata: {name: users-api, namespace: team-b}\n\
-         spec: {modelRef: {name: users}, destinationRef: {name: api}, action: upsert}\n",
-    )
-    .unwrap();
+    // A Mapping in another namespace cannot use the Model of this one.
+    let team_b = worker_namespace("team-b");
+    c.operator.kill();
+    let _operator = spawn_operator(&c.ns, &["--namespace", team_b.name(), "--leader-lease", "none"]).await;
+    team_b
+        .apply_yaml(
+            "apiVersion: retl.dev/v1alpha1\nkind: Mapping\nmetadata: {name: users-api}\n\
+             spec: {modelRef: {name: users}, destinationRef: {name: api}, action: upsert}\n",
+        )
+        .unwrap();
     let m = wait_until(Duration::from_secs(20), || async {
-        let m = h.h.kubectl_json(&["get", "mapping", "users-api", "-n", "team-b"]).unwrap_or_default();
+        let m = team_b.kubectl_json(&["get", "mapping", "users-api"]).unwrap_or_default();
         m["status"]["conditions"][0]["status"] == "False"
     })
     .await;
     assert!(m);
-    let m = c.h.kubectl_json(&["get", "mapping", "users-api", "-n", "team-b"]).unwrap();
+    let m = team_b.kubectl_json(&["get", "mapping", "users-api"]).unwrap();
     let msg = m["status"]["conditions"][0]["message"].as_str().unwrap();
-    assert!(msg.contains("does not exist in namespace \"team-b\"") && msg.contains("never cross namespaces"), "{msg}");
+    let expected = format!("does not exist in namespace \"{}\"", team_b.name());
+    assert!(msg.contains(&expected) && msg.contains("never cross namespaces"), "{msg}");
 
     // A field from a column the model does not return.
     let patch = r#"{"spec":{"fields":[{"to":"id","from":"id"},{"to":"email","from":"mail"}]}}"#;
-    c.h.kubectl_ok(&["patch", "mapping", "users-api", "--type=merge", "-p", patch]).unwrap();
+    c.ns.kubectl_ok(&["patch", "mapping", "users-api", "--type=merge", "-p", patch]).unwrap();
     assert!(
         wait_until(Duration::from_secs(20), || async { h.condition("mapping", "users-api", "Ready").as_deref() == Some("False") }).await
     );
@@ -111,14 +124,14 @@ async fn conditions_say_what_is_wrong() {
     // An unreachable destination.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let patch = format!(r#"{{"spec":{{"http":{{"url":"http://{closed}/x"}}}}}}"#);
-    c.h.kubectl_ok(&["patch", "destination", "api", "--type=merge", "-p", &patch]).unwrap();
+    c.ns.kubectl_ok(&["patch", "destination", "api", "--type=merge", "-p", &patch]).unwrap();
     assert!(wait_until(Duration::from_secs(20), || async { h.condition("destination", "api", "Ready").as_deref() == Some("False") }).await);
     let (reason, message) = c.reason("destination", "api", "Ready");
     assert_eq!(reason, "DestinationUnreachable", "{message}");
     assert!(message.contains("cannot connect"), "{message}");
 
     // The Mapping's status shows its latest sync; the model its columns.
-    let model = c.h.kubectl_json(&["get", "model", "users"]).unwrap();
+    let model = c.ns.kubectl_json(&["get", "model", "users"]).unwrap();
     assert_eq!(model["status"]["columns"][1]["name"], "email");
     assert_eq!(count(&model, "/status/observedGeneration"), 1);
 }

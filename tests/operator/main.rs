@@ -1,6 +1,9 @@
 //! The operator end to end: the real `retl operator` and `retl worker`
-//! binaries and the real `kubectl`, against the test API server (testkube),
-//! with the test kubelet running each sync's Job as a local process.
+//! binaries and the real `kubectl` 1.34, on a real control plane
+//! (kube-apiserver, etcd, kube-controller-manager, kube-scheduler; see
+//! testcluster/), with the test kubelet running each sync's Job pod as a
+//! local process. The operator and the workers run as deploy/'s
+//! ServiceAccounts, so RBAC applies to every call they make.
 
 mod cluster;
 mod lifecycle;
@@ -10,7 +13,7 @@ mod warehouses;
 use std::time::Duration;
 
 use cluster::{Cluster, Setup, count, is_finished, spawn_operator};
-use testkube::wait_until;
+use testcluster::wait_until;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_now_runs_a_job_and_kubectl_shows_the_sync() {
@@ -27,18 +30,18 @@ async fn sync_now_runs_a_job_and_kubectl_shows_the_sync() {
     }
     assert_eq!(s["metadata"]["ownerReferences"][0]["kind"], "Mapping");
 
-    let rows = c.h.kubectl(&["get", "syncs"]).unwrap().table();
+    let rows = c.ns.kubectl(&["get", "syncs"]).unwrap().table();
     assert_eq!(
         rows[0],
         ["NAME", "MAPPING", "STATUS", "STARTED", "DURATION", "EXTRACTED", "ADDED", "UPDATED", "DELETED", "LOADED", "FAILED", "AGE"]
     );
     assert_eq!(&rows[1][1..3], ["users-api", "Successful"]);
     assert_eq!(&rows[1][5..11], ["25", "25", "0", "0", "25", "0"]);
-    let waited = c.h.kubectl(&["wait", "--for=jsonpath={.status.phase}=Successful", &format!("sync/{name}"), "--timeout=5s"]).unwrap();
+    let waited = c.ns.kubectl(&["wait", "--for=jsonpath={.status.phase}=Successful", &format!("sync/{name}"), "--timeout=5s"]).unwrap();
     assert!(waited.success(), "{}", waited.stderr);
-    let complete = c.h.kubectl(&["wait", "--for=condition=Complete", &format!("sync/{name}"), "--timeout=5s"]).unwrap();
+    let complete = c.ns.kubectl(&["wait", "--for=condition=Complete", &format!("sync/{name}"), "--timeout=5s"]).unwrap();
     assert!(complete.success(), "{}", complete.stderr);
-    let mapping = c.h.kubectl(&["get", "mappings"]).unwrap().table();
+    let mapping = c.ns.kubectl(&["get", "mappings"]).unwrap().table();
     assert_eq!(mapping[0], ["NAME", "MODEL", "DESTINATION", "ACTION", "ENABLED", "SCHEDULE", "LAST SYNC", "LAST STATUS", "AGE"]);
 
     // The same token again does nothing; a new one syncs once more (nothing changed).
@@ -46,17 +49,15 @@ async fn sync_now_runs_a_job_and_kubectl_shows_the_sync() {
     c.annotate("mapping", "users-api", "retl.dev/sync-now=second");
     let s = c.wait_finished(2).await;
     assert_eq!((count(&s, "/status/extracted/unchanged"), count(&s, "/status/loaded/succeeded")), (25, 0));
-    let by_phase = c.h.kubectl(&["get", "syncs", "--field-selector", "status.phase=Successful", "-o", "name"]).unwrap();
+    let by_phase = c.ns.kubectl(&["get", "syncs", "--field-selector", "status.phase=Successful", "-o", "name"]).unwrap();
     assert_eq!(by_phase.stdout.lines().count(), 2, "{}", by_phase.stderr);
-    let failed = c.h.kubectl(&["get", "syncs", "-l", "retl.dev/status=failed", "-o", "name"]).unwrap();
+    let failed = c.ns.kubectl(&["get", "syncs", "-l", "retl.dev/status=failed", "-o", "name"]).unwrap();
     assert_eq!(failed.stdout.trim(), "");
 
     // A Sync made by hand runs too, and gets its labels and owner.
     c.sql("UPDATE users SET email = 'hand@example.com' WHERE id = 1");
-    c.h.apply_yaml(
-        "apiVersion: retl.dev/v1alpha1\nkind: Sync\nmetadata: {name: by-hand, namespace: default}\nspec: {mappingRef: {name: users-api}}\n",
-    )
-    .unwrap();
+    c.ns.apply_yaml("apiVersion: retl.dev/v1alpha1\nkind: Sync\nmetadata: {name: by-hand}\nspec: {mappingRef: {name: users-api}}\n")
+        .unwrap();
     let s = c.wait_finished_named("by-hand").await;
     assert_eq!((s["status"]["phase"].as_str(), count(&s, "/status/extracted/updated")), (Some("Successful"), 1), "{s:#}");
     assert_eq!(s["metadata"]["labels"]["retl.dev/model"], "users");
@@ -77,7 +78,7 @@ async fn rejected_records_are_reported_announced_and_retried() {
     assert!(f["recommendedAction"].as_str().is_some_and(|a| !a.is_empty()));
     assert_eq!(f["payload"]["email"], "u3@example.com");
     let name = s["metadata"]["name"].as_str().unwrap();
-    let events = c.h.kubectl(&["get", "events", "--field-selector", &format!("involvedObject.name={name}"), "-o", "json"]).unwrap();
+    let events = c.ns.kubectl(&["get", "events", "--field-selector", &format!("involvedObject.name={name}"), "-o", "json"]).unwrap();
     let events: serde_json::Value = serde_json::from_str(&events.stdout).unwrap_or_default();
     let warning = events["items"].as_array().into_iter().flatten().find(|e| e["reason"] == "PartiallySuccessful");
     assert!(warning.is_some_and(|e| e["type"] == "Warning"), "a Warning Event: {events:#}");
@@ -126,8 +127,7 @@ async fn a_killed_worker_fails_its_sync_and_nothing_is_lost() {
     let sink = &c.sink;
     assert!(wait_until(Duration::from_secs(30), || async { sink.received().len() >= 40 }).await);
     let running = c.running().await;
-    let job = c.h.kubectl_json(&["get", "sync", &running]).unwrap()["status"]["jobName"].as_str().unwrap().to_string();
-    assert!(c.kubelet.kill("default", &job), "the worker process is killed");
+    c.kill_worker(&running).await;
     let s = c.wait_finished(1).await;
     assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("WorkerDied")), "{s:#}");
     let e = &s["status"]["extracted"];
@@ -159,7 +159,7 @@ async fn cancel_stops_a_running_sync_and_deadlines_fail_it() {
 
     // A deadline shorter than the sync: the Job is stopped and the Sync fails.
     let patch = r#"{"spec":{"activeDeadlineSeconds":2}}"#;
-    c.h.kubectl_ok(&["patch", "mapping", "users-api", "--type=merge", "-p", patch]).unwrap();
+    c.ns.kubectl_ok(&["patch", "mapping", "users-api", "--type=merge", "-p", patch]).unwrap();
     c.annotate("mapping", "users-api", "retl.dev/sync-now=2");
     let s = c.wait_finished(2).await;
     assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("DeadlineExceeded")), "{s:#}");
@@ -171,34 +171,34 @@ async fn disabled_mappings_and_forbid_start_nothing_extra() {
     c.annotate("mapping", "users-api", "retl.dev/sync-now=1");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(c.syncs().is_empty(), "a disabled Mapping starts nothing");
-    let m = c.h.kubectl_json(&["get", "mapping", "users-api"]).unwrap();
+    let m = c.ns.kubectl_json(&["get", "mapping", "users-api"]).unwrap();
     assert_eq!(m["status"]["lastHandledSyncNow"], "1", "the request is still handled, once");
 
     // Enabled, every second, with syncs that take longer than that: never two at once.
     c.sink.set(|b| b.stall = Some(Duration::from_millis(150)));
-    c.h.kubectl_ok(&["patch", "mapping", "users-api", "--type=merge", "-p", r#"{"spec":{"enabled":true}}"#]).unwrap();
+    c.ns.kubectl_ok(&["patch", "mapping", "users-api", "--type=merge", "-p", r#"{"spec":{"enabled":true}}"#]).unwrap();
     let mut seen_running = 0;
     for _ in 0..40 {
         let running = c.syncs().iter().filter(|s| !is_finished(s)).count();
-        assert!(running <= 1, "concurrencyPolicy Forbid: {}", c.h.kubectl(&["get", "syncs"]).unwrap().stdout);
+        assert!(running <= 1, "concurrencyPolicy Forbid: {}", c.ns.kubectl(&["get", "syncs"]).unwrap().stdout);
         seen_running = seen_running.max(running);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(seen_running, 1, "the schedule did start syncs");
-    let events = c.h.kubectl(&["get", "events", "--field-selector", "involvedObject.name=users-api,reason=SyncSkipped"]).unwrap();
+    let events = c.ns.kubectl(&["get", "events", "--field-selector", "involvedObject.name=users-api,reason=SyncSkipped"]).unwrap();
     assert!(events.stdout.contains("Forbid") || events.stdout.contains("SyncSkipped"), "{}{}", events.stdout, events.stderr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_references_and_models_say_why_and_start_no_job() {
     let c = Cluster::start(Setup::default()).await;
-    c.h.apply_yaml(
-        "apiVersion: retl.dev/v1alpha1\nkind: Mapping\nmetadata: {name: orphan, namespace: default}\n\
+    c.ns.apply_yaml(
+        "apiVersion: retl.dev/v1alpha1\nkind: Mapping\nmetadata: {name: orphan}\n\
          spec: {modelRef: {name: nope}, destinationRef: {name: api}, action: upsert}\n",
     )
     .unwrap();
-    c.h.apply_yaml(
-        "apiVersion: retl.dev/v1alpha1\nkind: Model\nmetadata: {name: broken, namespace: default}\n\
+    c.ns.apply_yaml(
+        "apiVersion: retl.dev/v1alpha1\nkind: Model\nmetadata: {name: broken}\n\
          spec: {sourceRef: {name: wh}, primaryKey: id, query: \"SELEC oops\"}\n",
     )
     .unwrap();
@@ -220,15 +220,15 @@ async fn broken_references_and_models_say_why_and_start_no_job() {
 async fn only_the_leader_schedules() {
     let c = Cluster::start(Setup::default()).await;
     c.operator.kill();
-    c.h.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: retl-system}\n").unwrap();
-    let a = spawn_operator(&c.h, &["--leader-lease", "retl-system/retl", "--identity", "replica-a"]);
+    let lease = format!("{}/retl", c.ns.name());
+    let a = spawn_operator(&c.ns, &["--leader-lease", &lease, "--identity", "replica-a"]).await;
     assert!(a.wait_for_log("leading", Duration::from_secs(20)), "{}", a.logs());
-    let b = spawn_operator(&c.h, &["--leader-lease", "retl-system/retl", "--identity", "replica-b"]);
+    let b = spawn_operator(&c.ns, &["--leader-lease", &lease, "--identity", "replica-b"]).await;
     assert!(b.wait_for_log("another replica leads", Duration::from_secs(20)), "{}", b.logs());
     c.annotate("mapping", "users-api", "retl.dev/sync-now=1");
     c.wait_finished(1).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(c.syncs().len(), 1, "exactly one Sync for one request");
-    let lease = c.h.kubectl_json(&["get", "lease", "retl", "-n", "retl-system"]).unwrap();
+    let lease = c.ns.kubectl_json(&["get", "lease", "retl"]).unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
 }

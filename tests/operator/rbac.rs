@@ -1,25 +1,18 @@
-//! deploy/: `kubectl kustomize deploy/` renders, and its RBAC rules cover
-//! every API call the operator and the worker make in a broad end-to-end
-//! run, and nothing more. The calls come from the test API server's audit
-//! log, told apart by the user agent each component sends.
+//! deploy/'s RBAC, enforced by the real API server: the operator and the
+//! workers run as its ServiceAccounts in every test of this binary. Here:
+//! deploy/ renders; its rules cover every API call the two accounts made in
+//! a broad run and nothing more (calls read from kube-apiserver's audit
+//! log); and `kubectl auth can-i --list` for each account equals the list
+//! documented in the README, so a rule added or removed is noticed.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use super::cluster::{Cluster, Setup, spawn_operator};
+use super::cluster::{Cluster, Setup, cluster, rendered_deploy, spawn_operator};
 
 type Rule = (String, String, String); // (group, resource[/subresource], verb)
-
-fn rendered() -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
-    let out = std::process::Command::new("kubectl").args(["kustomize"]).arg(&dir).output().expect("kubectl is required");
-    assert!(out.status.success(), "kubectl kustomize deploy/: {}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    serde_yaml_ng::Deserializer::from_str(&text).map(|d| serde::Deserialize::deserialize(d).unwrap()).collect()
-}
 
 fn rules_of(docs: &[Value], role: &str) -> BTreeSet<Rule> {
     let r = docs.iter().find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == role).expect("role");
@@ -38,7 +31,7 @@ fn rules_of(docs: &[Value], role: &str) -> BTreeSet<Rule> {
 
 #[test]
 fn deploy_renders_with_everything_needed() {
-    let docs = rendered();
+    let docs = rendered_deploy();
     let kinds: BTreeSet<String> = docs.iter().map(|d| d["kind"].as_str().unwrap_or_default().to_string()).collect();
     for k in ["CustomResourceDefinition", "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"] {
         assert!(kinds.contains(k), "{k} in {kinds:?}");
@@ -52,6 +45,24 @@ fn deploy_renders_with_everything_needed() {
     assert_eq!(docs.iter().filter(|d| d["kind"] == "CustomResourceDefinition").count(), 6);
 }
 
+/// (group, resource[/subresource], verb) of every resource request `user` made, from the audit log.
+fn calls_of(user: &str) -> BTreeSet<Rule> {
+    cluster()
+        .audit()
+        .iter()
+        .filter(|e| e["user"]["username"] == user && e["objectRef"].is_object())
+        .map(|e| {
+            let o = &e["objectRef"];
+            let res = o["resource"].as_str().unwrap_or_default();
+            let res = match o["subresource"].as_str() {
+                Some(sub) => format!("{res}/{sub}"),
+                None => res.to_string(),
+            };
+            (o["apiGroup"].as_str().unwrap_or_default().to_string(), res, e["verb"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_covers_exactly_the_calls_made() {
     let c = Cluster::start(Setup {
@@ -60,10 +71,10 @@ async fn rbac_covers_exactly_the_calls_made() {
         http_extra: ", headers: [{name: X-Token, valueFrom: {name: api-token, key: token}}]",
     })
     .await;
-    c.h.apply_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: api-token, namespace: default}\nstringData: {token: t0k3n}\n").unwrap();
-    c.h.apply_yaml("apiVersion: v1\nkind: Namespace\nmetadata: {name: retl-system}\n").unwrap();
+    c.ns.apply_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: api-token}\nstringData: {token: t0k3n}\n").unwrap();
     c.operator.kill();
-    let _leader = spawn_operator(&c.h, &["--leader-lease", "retl-system/retl", "--identity", "a"]);
+    let lease = format!("{}/retl", c.ns.name());
+    let _leader = spawn_operator(&c.ns, &["--leader-lease", &lease, "--identity", "a"]).await;
     c.sink.set(|b| {
         b.reject_keys.insert("2".into());
     });
@@ -77,7 +88,7 @@ async fn rbac_covers_exactly_the_calls_made() {
     c.wait_finished_named(&format!("{first}-replay-")).await;
     let h = &c;
     assert!(
-        testkube::wait_until(Duration::from_secs(20), || async { h.syncs().len() == 1 }).await,
+        testcluster::wait_until(Duration::from_secs(20), || async { h.syncs().len() == 1 }).await,
         "history limit 1 deletes the older Sync"
     );
     c.sink.set(|b| b.stall = Some(Duration::from_millis(200)));
@@ -88,25 +99,56 @@ async fn rbac_covers_exactly_the_calls_made() {
     // Long enough for the leader to renew its Lease (every 5 s).
     tokio::time::sleep(Duration::from_secs(6)).await;
 
-    let docs = rendered();
-    let audit = c.h.server().audit();
-    for (agent, role) in [("retl-operator", "retl-operator"), ("retl-worker", "retl-worker")] {
-        let seen: BTreeSet<Rule> = audit
-            .iter()
-            .filter(|e| e.user_agent.starts_with(agent))
-            .map(|e| {
-                let res = if e.subresource.is_empty() { e.resource.clone() } else { format!("{}/{}", e.resource, e.subresource) };
-                (e.group.clone(), res, e.verb.clone())
-            })
-            .collect();
-        assert!(!seen.is_empty(), "{agent} made calls");
+    let docs = rendered_deploy();
+    let worker = format!("system:serviceaccount:{}:retl-worker", c.ns.name());
+    for (user, role) in [("system:serviceaccount:retl-system:retl-operator", "retl-operator"), (worker.as_str(), "retl-worker")] {
+        let seen = calls_of(user);
+        assert!(!seen.is_empty(), "{user} made calls");
         let allowed = rules_of(&docs, role);
         let missing: Vec<&Rule> = seen.difference(&allowed).collect();
-        assert!(missing.is_empty(), "{role} lacks rules for calls {agent} made: {missing:?}");
+        assert!(missing.is_empty(), "{role} lacks rules for calls {user} made: {missing:?}");
         // Granted for a path this run does not take: deleting the Job of a
         // Sync canceled before its worker started (sync_plan's unit tests).
         let not_exercised: BTreeSet<Rule> = [("batch".to_string(), "jobs".to_string(), "delete".to_string())].into();
         let unused: Vec<&Rule> = allowed.difference(&seen).filter(|r| !not_exercised.contains(*r)).collect();
-        assert!(unused.is_empty(), "{role} grants what {agent} never does: {unused:?}");
+        assert!(unused.is_empty(), "{role} grants what {user} never does: {unused:?}");
+    }
+}
+
+/// The block of the README that follows `marker`, inside a ``` fence.
+fn documented(marker: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find(marker).unwrap_or_else(|| panic!("README.md has a {marker} block"));
+    let fence = readme[start..].find("```").map(|i| start + i).unwrap();
+    let body = readme[fence..].split_once('\n').map(|(_, b)| b).unwrap_or_default();
+    body[..body.find("```").unwrap_or(body.len())].to_string()
+}
+
+/// The table's rows with runs of spaces folded, sorted (kubectl's row order is not part of the contract).
+fn normalized(table: &str) -> Vec<String> {
+    let mut rows: Vec<String> = table
+        .lines()
+        .filter(|l| !l.starts_with("$ "))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn each_account_can_do_exactly_what_the_readme_lists() {
+    let ns = super::cluster::worker_namespace("can-i");
+    let worker = format!("system:serviceaccount:{}:retl-worker", ns.name());
+    for (account, marker) in [
+        ("system:serviceaccount:retl-system:retl-operator", "<!-- can-i: retl-operator -->"),
+        (worker.as_str(), "<!-- can-i: retl-worker -->"),
+    ] {
+        let out = ns.kubectl_ok(&["auth", "can-i", "--list", &format!("--as={account}")]).unwrap();
+        assert_eq!(
+            normalized(&out),
+            normalized(&documented(marker)),
+            "`kubectl auth can-i --list --as={account}` differs from README.md's list ({marker}); update deploy/ or the README:\n{out}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use testkube::wait_until;
+use testcluster::wait_until;
 
 use super::cluster::{Cluster, Setup, count};
 
@@ -44,15 +44,15 @@ async fn a_postgres_model_syncs_through_jobs() {
     )
     .await;
     let c = Cluster::start(Setup::default()).await;
-    c.h.apply_yaml(&format!(
+    c.ns.apply_yaml(&format!(
         r#"apiVersion: v1
 kind: Secret
-metadata: {{name: warehouse, namespace: default}}
+metadata: {{name: warehouse}}
 stringData: {{url: "{url}"}}
 ---
 apiVersion: retl.dev/v1alpha1
 kind: Source
-metadata: {{name: pg, namespace: default}}
+metadata: {{name: pg}}
 spec:
   type: postgres
   stateSchema: {schema}_state
@@ -60,12 +60,12 @@ spec:
 ---
 apiVersion: retl.dev/v1alpha1
 kind: Model
-metadata: {{name: customers, namespace: default}}
+metadata: {{name: customers}}
 spec: {{sourceRef: {{name: pg}}, primaryKey: id, query: "SELECT id, email, mrr, attrs FROM {schema}.customers"}}
 ---
 apiVersion: retl.dev/v1alpha1
 kind: Mapping
-metadata: {{name: customers-api, namespace: default}}
+metadata: {{name: customers-api}}
 spec:
   modelRef: {{name: customers}}
   destinationRef: {{name: api}}
@@ -77,7 +77,7 @@ spec:
     c.wait_ready("source", "pg").await;
     c.wait_ready("model", "customers").await;
     c.wait_ready("mapping", "customers-api").await;
-    let model = c.h.kubectl_json(&["get", "model", "customers"]).unwrap();
+    let model = c.ns.kubectl_json(&["get", "model", "customers"]).unwrap();
     let cols: Vec<&str> = model["status"]["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(cols, ["id", "email", "mrr", "attrs"]);
 
@@ -92,7 +92,7 @@ spec:
     let s = c.wait_finished(2).await;
     assert_eq!((count(&s, "/status/extracted/updated"), count(&s, "/status/extracted/unchanged")), (4, 36), "{s:#}");
     let name = s["metadata"]["name"].as_str().unwrap();
-    let waited = c.h.kubectl(&["wait", "--for=jsonpath={.status.phase}=Successful", &format!("sync/{name}"), "--timeout=10s"]).unwrap();
+    let waited = c.ns.kubectl(&["wait", "--for=jsonpath={.status.phase}=Successful", &format!("sync/{name}"), "--timeout=10s"]).unwrap();
     assert!(waited.success(), "{}", waited.stderr);
     run_sql(&url, &[&format!("DROP SCHEMA {schema} CASCADE"), &format!("DROP SCHEMA IF EXISTS {schema}_state CASCADE")]).await;
 }
@@ -107,27 +107,27 @@ async fn a_wrong_password_is_a_clear_condition_and_no_job() {
     let (hostport, db) = hostport_db.split_once('/').unwrap();
     let (host, port) = hostport.split_once(':').unwrap();
     let c = Cluster::start(Setup::default()).await;
-    c.h.apply_yaml(&format!(
+    c.ns.apply_yaml(&format!(
         r#"apiVersion: v1
 kind: Secret
-metadata: {{name: mysql-login, namespace: default}}
+metadata: {{name: mysql-login}}
 stringData: {{password: wrong-password}}
 ---
 apiVersion: retl.dev/v1alpha1
 kind: Source
-metadata: {{name: my, namespace: default}}
+metadata: {{name: my}}
 spec:
   type: mysql
   mysql: {{host: "{host}", port: {port}, database: "{db}", user: "{user}", passwordSecretRef: {{name: mysql-login, key: password}}, connectTimeoutSeconds: 5}}
 ---
 apiVersion: retl.dev/v1alpha1
 kind: Model
-metadata: {{name: things, namespace: default}}
+metadata: {{name: things}}
 spec: {{sourceRef: {{name: my}}, primaryKey: id, query: "SELECT 1 AS id"}}
 ---
 apiVersion: retl.dev/v1alpha1
 kind: Mapping
-metadata: {{name: things-api, namespace: default}}
+metadata: {{name: things-api}}
 spec: {{modelRef: {{name: things}}, destinationRef: {{name: api}}, action: upsert, fields: [{{to: id, from: id}}]}}
 "#
     ))
@@ -155,14 +155,14 @@ async fn the_postgres_example_applies_and_syncs() {
     let seed = std::fs::read_to_string(dir.join("seed.sql")).unwrap();
     run_sql(&url, &[&seed]).await;
     let c = Cluster::start(Setup::default()).await;
-    let applied = c.h.kubectl(&["apply", "-f", &dir.display().to_string()]).unwrap();
+    let applied = c.ns.kubectl(&["apply", "-f", &dir.display().to_string()]).unwrap();
     assert!(applied.success(), "{}", applied.stderr);
     // Point the example at this machine's test server and at the sink.
-    c.h.kubectl_ok(&["patch", "secret", "warehouse", "--type=merge", "-p", &format!(r#"{{"stringData":{{"url":"{url}"}}}}"#)]).unwrap();
+    c.ns.kubectl_ok(&["patch", "secret", "warehouse", "--type=merge", "-p", &format!(r#"{{"stringData":{{"url":"{url}"}}}}"#)]).unwrap();
     let use_url = r#"{"spec":{"postgres":{"urlSecretRef":{"name":"warehouse","key":"url"}}}}"#;
-    c.h.kubectl_ok(&["patch", "source", "warehouse", "--type=merge", "-p", use_url]).unwrap();
+    c.ns.kubectl_ok(&["patch", "source", "warehouse", "--type=merge", "-p", use_url]).unwrap();
     let to_sink = format!(r#"{{"spec":{{"http":{{"url":"{}"}}}}}}"#, c.sink.url());
-    c.h.kubectl_ok(&["patch", "destination", "crm", "--type=merge", "-p", &to_sink]).unwrap();
+    c.ns.kubectl_ok(&["patch", "destination", "crm", "--type=merge", "-p", &to_sink]).unwrap();
     c.wait_ready("mapping", "users-to-crm").await;
     c.annotate("mapping", "users-to-crm", "retl.dev/sync-now=1");
     let s = c.wait_finished(1).await;
