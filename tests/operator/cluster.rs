@@ -92,7 +92,10 @@ pub fn worker_namespace(name: &str) -> Namespace {
 
 /// `retl operator` as deploy/'s ServiceAccount, watching only `ns`.
 pub async fn spawn_operator(ns: &Namespace, extra: &[&str]) -> Arc<Process> {
-    let mut args = vec!["operator", "--namespace", ns.name(), "--metrics-addr", "127.0.0.1:0", "--worker-image", IMAGE];
+    let mut args = vec!["operator", "--namespace", ns.name(), "--metrics-addr", "127.0.0.1:0"];
+    if !extra.contains(&"--worker-image") {
+        args.extend(["--worker-image", IMAGE]);
+    }
     args.extend_from_slice(extra);
     ns.spawn_as("retl-system", "retl-operator", &retl(), &args, &[]).await
 }
@@ -259,7 +262,7 @@ pub fn count(sync: &Value, path: &str) -> u64 {
     sync.pointer(path).and_then(Value::as_u64).unwrap_or(0)
 }
 
-fn manifests_yaml(dir: &Path, s: &Setup<'_>, sink_url: &str) -> String {
+pub fn manifests_yaml(dir: &Path, s: &Setup<'_>, sink_url: &str) -> String {
     let seed = dir.join("seed.sql");
     std::fs::write(&seed, testkit::seed::users_sql(s.rows)).unwrap();
     let db = dir.join("wh.db");

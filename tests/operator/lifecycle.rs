@@ -135,3 +135,50 @@ async fn conditions_say_what_is_wrong() {
     assert_eq!(model["status"]["columns"][1]["name"], "email");
     assert_eq!(count(&model, "/status/observedGeneration"), 1);
 }
+
+/// The Events about object `name` with `reason`, as "reason: message" lines.
+fn events(c: &Cluster, name: &str, reason: &str) -> String {
+    let selector = format!("involvedObject.name={name},reason={reason}");
+    let list = c.ns.kubectl_json(&["get", "events", "--field-selector", &selector]).unwrap_or_default();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| format!("{}: {}\n", e["reason"].as_str().unwrap_or_default(), e["message"].as_str().unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_pod_that_cannot_start_fails_its_sync_at_the_deadline() {
+    // A ServiceAccount that does not exist: the Job controller cannot create the pod.
+    let c =
+        Cluster::start(Setup { mapping_spec: "  serviceAccountName: nobody\n  activeDeadlineSeconds: 6\n", ..Default::default() }).await;
+    c.annotate("mapping", "users-api", "retl.dev/sync-now=1");
+    let sync = c.running().await;
+    let job = c.job_of(&sync).await;
+    let said =
+        wait_until(Duration::from_secs(30), || async { events(&c, &job, "FailedCreate").contains("serviceaccount \"nobody\" not found") })
+            .await;
+    assert!(said, "the Job's FailedCreate Event says why: {}\n{}", events(&c, &job, "FailedCreate"), c.state());
+    let s = c.wait_finished(1).await;
+    assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("DeadlineExceeded")), "{s:#}");
+    assert_eq!(c.sink.requests(), 0, "nothing was sent");
+
+    // An image no node can pull: the pod waits with ErrImagePull until the deadline.
+    c.ns.kubectl_ok(&["patch", "mapping", "users-api", "--type=merge", "-p", r#"{"spec":{"serviceAccountName":null}}"#]).unwrap();
+    c.operator.kill();
+    let _operator = spawn_operator(&c.ns, &["--leader-lease", "none", "--worker-image", "registry.invalid/retl:1"]).await;
+    c.annotate("mapping", "users-api", "retl.dev/sync-now=2");
+    let sync = c.running().await;
+    let job = c.job_of(&sync).await;
+    let selector = format!("batch.kubernetes.io/job-name={job}");
+    let waiting = wait_until(Duration::from_secs(30), || async {
+        let pods = c.ns.kubectl_json(&["get", "pods", "-l", &selector]).unwrap_or_default();
+        pods["items"][0]["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull"
+    })
+    .await;
+    assert!(waiting, "the worker pod waits with ErrImagePull:\n{}", c.state());
+    let s = c.wait_finished(2).await;
+    assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("DeadlineExceeded")), "{s:#}");
+    assert_eq!(c.sink.requests(), 0, "nothing was sent");
+}

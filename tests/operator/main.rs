@@ -6,6 +6,7 @@
 //! ServiceAccounts, so RBAC applies to every call they make.
 
 mod cluster;
+mod crds;
 mod lifecycle;
 mod rbac;
 mod warehouses;
