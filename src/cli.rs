@@ -213,7 +213,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let client = retl::controller::client("worker").await?;
             let phase = retl::worker::run(client, &sync).await?;
             println!("Sync {sync}: {phase}");
-            Ok(ExitCode::SUCCESS)
+            // A Failed sync fails its Job, so that the Job reads Failed, not Complete.
+            Ok(if phase == SyncPhase::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Crds { reference: true, .. } => {
             print!("{}", retl::api::reference::markdown());

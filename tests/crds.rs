@@ -80,7 +80,76 @@ fn printer_columns_and_selectable_fields_are_declared() {
     let mapping = all_crds().into_iter().find(|c| c.spec.names.kind == "Mapping").unwrap();
     let names: Vec<String> =
         mapping.spec.versions[0].additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.to_uppercase()).collect();
-    assert_eq!(names, ["MODEL", "DESTINATION", "ACTION", "ENABLED", "SCHEDULE", "LAST SYNC", "LAST STATUS", "AGE"]);
+    assert_eq!(names, ["MODEL", "DESTINATION", "ACTION", "ENABLED", "READY", "SCHEDULE", "LAST SYNC", "LAST STATUS", "AGE"]);
+}
+
+/// Keys that a YAML 1.1 reader (kubectl's) turns into booleans: a property
+/// named so can never be set from a YAML manifest.
+const YAML_BOOLEANS: [&str; 8] = ["on", "off", "yes", "no", "y", "n", "true", "false"];
+
+#[test]
+fn no_property_is_named_like_a_yaml_boolean() {
+    let mut found = Vec::new();
+    for crd in all_crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        for v in &crd.spec.versions {
+            let schema = serde_json::to_value(&v.schema.as_ref().unwrap().open_api_v3_schema).unwrap();
+            for path in yaml_boolean_properties(&schema, "") {
+                found.push(format!("{name} {}: {path}", v.name));
+            }
+        }
+    }
+    assert!(found.is_empty(), "properties that kubectl's YAML reader turns into booleans (rename them):\n{}", found.join("\n"));
+}
+
+#[test]
+fn the_yaml_boolean_check_catches_every_spelling_at_any_depth() {
+    let bad = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {
+                "On": {"type": "array", "items": {"type": "string"}},
+                "list": {"type": "array", "items": {"type": "object", "properties": {"YES": {"type": "string"}}}},
+                "map": {"type": "object", "additionalProperties": {"type": "object", "properties": {"n": {"type": "string"}}}},
+                "either": {"type": "object", "anyOf": [{"properties": {"false": {"type": "string"}}}]},
+                "outcomes": {"type": "string"},
+                "only": {"type": "string"},
+            }},
+        }
+    });
+    let mut found = yaml_boolean_properties(&bad, "");
+    found.sort();
+    assert_eq!(found, [".spec.On", ".spec.either<anyOf0>.false", ".spec.list[].YES", ".spec.map{*}.n"]);
+}
+
+/// The paths of the properties of `node` named like a YAML 1.1 boolean.
+fn yaml_boolean_properties(node: &Value, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(obj) = node.as_object() else { return out };
+    if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            let here = format!("{path}.{k}");
+            if YAML_BOOLEANS.contains(&k.to_lowercase().as_str()) {
+                out.push(here.clone());
+            }
+            out.extend(yaml_boolean_properties(v, &here));
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        out.extend(yaml_boolean_properties(items, &format!("{path}[]")));
+    }
+    if let Some(ap) = obj.get("additionalProperties") {
+        out.extend(yaml_boolean_properties(ap, &format!("{path}{{*}}")));
+    }
+    for j in ["anyOf", "oneOf", "allOf"] {
+        for (i, v) in obj.get(j).and_then(Value::as_array).into_iter().flatten().enumerate() {
+            out.extend(yaml_boolean_properties(v, &format!("{path}<{j}{i}>")));
+        }
+    }
+    if let Some(not) = obj.get("not") {
+        out.extend(yaml_boolean_properties(not, &format!("{path}<not>")));
+    }
+    out
 }
 
 /// What kube-apiserver's structural-schema check refuses, and free-form

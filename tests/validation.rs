@@ -1,7 +1,7 @@
 //! The CEL rules (`x-kubernetes-validations`) of retl's CRDs, enforced by a
 //! real kube-apiserver 1.34 (see testcluster/) through the real kubectl:
 //! each rule refuses what it should with its own message, and good manifests
-//! (the examples, every kind of field mapping) pass.
+//! (the examples, every kind of field mapping, SyncAlerts in YAML and JSON) pass.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -229,4 +229,67 @@ fn good_mappings_are_accepted() {
     // A change to a valid Mapping is checked too.
     let err = refused(&ns, &every_source.replace("retryWindow: 14d", "retryWindow: 0d"));
     assert!(err.contains("spec.retryWindow: Invalid value"), "{err}");
+}
+
+/// SyncAlerts written in YAML and in JSON, as users write them, reach the
+/// API server with their outcomes: no field is named like a YAML 1.1
+/// boolean (`on:` reached it as `true:`).
+#[test]
+fn sync_alerts_apply_in_yaml_and_json() {
+    let ns = cluster().namespace("alerts");
+    let yaml = r##"apiVersion: retl.dev/v1alpha1
+kind: SyncAlert
+metadata:
+  name: yaml
+spec:
+  mappingSelector:
+    matchLabels: {team: growth}
+  outcomes: [Failed]
+  slack:
+    webhookUrlSecretRef: {name: slack, key: url}
+    channel: "#data-alerts"
+  email:
+    to: [data@example.com]
+    from: retl@example.com
+    smtpHost: smtp.example.com
+"##;
+    accepted(&ns, yaml);
+    let json = r#"{
+  "apiVersion": "retl.dev/v1alpha1",
+  "kind": "SyncAlert",
+  "metadata": {"name": "json"},
+  "spec": {"outcomes": ["PartiallySuccessful", "Failed"], "slack": {"webhookUrlSecretRef": {"name": "slack", "key": "url"}}}
+}"#;
+    accepted(&ns, json);
+    accepted(&ns, "apiVersion: retl.dev/v1alpha1\nkind: SyncAlert\nmetadata: {name: defaults}\nspec: {}\n");
+
+    let outcomes = |name: &str| ns.kubectl_json(&["get", "syncalert", name]).expect("the SyncAlert")["spec"]["outcomes"].clone();
+    assert_eq!(outcomes("yaml"), serde_json::json!(["Failed"]));
+    assert_eq!(outcomes("json"), serde_json::json!(["PartiallySuccessful", "Failed"]));
+    assert_eq!(outcomes("defaults"), serde_json::json!(["Failed", "PartiallySuccessful"]), "the default applies");
+    let yaml_back = ns.kubectl_json(&["get", "syncalert", "yaml"]).expect("the SyncAlert");
+    assert_eq!(yaml_back["spec"]["email"]["to"], serde_json::json!(["data@example.com"]));
+    assert_eq!(yaml_back["spec"]["mappingSelector"]["matchLabels"]["team"], "growth");
+
+    // What the server sends back reads as the operator's own type.
+    let typed: retl::api::SyncAlert = serde_json::from_value(yaml_back).expect("a SyncAlert");
+    assert_eq!(typed.spec.outcomes, [retl::api::AlertOutcome::Failed]);
+
+    // `kubectl get syncalerts` shows them.
+    let out = ns.kubectl(&["get", "syncalerts"]).expect("kubectl runs");
+    let rows = out.table();
+    assert_eq!(rows[0][..2], ["NAME", "OUTCOMES"], "{}", out.stdout);
+    let row = rows.iter().find(|r| r[0] == "yaml").unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(row[1].contains("Failed"), "{}", out.stdout);
+
+    // kubectl explains the field.
+    let explain = ns.kubectl(&["explain", "syncalert.spec.outcomes"]).expect("kubectl runs");
+    assert!(explain.success(), "{}", explain.stderr);
+    assert!(explain.stdout.contains("FIELD: outcomes"), "{}", explain.stdout);
+    assert!(explain.stdout.contains("Outcomes that raise an alert"), "{}", explain.stdout);
+
+    // The old spelling is what kubectl's YAML reader turned into `true`.
+    let old = "apiVersion: retl.dev/v1alpha1\nkind: SyncAlert\nmetadata: {name: old}\nspec:\n  on: [Failed]\n";
+    let err = refused(&ns, old);
+    assert!(err.contains(r#"unknown field "spec.true""#), "{err}");
 }

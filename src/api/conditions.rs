@@ -24,6 +24,10 @@ pub mod reason {
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const WORKER_DIED: &str = "WorkerDied";
     pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
+    /// The worker got SIGTERM (pod deletion, node drain, eviction) and stopped early.
+    pub const TERMINATED: &str = "Terminated";
+    /// The worker's pod did not start within the Mapping's startup deadline.
+    pub const WORKER_NOT_STARTED: &str = "WorkerNotStarted";
     pub const STATE_ERROR: &str = "StateError";
 }
 

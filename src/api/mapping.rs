@@ -23,6 +23,7 @@ use super::{Condition, ObjectRef};
     printcolumn(name = "Destination", type_ = "string", json_path = ".spec.destinationRef.name"),
     printcolumn(name = "Action", type_ = "string", json_path = ".spec.action"),
     printcolumn(name = "Enabled", type_ = "boolean", json_path = ".spec.enabled"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
     printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSync.startTime"),
     printcolumn(name = "Last Status", type_ = "string", json_path = ".status.lastSync.phase"),
@@ -92,13 +93,27 @@ pub struct MappingSpec {
     /// Checks that stop a sync before anything is sent.
     #[serde(default)]
     pub guards: Guards,
-    /// Seconds a sync may run before it is stopped and marked Failed.
+    /// Seconds a sync may run before it is stopped and marked Failed
+    /// (the Job's `activeDeadlineSeconds`; default 86400, one day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
+    /// Seconds a Sync's worker may take to start (its pod created,
+    /// scheduled, its image pulled, its container running) before the Sync
+    /// fails with reason `WorkerNotStarted` and the pod's own message;
+    /// default 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub startup_deadline_seconds: Option<i64>,
     /// Service account the sync Jobs run as (default: the operator's worker account).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
 }
+
+/// `spec.activeDeadlineSeconds` when it is not set: one day.
+pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: i64 = 86_400;
+/// `spec.startupDeadlineSeconds` when it is not set: five minutes.
+pub const DEFAULT_STARTUP_DEADLINE_SECONDS: i64 = 300;
 
 /// The CEL rule of `spec.retryWindow`: a sequence of `<digits><unit>` spans
 /// with at least one non-zero digit. Every value it accepts is one that

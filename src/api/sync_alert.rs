@@ -18,7 +18,7 @@ use super::{Condition, SecretKeyRef};
     status = "SyncAlertStatus",
     category = "retl",
     doc = "Who hears about failed and partially successful syncs, and how.",
-    printcolumn(name = "Outcomes", type_ = "string", json_path = ".spec.on"),
+    printcolumn(name = "Outcomes", type_ = "string", json_path = ".spec.outcomes"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -29,8 +29,9 @@ pub struct SyncAlertSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_selector: Option<LabelSelector>,
     /// Outcomes that raise an alert: `Failed`, `PartiallySuccessful` (default both).
-    #[serde(default = "default_on")]
-    pub on: Vec<AlertOutcome>,
+    // Not `on`: YAML 1.1 readers (kubectl) read that key as the boolean `true`.
+    #[serde(default = "default_outcomes")]
+    pub outcomes: Vec<AlertOutcome>,
     /// Post to a Slack incoming webhook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack: Option<SlackChannel>,
@@ -39,7 +40,7 @@ pub struct SyncAlertSpec {
     pub email: Option<EmailChannel>,
 }
 
-fn default_on() -> Vec<AlertOutcome> {
+fn default_outcomes() -> Vec<AlertOutcome> {
     vec![AlertOutcome::Failed, AlertOutcome::PartiallySuccessful]
 }
 

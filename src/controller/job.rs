@@ -35,7 +35,7 @@ pub fn build(sync: &Sync, mapping: &Mapping, settings: &WorkerSettings) -> Job {
     let namespace = sync.metadata.namespace.clone().unwrap_or_default();
     let labels: BTreeMap<String, String> = [
         (SYNC_LABEL.to_string(), naming::job_name(&name)),
-        (crate::api::conditions::label::MAPPING.to_string(), mapping.metadata.name.clone().unwrap_or_default()),
+        (crate::api::conditions::label::MAPPING.to_string(), naming::label_value(mapping.metadata.name.as_deref().unwrap_or_default())),
     ]
     .into();
     let owner = sync.controller_owner_ref(&());
@@ -50,7 +50,7 @@ pub fn build(sync: &Sync, mapping: &Mapping, settings: &WorkerSettings) -> Job {
         spec: Some(JobSpec {
             // Retries are the engine's business (within the run, and on later syncs).
             backoff_limit: Some(0),
-            active_deadline_seconds: mapping.spec.active_deadline_seconds,
+            active_deadline_seconds: Some(mapping.spec.active_deadline_seconds.unwrap_or(crate::api::DEFAULT_ACTIVE_DEADLINE_SECONDS)),
             ttl_seconds_after_finished: Some(settings.ttl_seconds_after_finished),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
@@ -129,5 +129,33 @@ mod tests {
         assert_eq!(pod.service_account_name.as_deref(), Some("retl-worker"));
         let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("Sync", "users-123", Some(true)));
+    }
+
+    #[test]
+    fn the_job_of_a_mapping_with_a_253_character_name_has_a_valid_name_and_labels() {
+        let long = format!("{}.{}", "m".repeat(60), "n".repeat(192));
+        assert_eq!(long.len(), 253);
+        let sync_name = naming::requested_sync(&long, "t1");
+        let sync: Sync = serde_yaml_ng::from_str(&format!(
+            "apiVersion: retl.dev/v1alpha1\nkind: Sync\nmetadata: {{name: {sync_name}, namespace: team-a, uid: u-1}}\nspec: {{mappingRef: {{name: {long}}}}}\n"
+        ))
+        .unwrap();
+        let mapping: Mapping = serde_yaml_ng::from_str(&format!(
+            "apiVersion: retl.dev/v1alpha1\nkind: Mapping\nmetadata: {{name: {long}, namespace: team-a}}\n\
+             spec: {{modelRef: {{name: m}}, destinationRef: {{name: d}}, action: a}}\n"
+        ))
+        .unwrap();
+        let settings = WorkerSettings { image: "retl:1".into(), service_account: "retl-worker".into(), ttl_seconds_after_finished: 3600 };
+        let job = build(&sync, &mapping, &settings);
+        let name = job.metadata.name.clone().unwrap();
+        assert!(name.len() <= 63, "{name}");
+        assert!(naming::is_label_value(&name), "{name}");
+        let pod_labels = job.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.clone().unwrap();
+        assert_eq!(job.metadata.labels.as_ref(), Some(&pod_labels));
+        for (k, v) in &pod_labels {
+            assert!(naming::is_label_value(v), "{k}={v}");
+        }
+        assert_eq!(pod_labels[crate::api::conditions::label::MAPPING], naming::label_value(&long));
+        assert_eq!(pod_labels[SYNC_LABEL], name);
     }
 }

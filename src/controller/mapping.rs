@@ -14,6 +14,7 @@ use serde_json::json;
 use super::context::{Context, FIELD_MANAGER};
 use super::error::ControllerError;
 use super::mapping_plan::{SyncView, plan};
+use super::naming;
 use crate::api::conditions::{annotation, label, reason};
 use crate::api::{Destination, Mapping, Model, ObjectRef, Sync, SyncSpec};
 use crate::fieldmap::FieldMapper;
@@ -26,13 +27,16 @@ pub async fn reconcile(mapping: Arc<Mapping>, ctx: Arc<Context>) -> Result<Actio
 
     // Dereference.
     let problem = validate(&client, &ns, &mapping).await?;
+    // The label holds the name shortened to a label value; the spec tells
+    // apart two long names whose shortened values could collide.
     let syncs = syncs_api
-        .list(&ListParams::default().labels(&format!("{}={name}", label::MAPPING)))
+        .list(&ListParams::default().labels(&format!("{}={}", label::MAPPING, naming::label_value(&name))))
         .await
         .map_err(ControllerError::api("list", "Sync", &name))?;
     let views: Vec<SyncView> = syncs
         .items
         .iter()
+        .filter(|s| s.spec.mapping_ref.name == name)
         .map(|s| SyncView {
             name: s.name_any(),
             phase: s.status.as_ref().and_then(|st| st.phase),
@@ -51,9 +55,9 @@ pub async fn reconcile(mapping: Arc<Mapping>, ctx: Arc<Context>) -> Result<Actio
         sync.metadata.namespace = Some(ns.clone());
         sync.metadata.labels = Some(
             [
-                (label::MAPPING.to_string(), name.clone()),
-                (label::MODEL.to_string(), mapping.spec.model_ref.name.clone()),
-                (label::DESTINATION.to_string(), mapping.spec.destination_ref.name.clone()),
+                (label::MAPPING.to_string(), naming::label_value(&name)),
+                (label::MODEL.to_string(), naming::label_value(&mapping.spec.model_ref.name)),
+                (label::DESTINATION.to_string(), naming::label_value(&mapping.spec.destination_ref.name)),
                 (label::STATUS.to_string(), "pending".to_string()),
             ]
             .into(),

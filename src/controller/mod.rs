@@ -33,3 +33,4 @@ pub mod source;
 pub mod status;
 pub mod sync;
 pub mod sync_plan;
+pub mod worker_start;

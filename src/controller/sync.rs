@@ -43,26 +43,20 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, C
     let mapping_name = &sync.spec.mapping_ref.name;
     let mapping = mappings.get_opt(mapping_name).await.map_err(ControllerError::api("get", "Mapping", mapping_name))?;
 
-    // Plan, without a client.
-    let p = plan(&sync, mapping.as_ref(), JobState::of(job.as_ref()), Timestamp::now());
-
-    // Apply.
-    let mut metadata = serde_json::Map::new();
-    let labels = sync.labels();
-    if p.labels.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-        metadata.insert("labels".into(), json!(p.labels));
-    }
-    if sync.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty())
-        && let Some(owner) = mapping.as_ref().and_then(|m| m.controller_owner_ref(&()))
+    // A Pending Sync's running Job: has its worker started, and if not, why?
+    let mut job_state = JobState::of(job.as_ref());
+    let pending = sync.status.as_ref().and_then(|s| s.phase) == Some(crate::api::SyncPhase::Pending);
+    if pending
+        && job_state == JobState::Running
+        && let Some(j) = &job
     {
-        metadata.insert("ownerReferences".into(), json!([owner]));
+        job_state = super::worker_start::job_state(&client, j).await.map_err(ControllerError::api("read the pods of", "Job", &job_name))?;
     }
-    if !metadata.is_empty() {
-        syncs
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&json!({ "metadata": metadata })))
-            .await
-            .map_err(ControllerError::api("label", "Sync", &name))?;
-    }
+
+    // Plan, without a client.
+    let p = plan(&sync, mapping.as_ref(), job_state, Timestamp::now());
+
+    // Apply: the Job, a replay.
     if p.create_job
         && let Some(m) = &mapping
     {
@@ -86,13 +80,42 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, C
             SyncSpec { mapping_ref: sync.spec.mapping_ref.clone(), trigger: SyncTrigger::Replay, replay_of: Some(r.replay_of.clone()) },
         );
         replay.metadata.namespace = Some(ns.clone());
-        replay.metadata.labels = Some([(label::MAPPING.to_string(), mapping_name.clone())].into());
+        replay.metadata.labels = Some([(label::MAPPING.to_string(), naming::label_value(mapping_name))].into());
         replay.metadata.owner_references = mapping.as_ref().and_then(|m| m.controller_owner_ref(&())).map(|o| vec![o]);
         match syncs.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &replay).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(ControllerError::api("create", "Sync", &r.name)(e)),
         }
+    }
+    // Update status, only when it changed, and only over what was read: a
+    // worker that finished the Sync meanwhile is never written over.
+    let status = p.status.as_ref().or(sync.status.as_ref());
+    if let Some(st) = &p.status {
+        let mut patch = super::status::status_patch(sync.status.as_ref(), st);
+        patch["metadata"] = json!({ "resourceVersion": sync.resource_version() });
+        match syncs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => return Ok(Action::requeue(Duration::from_millis(500))),
+            Err(e) => return Err(ControllerError::api("update status of", "Sync", &name)(e)),
+        }
+    }
+    // Labels (the status label follows the status just written) and owner.
+    let mut metadata = serde_json::Map::new();
+    let labels = sync.labels();
+    if p.labels.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+        metadata.insert("labels".into(), json!(p.labels));
+    }
+    if sync.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty())
+        && let Some(owner) = mapping.as_ref().and_then(|m| m.controller_owner_ref(&()))
+    {
+        metadata.insert("ownerReferences".into(), json!([owner]));
+    }
+    if !metadata.is_empty() {
+        syncs
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&json!({ "metadata": metadata })))
+            .await
+            .map_err(ControllerError::api("label", "Sync", &name))?;
     }
     let reference = sync.object_ref(&());
     for e in &p.events {
@@ -102,14 +125,6 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, C
         }
     }
 
-    // Update status, only when it changed.
-    let status = p.status.as_ref().or(sync.status.as_ref());
-    if let Some(st) = &p.status {
-        syncs
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&super::status::status_patch(sync.status.as_ref(), st)))
-            .await
-            .map_err(ControllerError::api("update status of", "Sync", &name))?;
-    }
     if !p.events.is_empty()
         && let Some(st) = status
         && let Some(phase) = st.phase.filter(|p| p.is_finished())
@@ -124,5 +139,9 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, C
         }
     }
     let finished = status.and_then(|s| s.phase).is_some_and(|p| p.is_finished());
-    Ok(if finished { Action::await_change() } else { Action::requeue(Duration::from_secs(30)) })
+    Ok(match (finished, p.requeue_after) {
+        (true, _) => Action::await_change(),
+        (false, Some(after)) => Action::requeue(after),
+        (false, None) => Action::requeue(Duration::from_secs(30)),
+    })
 }

@@ -5,23 +5,27 @@
 //! sends records (through the engine).
 
 mod status;
+mod writes;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::conditions::{annotation, reason};
+use crate::api::conditions::reason;
 use crate::api::{Destination, Mapping, Model, Source, Sync, SyncPhase, SyncStatus};
 use crate::controller::secrets::short;
 use crate::engine::{self, Observer, Progress, SyncContext, SyncReport};
 use crate::warehouse::SecretValues;
+use writes::{Written, write_status};
 
 #[derive(Debug, Error)]
 pub enum WorkerError {
@@ -31,7 +35,10 @@ pub enum WorkerError {
     Api { sync: String, source: kube::Error },
 }
 
-/// Runs one Sync to its end; returns its final phase.
+/// Runs one Sync to its end; returns its final phase. On SIGTERM (pod
+/// deletion, node drain, eviction) it stops at the next batch boundary,
+/// commits what was acknowledged and ends the Sync `Failed` with reason
+/// `Terminated`, well within a pod's grace period.
 pub async fn run(client: Client, target: &str) -> Result<SyncPhase, WorkerError> {
     let (namespace, name) = target.split_once('/').ok_or_else(|| WorkerError::Usage(target.to_string()))?;
     let syncs: Api<Sync> = Api::namespaced(client.clone(), namespace);
@@ -42,20 +49,59 @@ pub async fn run(client: Client, target: &str) -> Result<SyncPhase, WorkerError>
         return Ok(phase);
     }
     let started = Timestamp::now();
-    write_status(&syncs, name, |current| {
+    let first = write_status(&syncs, name, |current| {
         let started = SyncStatus { start_time: Some(Time(started)), ..current };
         status::in_progress(started, &Progress::default())
     })
     .await
     .map_err(api_err)?;
+    if let Written::AlreadyFinished(phase) = first {
+        tracing::info!(sync = target, %phase, "the sync already finished; nothing to do");
+        return Ok(phase);
+    }
 
-    let report = match resolve(&client, namespace, &sync).await {
-        Err((why, message)) => SyncReport::failed_early(started, why, message),
-        Ok(resolved) => execute(&syncs, name, resolved).await,
+    let stop = CancellationToken::new();
+    let terminated = Arc::new(AtomicBool::new(false));
+    tokio::spawn(stop_on_sigterm(stop.clone(), terminated.clone()));
+    let (mut report, deadline) = match resolve(&client, namespace, &sync).await {
+        Err((why, message)) => (SyncReport::failed_early(started, why, message), None),
+        Ok(resolved) => {
+            let deadline = resolved.ctx.mapping.active_deadline_seconds.unwrap_or(crate::api::DEFAULT_ACTIVE_DEADLINE_SECONDS);
+            (execute(&syncs, name, resolved, stop.clone()).await, Some(deadline))
+        }
     };
+    stop.cancel();
+    if terminated.load(Ordering::SeqCst) {
+        // The Job controller stops a pod at the Job's activeDeadlineSeconds
+        // with SIGTERM too; the Job started after the Sync was created, so
+        // a deadline reached counts from the Sync's creation.
+        let created = sync.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        match deadline.filter(|d| created.is_some_and(|c| Timestamp::now().duration_since(c).as_secs() >= *d)) {
+            Some(d) => status::deadline_exceeded(&mut report, d),
+            None => status::terminated(&mut report),
+        }
+    }
     let generation = sync.metadata.generation;
-    write_status(&syncs, name, |current| status::finished(current, &report, generation, Timestamp::now())).await.map_err(api_err)?;
+    let last =
+        write_status(&syncs, name, |current| status::finished(current, &report, generation, Timestamp::now())).await.map_err(api_err)?;
+    if let Written::AlreadyFinished(phase) = last {
+        tracing::info!(sync = target, %phase, "the Sync was finished by someone else; its status stays as it is");
+        return Ok(phase);
+    }
     Ok(report.phase)
+}
+
+/// SIGTERM is how Kubernetes stops a pod: stop at the next batch boundary.
+async fn stop_on_sigterm(stop: CancellationToken, terminated: Arc<AtomicBool>) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+    tokio::select! {
+        _ = term.recv() => {
+            tracing::info!("SIGTERM: stopping at the next batch boundary");
+            terminated.store(true, Ordering::SeqCst);
+            stop.cancel();
+        }
+        _ = stop.cancelled() => {}
+    }
 }
 
 /// Everything a sync needs, read from the API.
@@ -66,7 +112,7 @@ struct Resolved {
     secrets: SecretValues,
 }
 
-async fn execute(syncs: &Api<Sync>, name: &str, r: Resolved) -> SyncReport {
+async fn execute(syncs: &Api<Sync>, name: &str, r: Resolved, stop: CancellationToken) -> SyncReport {
     let source_name = r.source.name_any();
     let here = Path::new(".");
     let warehouse = match crate::warehouse::connect(&source_name, &r.source.spec, &r.secrets, here).await {
@@ -77,10 +123,14 @@ async fn execute(syncs: &Api<Sync>, name: &str, r: Resolved) -> SyncReport {
         Ok(d) => d,
         Err(e) => return SyncReport::failed_early(Timestamp::now(), reason::INVALID_SPEC, e.to_string()),
     };
-    let cancel = CancellationToken::new();
-    let watcher = tokio::spawn(watch_cancel(syncs.clone(), name.to_string(), cancel.clone()));
-    let observer = StatusWriter { syncs: syncs.clone(), name: name.to_string(), throttle: engine::Throttle::new(Duration::from_secs(5)) };
-    let report = engine::run_sync(&r.ctx, warehouse.as_ref(), destination, &observer, &cancel).await;
+    let watcher = tokio::spawn(writes::watch_for_stop(syncs.clone(), name.to_string(), stop.clone()));
+    let observer = StatusWriter {
+        syncs: syncs.clone(),
+        name: name.to_string(),
+        throttle: engine::Throttle::new(Duration::from_secs(5)),
+        stop: stop.clone(),
+    };
+    let report = engine::run_sync(&r.ctx, warehouse.as_ref(), destination, &observer, &stop).await;
     watcher.abort();
     report
 }
@@ -125,39 +175,13 @@ async fn resolve(client: &Client, ns: &str, sync: &Sync) -> Result<Resolved, (&'
     Ok(Resolved { ctx, source, destination, secrets })
 }
 
-/// Updates the status from what the server has now (so fields the
-/// controller owns, like handled request tokens, stay as they are), as a
-/// merge patch that also clears what the update cleared. Skips the write
-/// when nothing changed.
-async fn write_status(syncs: &Api<Sync>, name: &str, update: impl FnOnce(SyncStatus) -> SyncStatus) -> Result<(), kube::Error> {
-    let current = syncs.get_status(name).await?.status;
-    let new = update(current.clone().unwrap_or_default());
-    if current.as_ref() == Some(&new) {
-        return Ok(());
-    }
-    let patch = crate::controller::status::status_patch(current.as_ref(), &new);
-    syncs.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
-}
-
-/// Stops the sync at the next batch boundary once `retl.dev/cancel` appears.
-async fn watch_cancel(syncs: Api<Sync>, name: String, cancel: CancellationToken) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if let Ok(s) = syncs.get(&name).await
-            && s.annotations().contains_key(annotation::CANCEL)
-        {
-            tracing::info!(sync = %name, "cancel requested; stopping at the next batch boundary");
-            cancel.cancel();
-            return;
-        }
-    }
-}
-
 /// Writes progress to the Sync's status at most every five seconds.
 struct StatusWriter {
     syncs: Api<Sync>,
     name: String,
     throttle: engine::Throttle,
+    /// Canceled when the Sync turns out finished by someone else.
+    stop: CancellationToken,
 }
 
 #[async_trait]
@@ -166,8 +190,13 @@ impl Observer for StatusWriter {
         if !self.throttle.ready() {
             return;
         }
-        if let Err(e) = write_status(&self.syncs, &self.name, |current| status::in_progress(current, p)).await {
-            tracing::warn!(sync = %self.name, error = %short(&e), "could not write progress");
+        match write_status(&self.syncs, &self.name, |current| status::in_progress(current, p)).await {
+            Ok(Written::Done) => {}
+            Ok(Written::AlreadyFinished(phase)) => {
+                tracing::info!(sync = %self.name, %phase, "the Sync was finished by someone else; stopping at the next batch boundary");
+                self.stop.cancel();
+            }
+            Err(e) => tracing::warn!(sync = %self.name, error = %short(&e), "could not write progress"),
         }
     }
 }

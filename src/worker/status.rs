@@ -30,6 +30,31 @@ pub fn finished(mut status: SyncStatus, report: &SyncReport, generation: Option<
     status
 }
 
+/// A sync stopped by SIGTERM ends `Failed` with reason `Terminated`: it
+/// did not do all its work, and the platform, not a person, stopped it.
+/// What was acknowledged is committed; the counts stay as the engine kept
+/// them (the rest is skipped), so they still add up.
+pub fn terminated(report: &mut SyncReport) {
+    report.phase = SyncPhase::Failed;
+    report.reason = Some(conditions::reason::TERMINATED.to_string());
+    report.message = Some(format!(
+        "the worker was stopped (SIGTERM: its pod was deleted, drained or evicted); {} records accepted and {} rejected before it stopped are committed, and the next sync sends the rest",
+        report.loaded.succeeded, report.loaded.failed
+    ));
+}
+
+/// A sync stopped at the Mapping's `activeDeadlineSeconds` ends `Failed`
+/// with reason `DeadlineExceeded`, as the Sync controller says when it
+/// sees the Job's deadline first.
+pub fn deadline_exceeded(report: &mut SyncReport, seconds: i64) {
+    report.phase = SyncPhase::Failed;
+    report.reason = Some(conditions::reason::DEADLINE_EXCEEDED.to_string());
+    report.message = Some(format!(
+        "the sync ran past the Mapping's activeDeadlineSeconds ({seconds}) and was stopped; {} records accepted and {} rejected before it stopped are committed, and the next sync sends the rest",
+        report.loaded.succeeded, report.loaded.failed
+    ));
+}
+
 /// A running Sync's status with the latest progress.
 pub fn in_progress(mut status: SyncStatus, p: &Progress) -> SyncStatus {
     status.phase = Some(SyncPhase::InProgress);

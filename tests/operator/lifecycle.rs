@@ -60,13 +60,15 @@ async fn a_restarted_operator_picks_up_a_running_sync_and_a_deleted_job_fails_it
     assert_eq!(c.sink.latest().len(), 200);
 
     // Deleting the Job of a running sync fails the Sync; nothing is lost.
+    // (A slower destination, so that the sync is still running when the Job goes.)
+    c.sink.set(|b| b.stall = Some(Duration::from_millis(150)));
     c.sql("UPDATE users SET email = 'new@example.com'");
     c.annotate("mapping", "users-api", "retl.dev/sync-now=2");
     let running = c.running().await;
-    let sink = &c.sink;
-    assert!(wait_until(Duration::from_secs(30), || async { sink.received().len() >= 230 }).await);
     let job = c.job_of(&running).await;
     let pod = c.running_pod(&job).await;
+    let sink = &c.sink;
+    assert!(wait_until(Duration::from_secs(30), || async { sink.received().len() >= 230 }).await);
     c.ns.kubectl_ok(&["delete", "job", &job, "--wait=false"]).unwrap();
     let s = c.wait_finished(2).await;
     assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("WorkerDied")), "{s:#}");
@@ -149,10 +151,10 @@ fn events(c: &Cluster, name: &str, reason: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_pod_that_cannot_start_fails_its_sync_at_the_deadline() {
+async fn a_worker_pod_that_cannot_start_fails_its_sync_with_the_pods_message() {
     // A ServiceAccount that does not exist: the Job controller cannot create the pod.
     let c =
-        Cluster::start(Setup { mapping_spec: "  serviceAccountName: nobody\n  activeDeadlineSeconds: 6\n", ..Default::default() }).await;
+        Cluster::start(Setup { mapping_spec: "  serviceAccountName: nobody\n  startupDeadlineSeconds: 5\n", ..Default::default() }).await;
     c.annotate("mapping", "users-api", "retl.dev/sync-now=1");
     let sync = c.running().await;
     let job = c.job_of(&sync).await;
@@ -161,10 +163,15 @@ async fn a_worker_pod_that_cannot_start_fails_its_sync_at_the_deadline() {
             .await;
     assert!(said, "the Job's FailedCreate Event says why: {}\n{}", events(&c, &job, "FailedCreate"), c.state());
     let s = c.wait_finished(1).await;
-    assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("DeadlineExceeded")), "{s:#}");
+    assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("WorkerNotStarted")), "{s:#}");
+    let message = s["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("serviceaccount \"nobody\" not found") && message.contains("startupDeadlineSeconds (5)"), "{message}");
     assert_eq!(c.sink.requests(), 0, "nothing was sent");
+    let h = &c;
+    let gone = wait_until(Duration::from_secs(30), || async { h.ns.kubectl(&["get", "job", &job]).is_ok_and(|o| !o.success()) }).await;
+    assert!(gone, "the Job is deleted, so that its pod cannot start later:\n{}", c.state());
 
-    // An image no node can pull: the pod waits with ErrImagePull until the deadline.
+    // An image no node can pull: the pod waits with ErrImagePull; the Sync says so.
     c.ns.kubectl_ok(&["patch", "mapping", "users-api", "--type=merge", "-p", r#"{"spec":{"serviceAccountName":null}}"#]).unwrap();
     c.operator.kill();
     let _operator = spawn_operator(&c.ns, &["--leader-lease", "none", "--worker-image", "registry.invalid/retl:1"]).await;
@@ -179,6 +186,83 @@ async fn a_worker_pod_that_cannot_start_fails_its_sync_at_the_deadline() {
     .await;
     assert!(waiting, "the worker pod waits with ErrImagePull:\n{}", c.state());
     let s = c.wait_finished(2).await;
-    assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("DeadlineExceeded")), "{s:#}");
+    assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("WorkerNotStarted")), "{s:#}");
+    let message = s["status"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("ErrImagePull") && message.contains("registry.invalid/retl:1"), "{message}");
     assert_eq!(c.sink.requests(), 0, "nothing was sent");
+}
+
+/// How many terminal Events (success, partial success, failure, cancel) Sync `name` got.
+fn terminal_events(c: &Cluster, name: &str) -> u64 {
+    let list = c.ns.kubectl_json(&["get", "events", "--field-selector", &format!("involvedObject.name={name}")]).unwrap_or_default();
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| matches!(e["reason"].as_str(), Some("Successful" | "PartiallySuccessful" | "SyncFailed" | "Canceled")))
+        .map(|e| e["count"].as_u64().unwrap_or(1))
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_a_sync_gracefully_and_a_finished_sync_stays_finished() {
+    let c = Cluster::start(Setup { rows: 300, ..Default::default() }).await;
+    // A slow destination (30 batches of 150 ms), so that each sync is still running when it is stopped.
+    c.sink.set(|b| b.stall = Some(Duration::from_millis(150)));
+    c.annotate("mapping", "users-api", "retl.dev/sync-now=1");
+    let sync = c.running().await;
+    let job = c.job_of(&sync).await;
+    let pod = c.running_pod(&job).await;
+    let sink = &c.sink;
+    assert!(wait_until(Duration::from_secs(30), || async { sink.received().len() >= 30 }).await);
+    // A drain or eviction deletes the pod: SIGTERM, then the grace period.
+    c.ns.kubectl_ok(&["delete", "pod", &pod, "--wait=false"]).unwrap();
+    let s = c.wait_finished(1).await;
+    assert_eq!((s["status"]["phase"].as_str(), s["status"]["reason"].as_str()), (Some("Failed"), Some("Terminated")), "{s:#}");
+    let e = &s["status"]["extracted"];
+    let l = &s["status"]["loaded"];
+    let changes = count(&s, "/status/extracted/added") + count(&s, "/status/extracted/updated") + count(&s, "/status/extracted/deleted");
+    assert_eq!(
+        changes,
+        count(&s, "/status/loaded/succeeded") + count(&s, "/status/loaded/failed") + count(&s, "/status/loaded/skipped"),
+        "{e} {l}"
+    );
+    assert!((30..300).contains(&count(&s, "/status/loaded/succeeded")), "stopped at a batch boundary: {l}");
+    assert_eq!(c.kubelet().signals(c.ns.name(), &pod), ["SIGTERM"], "it stopped within the grace period");
+    let failed = wait_until(Duration::from_secs(30), || async {
+        let j = c.ns.kubectl_json(&["get", "job", &job]).unwrap_or_default();
+        j["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Failed" && c["status"] == "True")
+    })
+    .await;
+    assert!(failed, "the worker exits non-zero for a Failed sync, so its Job is Failed:\n{}", c.state());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let again = c.ns.kubectl_json(&["get", "sync", &sync]).unwrap();
+    assert_eq!(again["status"]["reason"], "Terminated", "a finished Sync stays finished: {again:#}");
+    assert_eq!(terminal_events(&c, &sync), 1, "exactly one terminal Event");
+
+    // The Job deleted under a running worker: the controller fails the Sync
+    // first; the worker, stopping on SIGTERM, leaves it as it is.
+    c.annotate("mapping", "users-api", "retl.dev/sync-now=2");
+    let sync = c.running().await;
+    let job = c.job_of(&sync).await;
+    let pod = c.running_pod(&job).await;
+    let before = c.sink.received().len();
+    assert!(wait_until(Duration::from_secs(30), || async { sink.received().len() >= before + 20 }).await);
+    c.ns.kubectl_ok(&["delete", "job", &job, "--wait=false"]).unwrap();
+    let s = c.wait_finished(2).await;
+    assert_eq!(s["status"]["reason"], "WorkerDied", "{s:#}");
+    let ns = c.ns.name().to_string();
+    let kubelet = c.kubelet();
+    assert!(wait_until(Duration::from_secs(40), || async { kubelet.pid(&ns, &pod).is_none() }).await, "the worker stops");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = c.ns.kubectl_json(&["get", "sync", &sync]).unwrap();
+    assert_eq!((after["status"]["phase"].as_str(), after["status"]["reason"].as_str()), (Some("Failed"), Some("WorkerDied")), "{after:#}");
+    assert_eq!(terminal_events(&c, &sync), 1, "exactly one terminal Event");
+    assert!(kubelet.logs(&ns, &pod).contains("finished by someone else"), "the worker saw it: {}", kubelet.logs(&ns, &pod));
+
+    c.sink.set(|b| b.stall = None);
+    c.annotate("mapping", "users-api", "retl.dev/sync-now=3");
+    let s = c.wait_finished(3).await;
+    assert_eq!(s["status"]["phase"], "Successful", "{s:#}");
+    assert_eq!(c.sink.latest().len(), 300, "every record delivered in the end");
 }

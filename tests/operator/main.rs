@@ -8,6 +8,7 @@
 mod cluster;
 mod crds;
 mod lifecycle;
+mod long_names;
 mod rbac;
 mod warehouses;
 
@@ -43,7 +44,7 @@ async fn sync_now_runs_a_job_and_kubectl_shows_the_sync() {
     let complete = c.ns.kubectl(&["wait", "--for=condition=Complete", &format!("sync/{name}"), "--timeout=5s"]).unwrap();
     assert!(complete.success(), "{}", complete.stderr);
     let mapping = c.ns.kubectl(&["get", "mappings"]).unwrap().table();
-    assert_eq!(mapping[0], ["NAME", "MODEL", "DESTINATION", "ACTION", "ENABLED", "SCHEDULE", "LAST SYNC", "LAST STATUS", "AGE"]);
+    assert_eq!(mapping[0], ["NAME", "MODEL", "DESTINATION", "ACTION", "ENABLED", "READY", "SCHEDULE", "LAST SYNC", "LAST STATUS", "AGE"]);
 
     // The same token again does nothing; a new one syncs once more (nothing changed).
     c.annotate("mapping", "users-api", "retl.dev/sync-now=first");

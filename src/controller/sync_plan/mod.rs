@@ -32,6 +32,8 @@ pub struct SyncPlan {
     pub status: Option<SyncStatus>,
     pub replay: Option<NewReplay>,
     pub events: Vec<PlannedEvent>,
+    /// Look again after this long (a startup deadline to check).
+    pub requeue_after: Option<std::time::Duration>,
 }
 
 /// What the Job says.
@@ -39,8 +41,17 @@ pub struct SyncPlan {
 pub enum JobState {
     NotFound,
     Running,
+    /// The Job exists (since `since`) but no worker pod has started; `why`
+    /// is the pod's own waiting message, or why no pod could be created.
+    Waiting {
+        since: Timestamp,
+        why: String,
+    },
     Succeeded,
-    Failed { reason: String, message: String },
+    Failed {
+        reason: String,
+        message: String,
+    },
 }
 
 impl JobState {
@@ -123,6 +134,20 @@ pub fn plan(sync: &Sync, mapping: Option<&Mapping>, job: JobState, now: Timestam
                         now,
                     ),
                     JobState::Running => {}
+                    JobState::Waiting { since, why } => {
+                        let limit =
+                            mapping.and_then(|m| m.spec.startup_deadline_seconds).unwrap_or(crate::api::DEFAULT_STARTUP_DEADLINE_SECONDS);
+                        let waited = now.duration_since(since).as_secs();
+                        if status.phase == Some(SyncPhase::Pending) && waited >= limit {
+                            let m = format!(
+                                "the worker did not start within the Mapping's startupDeadlineSeconds ({limit}): {why}; nothing was sent, fix the cause and sync again"
+                            );
+                            fail(&mut status, reason::WORKER_NOT_STARTED, &m, now);
+                            out.delete_job = true;
+                        } else if status.phase == Some(SyncPhase::Pending) {
+                            out.requeue_after = Some(std::time::Duration::from_secs((limit - waited).clamp(1, 30) as u64));
+                        }
+                    }
                 }
             }
         }
@@ -152,10 +177,11 @@ pub fn plan(sync: &Sync, mapping: Option<&Mapping>, job: JobState, now: Timestam
         out.events.extend(event_for(&name, phase, &status));
     }
     out.labels.insert(label::STATUS.into(), phase.label_value().into());
-    out.labels.insert(label::MAPPING.into(), sync.spec.mapping_ref.name.clone());
+    // Names become label values shortened to fit (a long name would be refused).
+    out.labels.insert(label::MAPPING.into(), naming::label_value(&sync.spec.mapping_ref.name));
     if let Some(m) = mapping {
-        out.labels.insert(label::MODEL.into(), m.spec.model_ref.name.clone());
-        out.labels.insert(label::DESTINATION.into(), m.spec.destination_ref.name.clone());
+        out.labels.insert(label::MODEL.into(), naming::label_value(&m.spec.model_ref.name));
+        out.labels.insert(label::DESTINATION.into(), naming::label_value(&m.spec.destination_ref.name));
     }
     if status != old {
         out.status = Some(status);

@@ -98,3 +98,20 @@ fn finished_syncs_replay_once_per_token_and_announce_their_outcome_once() {
     assert!(again.events.is_empty());
     assert_eq!(again.status, None, "finished Syncs are immutable history");
 }
+
+#[test]
+fn a_worker_that_never_starts_fails_at_the_startup_deadline_with_the_pods_message() {
+    let s = sync("phase: Pending\njobName: users-1\n");
+    let since = now() - jiff::SignedDuration::from_secs(60);
+    let why = "pod users-1-abcde: ErrImagePull: image \"x\" not found".to_string();
+    let early = plan(&s, Some(&mapping()), JobState::Waiting { since, why: why.clone() }, now());
+    let phase = early.status.as_ref().map_or(Some(SyncPhase::Pending), |st| st.phase);
+    assert!(phase == Some(SyncPhase::Pending) && !early.delete_job, "still within the default 300 s");
+    assert_eq!(early.requeue_after, Some(std::time::Duration::from_secs(30)));
+    let late = now() + jiff::SignedDuration::from_secs(300);
+    let p = plan(&s, Some(&mapping()), JobState::Waiting { since, why }, late);
+    let st = p.status.unwrap();
+    assert_eq!((st.phase, st.reason.as_deref()), (Some(SyncPhase::Failed), Some(reason::WORKER_NOT_STARTED)));
+    assert!(st.message.unwrap().contains("ErrImagePull: image \"x\" not found"));
+    assert!(p.delete_job, "the pod must not start later");
+}
