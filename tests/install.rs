@@ -37,9 +37,7 @@ async fn deploy_installs_with_kubectl_and_its_operator_syncs_a_mapping() {
 
     // A namespace for Mappings, set up as the README says.
     let ns = cluster.namespace("team-a");
-    ns.kubectl_ok(&["create", "serviceaccount", "retl-worker"]).unwrap();
-    let sa = format!("{}:retl-worker", ns.name());
-    ns.kubectl_ok(&["create", "rolebinding", "retl-worker", "--clusterrole=retl-worker", "--serviceaccount", &sa]).unwrap();
+    cluster::add_worker_account(&ns);
     let sink = Sink::start().await.unwrap();
     let yaml = cluster::manifests_yaml(ns.dir(), &cluster::Setup::default(), &sink.url());
     ns.apply_yaml(&yaml).unwrap();

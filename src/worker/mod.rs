@@ -44,10 +44,6 @@ pub async fn run(client: Client, target: &str) -> Result<SyncPhase, WorkerError>
     let syncs: Api<Sync> = Api::namespaced(client.clone(), namespace);
     let api_err = |source| WorkerError::Api { sync: target.to_string(), source };
     let sync = syncs.get(name).await.map_err(api_err)?;
-    if let Some(phase) = sync.status.as_ref().and_then(|s| s.phase).filter(|p| p.is_finished()) {
-        tracing::info!(sync = target, %phase, "the sync already finished; nothing to do");
-        return Ok(phase);
-    }
     let started = Timestamp::now();
     let first = write_status(&syncs, name, |current| {
         let started = SyncStatus { start_time: Some(Time(started)), ..current };

@@ -88,11 +88,7 @@ fn tail(path: &Path) -> String {
 
 /// The admin kubeconfig: the CA and a token of a `system:masters` user.
 pub fn admin_kubeconfig(endpoint: &ApiEndpoint, token: &str) -> String {
-    let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &endpoint.ca_pem);
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: retl-test\n  cluster:\n    server: https://{}:{}\n    certificate-authority-data: {ca}\ncontexts:\n- name: retl-test\n  context: {{cluster: retl-test, user: admin, namespace: default}}\ncurrent-context: retl-test\nusers:\n- name: admin\n  user:\n    token: {token}\n",
-        endpoint.host, endpoint.port
-    )
+    crate::credentials::kubeconfig(endpoint, "default", &format!("token: {token}"))
 }
 
 /// Audit: every request of a ServiceAccount (what retl's own components

@@ -123,17 +123,18 @@ fn write_files(endpoint: &ApiEndpoint, namespace: &str, token: &str, dir: &Path)
     write("token", token)?;
     write("ca.crt", &endpoint.ca_pem)?;
     write("namespace", namespace)?;
-    let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &endpoint.ca_pem);
-    write(
-        "kubeconfig",
-        &format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: in-cluster\n  cluster:\n    server: https://{}:{}\n    certificate-authority-data: {ca}\ncontexts:\n- name: in-cluster\n  context: {{cluster: in-cluster, user: sa, namespace: {namespace}}}\ncurrent-context: in-cluster\nusers:\n- name: sa\n  user:\n    tokenFile: {}\n",
-            endpoint.host,
-            endpoint.port,
-            dir.join("token").display()
-        ),
-    )?;
+    write("kubeconfig", &kubeconfig(endpoint, namespace, &format!("tokenFile: {}", dir.join("token").display())))?;
     Ok(Credentials { dir: dir.to_path_buf(), service_host: endpoint.host.clone(), service_port: endpoint.port })
+}
+
+/// A kubeconfig for `endpoint` (its CA embedded) whose one user has `credential`
+/// (`token: ...` or `tokenFile: ...`), in `namespace` by default.
+pub fn kubeconfig(endpoint: &ApiEndpoint, namespace: &str, credential: &str) -> String {
+    let ca = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &endpoint.ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: retl-test\n  cluster:\n    server: https://{}:{}\n    certificate-authority-data: {ca}\ncontexts:\n- name: retl-test\n  context: {{cluster: retl-test, user: user, namespace: {namespace}}}\ncurrent-context: retl-test\nusers:\n- name: user\n  user:\n    {credential}\n",
+        endpoint.host, endpoint.port
+    )
 }
 
 impl Credentials {

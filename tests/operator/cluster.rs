@@ -84,10 +84,15 @@ impl Default for Setup<'_> {
 /// A namespace set up as the README says for Mappings: the workers' ServiceAccount bound to `retl-worker`.
 pub fn worker_namespace(name: &str) -> Namespace {
     let ns = cluster().namespace(name);
+    add_worker_account(&ns);
+    ns
+}
+
+/// `kubectl create serviceaccount retl-worker` and its RoleBinding, as the README says.
+pub fn add_worker_account(ns: &Namespace) {
     ns.kubectl_ok(&["create", "serviceaccount", "retl-worker"]).expect("worker service account");
     let sa = format!("{}:retl-worker", ns.name());
     ns.kubectl_ok(&["create", "rolebinding", "retl-worker", "--clusterrole=retl-worker", "--serviceaccount", &sa]).expect("rolebinding");
-    ns
 }
 
 /// `retl operator` as deploy/'s ServiceAccount, watching only `ns`.
