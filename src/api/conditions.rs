@@ -21,6 +21,8 @@ pub mod reason {
     pub const ALL_RECORDS_REJECTED: &str = "AllRecordsRejected";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const REFERENCE_NOT_FOUND: &str = "ReferenceNotFound";
+    /// A Mapping's Model, Source or Destination exists but is not Ready.
+    pub const REFERENCE_NOT_READY: &str = "ReferenceNotReady";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const WORKER_DIED: &str = "WorkerDied";
     pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";

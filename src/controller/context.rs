@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
+use super::events::{EventRecorder, EventSpec};
 use super::job::WorkerSettings;
 use super::mapping_plan::PlannedEvent;
 use super::metrics::Metrics;
@@ -17,27 +17,28 @@ pub struct Context {
     pub client: Client,
     pub worker: WorkerSettings,
     pub metrics: Arc<Metrics>,
-    recorder: Recorder,
+    recorder: EventRecorder,
 }
 
 impl Context {
     pub fn new(client: Client, worker: WorkerSettings, metrics: Arc<Metrics>, instance: Option<String>) -> Context {
-        let reporter = Reporter { controller: FIELD_MANAGER.into(), instance };
-        Context { recorder: Recorder::new(client.clone(), reporter), client, worker, metrics }
+        let instance = instance.unwrap_or_else(|| FIELD_MANAGER.into());
+        Context { recorder: EventRecorder::new(client.clone(), FIELD_MANAGER, &instance), client, worker, metrics }
     }
 
-    /// Records an Event (the in-app notification channel); a failure to
-    /// record one is logged, never fatal.
-    pub async fn event(&self, object: &ObjectReference, e: &PlannedEvent, action: &str) {
-        let ev = Event {
-            type_: if e.warning { EventType::Warning } else { EventType::Normal },
+    /// Records an Event (the in-app notification channel) about `object`,
+    /// and `related` when it concerns a second object (a Sync, on its
+    /// Mapping); a failure to record one is logged, never fatal.
+    pub async fn event(&self, object: &ObjectReference, e: &PlannedEvent, action: &str, related: Option<&ObjectReference>) {
+        let spec = EventSpec {
+            warning: e.warning,
             reason: e.reason.clone(),
-            note: Some(e.message.chars().take(1000).collect()),
             action: action.into(),
-            secondary: None,
+            note: e.message.clone(),
+            related: related.cloned(),
         };
-        if let Err(err) = self.recorder.publish(&ev, object).await {
-            tracing::warn!(reason = %e.reason, error = %err, "could not record an Event");
+        if let Err(err) = self.recorder.publish(object, &spec).await {
+            tracing::warn!(reason = %e.reason, error = %super::secrets::short(&err), "could not record an Event");
         }
     }
 }

@@ -13,17 +13,24 @@ use serde_json::json;
 
 use super::context::{Context, FIELD_MANAGER};
 use super::error::ControllerError;
-use super::mapping_plan::{SyncView, plan};
+use super::mapping_plan::{Problem, SyncView, plan, references};
 use super::naming;
 use crate::api::conditions::{annotation, label, reason};
-use crate::api::{Destination, Mapping, Model, ObjectRef, Sync, SyncSpec};
+use crate::api::{Destination, Mapping, Model, ObjectRef, Source, Sync, SyncSpec};
 use crate::fieldmap::FieldMapper;
 
-pub async fn reconcile(mapping: Arc<Mapping>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
-    let ns = mapping.namespace().unwrap_or_default();
-    let name = mapping.name_any();
+pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>) -> Result<Action, ControllerError> {
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
     let client = ctx.client.clone();
     let syncs_api: Api<Sync> = Api::namespaced(client.clone(), &ns);
+    let mappings: Api<Mapping> = Api::namespaced(client.clone(), &ns);
+    // Fresh from the API: the cache can be older than this controller's own
+    // last status write, and a request token or reset read from it would be
+    // handled twice.
+    let Some(mapping) = mappings.get_opt(&name).await.map_err(ControllerError::api("get", "Mapping", &name))? else {
+        return Ok(Action::await_change());
+    };
 
     // Dereference.
     let problem = validate(&client, &ns, &mapping).await?;
@@ -46,7 +53,7 @@ pub async fn reconcile(mapping: Arc<Mapping>, ctx: Arc<Context>) -> Result<Actio
         .collect();
 
     // Plan, without a client.
-    let p = plan(&mapping, &views, problem.as_ref().map(|(r, m)| (*r, m.clone())), Timestamp::now());
+    let p = plan(&mapping, &views, problem, Timestamp::now());
 
     // Apply.
     if let Some(new) = &p.create {
@@ -87,14 +94,13 @@ pub async fn reconcile(mapping: Arc<Mapping>, ctx: Arc<Context>) -> Result<Actio
     }
     let reference = mapping.object_ref(&());
     for e in &p.events {
-        ctx.event(&reference, e, "Schedule").await;
+        ctx.event(&reference, e, "Schedule", None).await;
     }
 
     // Update status, only when it changed.
     if mapping.status.as_ref() != Some(&p.status) {
-        let api: Api<Mapping> = Api::namespaced(client, &ns);
         let patch = super::status::status_patch(mapping.status.as_ref(), &p.status);
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(ControllerError::api(
+        mappings.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(ControllerError::api(
             "update status of",
             "Mapping",
             &name,
@@ -106,13 +112,15 @@ pub async fn reconcile(mapping: Arc<Mapping>, ctx: Arc<Context>) -> Result<Actio
     })
 }
 
-/// Why the Mapping cannot run, if it cannot: a missing or unready Model or
-/// Destination, an unknown action, or fields that do not fit.
-async fn validate(client: &kube::Client, ns: &str, m: &Mapping) -> Result<Option<(&'static str, String)>, ControllerError> {
+/// Why the Mapping is not ready, if it is not: a missing Model or
+/// Destination, an unknown action or fields that do not fit (these block
+/// Syncs), or a Model, Source or Destination that is not Ready.
+async fn validate(client: &kube::Client, ns: &str, m: &Mapping) -> Result<Option<Problem>, ControllerError> {
     let models: Api<Model> = Api::namespaced(client.clone(), ns);
     let dests: Api<Destination> = Api::namespaced(client.clone(), ns);
+    let sources: Api<Source> = Api::namespaced(client.clone(), ns);
     let missing = |kind: &str, n: &str| {
-        Some((
+        Some(Problem::blocking(
             reason::REFERENCE_NOT_FOUND,
             format!("{kind} {n:?} does not exist in namespace {ns:?}; create it there (references never cross namespaces)"),
         ))
@@ -127,17 +135,22 @@ async fn validate(client: &kube::Client, ns: &str, m: &Mapping) -> Result<Option
     };
     let Some(action) = dest.spec.actions.iter().find(|a| a.name == m.spec.action) else {
         let known: Vec<&str> = dest.spec.actions.iter().map(|a| a.name.as_str()).collect();
-        return Ok(Some((
+        return Ok(Some(Problem::blocking(
             reason::INVALID_SPEC,
             format!("Destination {dest_name:?} has no action {:?} (its actions: {})", m.spec.action, known.join(", ")),
         )));
     };
     let columns: Vec<String> = model.status.as_ref().map(|s| s.columns.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
     if columns.is_empty() {
-        return Ok(Some((reason::REFERENCE_NOT_FOUND, format!("Model {model_name:?} is not ready yet (its columns are not known)"))));
+        return Ok(Some(Problem::blocking(
+            reason::REFERENCE_NOT_FOUND,
+            format!("Model {model_name:?} is not ready yet (its columns are not known)"),
+        )));
     }
     if let Err(e) = FieldMapper::new(&m.spec.fields, action, m.spec.skip_nulls, &columns) {
-        return Ok(Some((reason::INVALID_SPEC, e.to_string())));
+        return Ok(Some(Problem::blocking(reason::INVALID_SPEC, e.to_string())));
     }
-    Ok(None)
+    let source_name = &model.spec.source_ref.name;
+    let source = sources.get_opt(source_name).await.map_err(ControllerError::api("get", "Source", source_name))?;
+    Ok(references(&model, source.as_ref(), &dest))
 }

@@ -19,6 +19,7 @@ pub async fn client(component: &str) -> Result<kube::Client, error::ControllerEr
 pub mod context;
 pub mod destination;
 pub mod error;
+pub mod events;
 pub mod job;
 pub mod leader;
 pub mod mapping;

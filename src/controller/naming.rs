@@ -62,7 +62,8 @@ pub fn short_hash(text: &str) -> String {
     format!("{:08x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()) as u32)
 }
 
-fn fit(name: &str, max: usize) -> String {
+/// `name`, shortened with a hash to at most `max` characters.
+pub fn fit(name: &str, max: usize) -> String {
     if name.len() <= max {
         return name.to_string();
     }

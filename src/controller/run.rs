@@ -119,11 +119,15 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
     let mappings = Controller::new(api::<Mapping>(client, ns), cfg()).owns(api::<Sync>(client, ns), cfg());
     let store = mappings.store();
     let by_model = store.clone();
+    let by_source = store.clone();
     let mappings = mappings
         .watches(api::<Model>(client, ns), cfg(), move |m: Model| referrers(&by_model, &m, |x: &Mapping, n| x.spec.model_ref.name == n))
         .watches(api::<Destination>(client, ns), cfg(), move |d: Destination| {
             referrers(&store, &d, |x: &Mapping, n| x.spec.destination_ref.name == n)
-        });
+        })
+        // A Mapping names its Source only through its Model: a Source's
+        // change looks again at every Mapping of its namespace.
+        .watches(api::<Source>(client, ns), cfg(), move |s: Source| referrers(&by_source, &s, |_: &Mapping, _| true));
     tasks.push(Box::pin(drive(mappings, mapping::reconcile, ctx.clone(), "mapping", stop.clone())));
 
     let syncs = Controller::new(api::<Sync>(client, ns), cfg()).owns(api::<Job>(client, ns), cfg());

@@ -119,9 +119,9 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, C
     }
     let reference = sync.object_ref(&());
     for e in &p.events {
-        ctx.event(&reference, e, "Sync").await;
+        ctx.event(&reference, e, "Sync", None).await;
         if let Some(m) = &mapping {
-            ctx.event(&m.object_ref(&()), e, "Sync").await;
+            ctx.event(&m.object_ref(&()), e, "Sync", Some(&reference)).await;
         }
     }
 

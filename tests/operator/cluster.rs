@@ -96,6 +96,13 @@ pub fn add_worker_account(ns: &Namespace) {
 }
 
 /// `retl operator` as deploy/'s ServiceAccount, watching only `ns`.
+/// The address of an operator's /metrics, from its log.
+pub fn metrics_addr(logs: &str) -> Option<String> {
+    let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
+    let at = line.find("addr=")? + 5;
+    Some(line[at..].split_whitespace().next()?.trim_matches('"').to_string())
+}
+
 pub async fn spawn_operator(ns: &Namespace, extra: &[&str]) -> Arc<Process> {
     let mut args = vec!["operator", "--namespace", ns.name(), "--metrics-addr", "127.0.0.1:0"];
     if !extra.contains(&"--worker-image") {
@@ -118,6 +125,13 @@ impl Cluster {
         let c = Cluster { ns, sink, operator, manifests, seen: Default::default() };
         c.wait_ready("mapping", "users-api").await;
         c
+    }
+
+    /// The operator's /metrics, as Prometheus scrapes it.
+    pub async fn metrics(&self) -> String {
+        let addr = metrics_addr(&self.operator.logs()).unwrap_or_else(|| panic!("no metrics address in:\n{}", self.operator.logs()));
+        retl::install_crypto_provider();
+        reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap()
     }
 
     pub fn kubelet(&self) -> &testcluster::Kubelet {

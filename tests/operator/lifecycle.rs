@@ -8,13 +8,7 @@ use std::time::Duration;
 
 use testcluster::wait_until;
 
-use super::cluster::{Cluster, Setup, count, spawn_operator, worker_namespace};
-
-fn metrics_addr(logs: &str) -> Option<String> {
-    let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
-    let at = line.find("addr=")? + 5;
-    Some(line[at..].split_whitespace().next()?.trim_matches('"').to_string())
-}
+use super::cluster::{Cluster, Setup, count, metrics_addr, spawn_operator, worker_namespace};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_graceful_shutdown() {

@@ -13,6 +13,9 @@ use super::status::set_condition;
 use crate::api::conditions::{self, annotation, reason};
 use crate::api::{ConcurrencyPolicy, LastSync, Mapping, MappingStatus, SyncPhase, SyncTrigger};
 
+mod readiness;
+pub use readiness::{Problem, references};
+
 /// The part of a Sync the Mapping controller looks at.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SyncView {
@@ -57,9 +60,9 @@ pub struct MappingPlan {
 }
 
 /// Decides. `problem` is why the Mapping is not ready (a missing reference,
-/// fields that do not fit), checked by the caller; a Mapping that is not
-/// ready creates no Syncs.
-pub fn plan(m: &Mapping, syncs: &[SyncView], problem: Option<(&str, String)>, now: Timestamp) -> MappingPlan {
+/// fields that do not fit, a reference that is not ready), checked by the
+/// caller; a blocking problem lets no Sync start.
+pub fn plan(m: &Mapping, syncs: &[SyncView], problem: Option<Problem>, now: Timestamp) -> MappingPlan {
     let name = m.metadata.name.clone().unwrap_or_default();
     let spec = &m.spec;
     let mut status = m.status.clone().unwrap_or_default();
@@ -74,21 +77,27 @@ pub fn plan(m: &Mapping, syncs: &[SyncView], problem: Option<(&str, String)>, no
             conditions::READY,
             true,
             "Ready",
-            "the Mapping's references and fields are valid",
+            "its Model, Source and Destination are ready and its fields are valid",
             generation,
             now,
         ),
-        Some((why, message)) => set_condition(&mut status.conditions, conditions::READY, false, why, message, generation, now),
+        Some(p) => set_condition(&mut status.conditions, conditions::READY, false, &p.reason, &p.message, generation, now),
     };
     status.observed_generation = generation;
 
     let running: Vec<&SyncView> = syncs.iter().filter(|s| s.running()).collect();
     let start = |out: &mut MappingPlan, status: &mut MappingStatus, sync: String, trigger: SyncTrigger, what: &str| {
+        // The Sync's name is the request: if it exists, this request was
+        // handled already (by a reconcile whose status write the Mapping in
+        // hand predates), and it must not be skipped as "still running".
+        if syncs.iter().any(|s| s.name == sync) {
+            return;
+        }
         if !spec.enabled {
             out.events.push(skip(what, "the Mapping is disabled (spec.enabled: false)"));
             return;
         }
-        if problem.is_some() {
+        if problem.as_ref().is_some_and(|p| p.blocks_syncs) {
             out.events.push(skip(what, "the Mapping is not ready; see its Ready condition"));
             return;
         }

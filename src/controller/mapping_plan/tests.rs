@@ -103,7 +103,8 @@ fn disabled_or_unready_mappings_start_nothing() {
     assert_eq!(p.status.next_schedule_time, None);
 
     let m = mapping(BASE);
-    let p = plan(&m, &[], Some((reason::REFERENCE_NOT_FOUND, "Model \"users\" does not exist".into())), t("2026-01-01T00:25:00Z"));
+    let p =
+        plan(&m, &[], Some(Problem::blocking(reason::REFERENCE_NOT_FOUND, "Model \"users\" does not exist")), t("2026-01-01T00:25:00Z"));
     assert_eq!(p.create, None);
     let ready = &p.status.conditions[0];
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", reason::REFERENCE_NOT_FOUND));
@@ -137,4 +138,68 @@ fn a_bad_schedule_says_so() {
     let ready = &p.status.conditions[0];
     assert_eq!(ready.status, "False");
     assert!(ready.message.contains("spec.schedule"), "{}", ready.message);
+}
+
+#[test]
+fn a_request_whose_sync_exists_was_handled_and_is_not_skipped() {
+    // The Mapping in hand predates the status write of the reconcile that
+    // created the Sync (a cache behind the API): same token, same Sync.
+    let mut m = mapping(BASE);
+    m.spec.schedule = None;
+    m.metadata.annotations = Some([(annotation::SYNC_NOW.to_string(), "t1".to_string())].into());
+    let name = naming::requested_sync("users", "t1");
+    let just_created = [sync(&name, None, "2026-01-01T00:25:00Z")];
+    let p = plan(&m, &just_created, None, t("2026-01-01T00:25:01Z"));
+    assert_eq!(p.create, None);
+    assert!(p.events.is_empty(), "no SyncSkipped for the Sync this request created: {:?}", p.events);
+    assert_eq!(p.status.last_handled_sync_now.as_deref(), Some("t1"));
+
+    // The same for a scheduled tick.
+    let m = mapping(BASE);
+    let name = naming::scheduled_sync("users", t("2026-01-01T00:20:00Z"));
+    let p = plan(&m, &[sync(&name, Some(SyncPhase::InProgress), "2026-01-01T00:20:01Z")], None, t("2026-01-01T00:25:00Z"));
+    assert_eq!((p.create, p.events), (None, vec![]));
+}
+
+fn with_ready<K: serde::de::DeserializeOwned>(kind: &str, name: &str, ready: Option<(&str, &str, &str)>) -> K {
+    let status = match ready {
+        None => String::new(),
+        Some((s, r, m)) => format!(
+            "status: {{conditions: [{{type: Ready, status: \"{s}\", reason: {r}, message: \"{m}\", lastTransitionTime: \"2026-01-01T00:00:00Z\"}}]}}"
+        ),
+    };
+    let spec = match kind {
+        "Model" => "{sourceRef: {name: wh}, primaryKey: id, query: select 1}",
+        "Source" => "{type: sqlite, sqlite: {path: /tmp/x.db}}",
+        _ => "{type: http, http: {url: \"http://127.0.0.1:1\"}, actions: [{name: upsert}]}",
+    };
+    serde_yaml_ng::from_str(&format!("apiVersion: retl.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec: {spec}\n{status}\n"))
+        .unwrap()
+}
+
+#[test]
+fn a_reference_that_is_not_ready_makes_the_mapping_not_ready_and_says_which() {
+    let ok = Some(("True", "Ready", "fine"));
+    let model: crate::api::Model = with_ready("Model", "users", ok);
+    let source: crate::api::Source = with_ready("Source", "wh", Some(("False", "WarehouseUnreachable", "connection refused")));
+    let dest: crate::api::Destination = with_ready("Destination", "crm", ok);
+    let p = references(&model, Some(&source), &dest).expect("not ready");
+    assert_eq!(p.reason, reason::REFERENCE_NOT_READY);
+    assert_eq!(p.message, "Source \"wh\" is not ready (WarehouseUnreachable): connection refused");
+    assert!(!p.blocks_syncs, "a sync still runs and fails with the real error");
+
+    let good: crate::api::Source = with_ready("Source", "wh", ok);
+    assert_eq!(references(&model, Some(&good), &dest), None);
+    let unchecked: crate::api::Destination = with_ready("Destination", "crm", None);
+    assert!(references(&model, Some(&good), &unchecked).is_some_and(|p| p.message.contains("Destination \"crm\" has not been checked")));
+    assert!(references(&model, None, &dest).is_some_and(|p| p.message.contains("Source \"wh\" does not exist")));
+
+    // Not ready, but a requested sync still starts.
+    let mut m = mapping(BASE);
+    m.metadata.annotations = Some([(annotation::SYNC_NOW.to_string(), "t1".to_string())].into());
+    let p = plan(&m, &[], references(&model, Some(&source), &dest), t("2026-01-01T00:25:00Z"));
+    assert!(p.create.is_some());
+    let ready = &p.status.conditions[0];
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", reason::REFERENCE_NOT_READY));
+    assert!(ready.message.contains("connection refused"));
 }
