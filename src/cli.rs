@@ -87,9 +87,10 @@ pub enum Command {
         /// Watch only this namespace (repeatable); all namespaces when not given.
         #[arg(long = "namespace", env = "RETL_NAMESPACES", value_delimiter = ',')]
         namespaces: Vec<String>,
-        /// Image of the sync Jobs' workers: the operator's own.
-        #[arg(long, env = "RETL_WORKER_IMAGE", default_value = "ghcr.io/retl/retl:latest")]
-        worker_image: String,
+        /// Image of the sync Jobs' workers; by default the operator's own
+        /// (read from its Pod), so that an image override moves both.
+        #[arg(long, env = "RETL_WORKER_IMAGE")]
+        worker_image: Option<String>,
         /// Service account the workers run as, unless a Mapping names one.
         #[arg(long, env = "RETL_WORKER_SERVICE_ACCOUNT", default_value = "retl-worker")]
         worker_service_account: String,
@@ -99,12 +100,16 @@ pub enum Command {
         /// Address of /metrics, /healthz and /readyz.
         #[arg(long, env = "RETL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
         metrics_addr: String,
-        /// Lease for leader election, as NAMESPACE/NAME; `none` to run without.
-        #[arg(long, env = "RETL_LEADER_LEASE", default_value = "retl-system/retl-operator")]
+        /// Lease for leader election: NAME (in the operator's own namespace,
+        /// POD_NAMESPACE) or NAMESPACE/NAME; `none` to run without.
+        #[arg(long, env = "RETL_LEADER_LEASE", default_value = "retl-operator")]
         leader_lease: String,
         /// This replica's identity in the Lease (the pod name in a cluster).
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
+        /// The operator's own namespace (the downward API sets it in a Pod).
+        #[arg(long, env = "POD_NAMESPACE")]
+        pod_namespace: Option<String>,
     },
     /// Run one Sync (the entrypoint of a sync's Job).
     Worker {
@@ -185,26 +190,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{n} rows affected");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Operator { namespaces, worker_image, worker_service_account, job_ttl_seconds, metrics_addr, leader_lease, identity } => {
-            let leader_lease = match leader_lease.as_str() {
-                "none" | "" => None,
-                l => Some(
-                    l.split_once('/')
-                        .map(|(ns, n)| (ns.to_string(), n.to_string()))
-                        .ok_or_else(|| anyhow::anyhow!("--leader-lease must be NAMESPACE/NAME or none, got {l:?}"))?,
-                ),
+        Command::Operator {
+            namespaces,
+            worker_image,
+            worker_service_account,
+            job_ttl_seconds,
+            metrics_addr,
+            leader_lease,
+            identity,
+            pod_namespace,
+        } => {
+            let leader_lease = match (leader_lease.as_str(), pod_namespace.as_deref()) {
+                ("none" | "", _) => None,
+                (l, own) => Some(match (l.split_once('/'), own) {
+                    (Some((ns, n)), _) => (ns.to_string(), n.to_string()),
+                    (None, Some(ns)) => (ns.to_string(), l.to_string()),
+                    (None, None) => anyhow::bail!(
+                        "--leader-lease {l:?} is a Lease in the operator's own namespace, which is not known outside a Pod: set POD_NAMESPACE, give --leader-lease NAMESPACE/NAME, or --leader-lease none"
+                    ),
+                }),
+            };
+            // The Pod is known when the downward API gave both its name and namespace.
+            let pod = match (&pod_namespace, std::env::var("POD_NAME")) {
+                (Some(ns), Ok(name)) => Some((ns.clone(), name)),
+                _ => None,
             };
             let identity = identity.unwrap_or_else(|| format!("retl-{}", uuid::Uuid::new_v4().simple()));
             let settings = retl::controller::run::Settings {
                 namespaces,
-                worker: retl::controller::job::WorkerSettings {
-                    image: worker_image,
-                    service_account: worker_service_account,
-                    ttl_seconds_after_finished: job_ttl_seconds,
-                },
+                worker_image,
+                worker_service_account,
+                job_ttl_seconds,
                 metrics_addr,
                 leader_lease,
                 identity,
+                pod,
             };
             retl::controller::run::run(settings).await?;
             Ok(ExitCode::SUCCESS)

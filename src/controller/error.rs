@@ -13,6 +13,10 @@ pub enum ControllerError {
     Client(kube::Error),
     #[error("cannot find a Kubernetes configuration (in-cluster service account or KUBECONFIG): {0}")]
     Config(String),
+    #[error(
+        "cannot read the operator's own Pod {pod} to learn the workers' image ({detail}); set RETL_WORKER_IMAGE, or let the operator get its Pod (deploy/rbac.yaml)"
+    )]
+    OwnPod { pod: String, detail: String },
     #[error("leader election: {0}")]
     Leader(String),
 }

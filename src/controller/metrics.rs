@@ -42,7 +42,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ControllerLabels, Counter>,
     pub reconciles: Family<ControllerLabels, Counter>,
     pub running_syncs: Gauge,
-    pub ready: AtomicBool,
+    /// What /readyz answers (shared with the leader election).
+    pub ready: Arc<AtomicBool>,
 }
 
 impl Default for Metrics {
@@ -60,7 +61,16 @@ impl Default for Metrics {
         registry.register("reconcile_errors", "Reconciles that failed, by controller", reconcile_errors.clone());
         registry.register("reconciles", "Reconciles, by controller (the work queue's throughput)", reconciles.clone());
         registry.register("running_syncs", "Syncs pending or in progress", running_syncs.clone());
-        Metrics { registry, syncs, records, sync_duration, reconcile_errors, reconciles, running_syncs, ready: AtomicBool::new(false) }
+        Metrics {
+            registry,
+            syncs,
+            records,
+            sync_duration,
+            reconcile_errors,
+            reconciles,
+            running_syncs,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub mod mapping_plan;
 pub mod metrics;
 pub mod model;
 pub mod naming;
+pub mod own_pod;
 pub mod run;
 pub mod schedule;
 pub mod secrets;

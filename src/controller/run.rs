@@ -13,6 +13,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::context::Context;
 use super::error::ControllerError;
 use super::job::WorkerSettings;
-use super::leader::LeaderElection;
+use super::leader::{LeaderElection, Timing};
 use super::metrics::{ControllerLabels, Metrics};
 use super::{destination, mapping, model, source, sync};
 use crate::api::{Destination, Mapping, Model, Source, Sync};
@@ -34,13 +35,18 @@ use crate::api::{Destination, Mapping, Model, Source, Sync};
 pub struct Settings {
     /// Namespaces to watch; empty for all.
     pub namespaces: Vec<String>,
-    pub worker: WorkerSettings,
+    /// Image of the workers; `None` for the operator's own (see own_pod).
+    pub worker_image: Option<String>,
+    pub worker_service_account: String,
+    pub job_ttl_seconds: i32,
     /// Address of /metrics, /healthz and /readyz.
     pub metrics_addr: String,
     /// Lease to elect a leader with (`namespace/name`); `None` runs without election.
     pub leader_lease: Option<(String, String)>,
     /// This replica's identity in the Lease (the pod name).
     pub identity: String,
+    /// The operator's own Pod (namespace, name), when it runs in one.
+    pub pod: Option<(String, String)>,
 }
 
 pub async fn run(settings: Settings) -> Result<(), ControllerError> {
@@ -54,36 +60,50 @@ pub async fn run(settings: Settings) -> Result<(), ControllerError> {
         .map_err(|source| ControllerError::Metrics { addr: settings.metrics_addr.clone(), source })?;
     let bound = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| settings.metrics_addr.clone());
     tracing::info!(addr = %bound, "serving /metrics, /healthz and /readyz");
-    // Ready once it can serve; a standby replica is ready too (a rollout
-    // must not wait for it to lead).
-    metrics.ready.store(true, Ordering::Relaxed);
     let router = super::metrics::router(metrics.clone());
     let server_stop = stop.clone();
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).with_graceful_shutdown(server_stop.cancelled_owned()).await;
     });
 
-    // Only the leader reconciles; the others wait (and are not ready).
-    let run_stop = match &settings.leader_lease {
-        None => stop.clone(),
+    let pod = settings.pod.as_ref().map(|(ns, n)| (ns.as_str(), n.as_str()));
+    let worker = WorkerSettings {
+        image: super::own_pod::worker_image(&client, settings.worker_image.as_deref(), pod).await?,
+        service_account: settings.worker_service_account.clone(),
+        ttl_seconds_after_finished: settings.job_ttl_seconds,
+    };
+    tracing::info!(image = %worker.image, "workers run this image");
+
+    // Only the leader reconciles. A replica is ready while it takes part
+    // in the election (it can read the Lease), leader or standby: a rollout
+    // must not wait for a standby to lead.
+    let leadership = match &settings.leader_lease {
+        None => {
+            metrics.ready.store(true, Ordering::Relaxed);
+            None
+        }
         Some((ns, name)) => {
             let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
-            let election = LeaderElection::new(leases, name, &settings.identity, 15);
+            let election = LeaderElection::new(leases, name, &settings.identity, Timing::default(), metrics.ready.clone());
             match election.lead(stop.clone()).await {
                 None => return Ok(()),
-                Some(lost) => {
-                    let both = stop.child_token();
-                    let b = both.clone();
-                    tokio::spawn(async move {
-                        lost.cancelled().await;
-                        b.cancel();
-                    });
-                    both
-                }
+                Some(l) => Some(l),
             }
         }
     };
-    let ctx = Arc::new(Context::new(client.clone(), settings.worker.clone(), metrics.clone(), Some(settings.identity.clone())));
+    let run_stop = match &leadership {
+        None => stop.clone(),
+        Some(l) => {
+            let both = stop.child_token();
+            let (b, lost) = (both.clone(), l.lost.clone());
+            tokio::spawn(async move {
+                lost.cancelled().await;
+                b.cancel();
+            });
+            both
+        }
+    };
+    let ctx = Arc::new(Context::new(client.clone(), worker, metrics.clone(), Some(settings.identity.clone())));
     let namespaces: Vec<Option<String>> =
         if settings.namespaces.is_empty() { vec![None] } else { settings.namespaces.iter().cloned().map(Some).collect() };
     let mut tasks = Vec::new();
@@ -92,7 +112,12 @@ pub async fn run(settings: Settings) -> Result<(), ControllerError> {
     }
     futures::future::join_all(tasks).await;
     metrics.ready.store(false, Ordering::Relaxed);
-    if !stop.is_cancelled() {
+    // The controllers have stopped: only now may another replica lead.
+    let lost = leadership.as_ref().is_some_and(|l| l.lost.is_cancelled());
+    if let Some(l) = leadership {
+        l.release().await;
+    }
+    if lost && !stop.is_cancelled() {
         return Err(ControllerError::Leader("lost the Lease; exiting so that a new leader takes over".into()));
     }
     tracing::info!("stopped");
@@ -130,20 +155,24 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
         .watches(api::<Source>(client, ns), cfg(), move |s: Source| referrers(&by_source, &s, |_: &Mapping, _| true));
     tasks.push(Box::pin(drive(mappings, mapping::reconcile, ctx.clone(), "mapping", stop.clone())));
 
-    let syncs = Controller::new(api::<Sync>(client, ns), cfg()).owns(api::<Job>(client, ns), cfg());
+    // Only the Jobs retl made (they carry the Sync label), not every Job.
+    let jobs = watcher::Config::default().labels(super::job::SYNC_LABEL);
+    let syncs = Controller::new(api::<Sync>(client, ns), cfg()).owns(api::<Job>(client, ns), jobs);
     tasks.push(Box::pin(gauge_running(syncs.store(), ctx.clone(), stop.clone())));
     tasks.push(Box::pin(drive(syncs, sync::reconcile, ctx.clone(), "sync", stop.clone())));
 
     let sources = Controller::new(api::<Source>(client, ns), cfg());
     let store = sources.store();
-    let sources = sources.watches(api::<Secret>(client, ns), cfg(), move |s: Secret| {
+    // Secrets are watched for their names only (metadata): a change of one
+    // re-checks what refers to it; values are read with a GET when needed.
+    let sources = sources.watches(secret_metadata(client, ns), cfg(), move |s| {
         referrers(&store, &s, |x: &Source, n| crate::warehouse::secret_refs(&x.spec).iter().any(|r| r.name == n))
     });
     tasks.push(Box::pin(drive(sources, source::reconcile, ctx.clone(), "source", stop.clone())));
 
     let dests = Controller::new(api::<Destination>(client, ns), cfg());
     let store = dests.store();
-    let dests = dests.watches(api::<Secret>(client, ns), cfg(), move |s: Secret| {
+    let dests = dests.watches(secret_metadata(client, ns), cfg(), move |s| {
         referrers(&store, &s, |x: &Destination, n| crate::destination::secret_refs(&x.spec).iter().any(|r| r.name == n))
     });
     tasks.push(Box::pin(drive(dests, destination::reconcile, ctx.clone(), "destination", stop.clone())));
@@ -154,6 +183,15 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
         .watches(api::<Source>(client, ns), cfg(), move |s: Source| referrers(&store, &s, |x: &Model, n| x.spec.source_ref.name == n));
     tasks.push(Box::pin(drive(models, model::reconcile, ctx, "model", stop)));
     tasks
+}
+
+/// Secrets as metadata only (kube asks the API server for
+/// PartialObjectMetadata): their values never reach the watch cache.
+fn secret_metadata(client: &Client, ns: Option<&str>) -> Api<PartialObjectMeta<Secret>> {
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 /// Objects in the store, in `target`'s namespace, that refer to it by name.

@@ -73,11 +73,13 @@ pub struct Setup<'a> {
     pub mapping_spec: &'a str,
     /// Extra keys of the Destination's `http` settings, as `, key: value`.
     pub http_extra: &'a str,
+    /// More manifests, applied with the others (Secrets they refer to).
+    pub extra_yaml: &'a str,
 }
 
 impl Default for Setup<'_> {
     fn default() -> Self {
-        Setup { rows: 25, mapping_spec: "", http_extra: "" }
+        Setup { rows: 25, mapping_spec: "", http_extra: "", extra_yaml: "" }
     }
 }
 
@@ -95,7 +97,6 @@ pub fn add_worker_account(ns: &Namespace) {
     ns.kubectl_ok(&["create", "rolebinding", "retl-worker", "--clusterrole=retl-worker", "--serviceaccount", &sa]).expect("rolebinding");
 }
 
-/// `retl operator` as deploy/'s ServiceAccount, watching only `ns`.
 /// The address of an operator's /metrics, from its log.
 pub fn metrics_addr(logs: &str) -> Option<String> {
     let line = logs.lines().find(|l| l.contains("serving /metrics"))?;
@@ -103,6 +104,7 @@ pub fn metrics_addr(logs: &str) -> Option<String> {
     Some(line[at..].split_whitespace().next()?.trim_matches('"').to_string())
 }
 
+/// `retl operator` as deploy/'s ServiceAccount, watching only `ns`.
 pub async fn spawn_operator(ns: &Namespace, extra: &[&str]) -> Arc<Process> {
     let mut args = vec!["operator", "--namespace", ns.name(), "--metrics-addr", "127.0.0.1:0"];
     if !extra.contains(&"--worker-image") {
@@ -314,10 +316,11 @@ spec:
   destinationRef: {{name: api}}
   action: upsert
   fields: [{{to: id, from: id}}, {{to: email, from: email}}]
-{mapping_spec}"#,
+{mapping_spec}{extra}"#,
         db = db.display(),
         seed = seed.display(),
         http_extra = s.http_extra,
         mapping_spec = s.mapping_spec,
+        extra = s.extra_yaml,
     )
 }

@@ -167,7 +167,7 @@ fn terminal_events(c: &Cluster, name: &str) -> u64 {
         .into_iter()
         .flatten()
         .filter(|e| matches!(e["reason"].as_str(), Some("Successful" | "PartiallySuccessful" | "SyncFailed" | "Canceled")))
-        .map(|e| e["count"].as_u64().unwrap_or(1))
+        .map(|e| e["series"]["count"].as_u64().unwrap_or(1))
         .sum()
 }
 

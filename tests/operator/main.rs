@@ -8,6 +8,7 @@
 mod cluster;
 mod crds;
 mod events;
+mod leader;
 mod lifecycle;
 mod long_names;
 mod rbac;
@@ -15,7 +16,7 @@ mod warehouses;
 
 use std::time::Duration;
 
-use cluster::{Cluster, Setup, count, is_finished, spawn_operator};
+use cluster::{Cluster, Setup, count, is_finished};
 use testcluster::wait_until;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,21 +218,4 @@ async fn broken_references_and_models_say_why_and_start_no_job() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(c.syncs().is_empty(), "no Sync, no Job");
     assert!(c.operator.exit_code().is_none(), "no crash: {}", c.operator.logs());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_the_leader_schedules() {
-    let c = Cluster::start(Setup::default()).await;
-    c.operator.kill();
-    let lease = format!("{}/retl", c.ns.name());
-    let a = spawn_operator(&c.ns, &["--leader-lease", &lease, "--identity", "replica-a"]).await;
-    assert!(a.wait_for_log("leading", Duration::from_secs(20)), "{}", a.logs());
-    let b = spawn_operator(&c.ns, &["--leader-lease", &lease, "--identity", "replica-b"]).await;
-    assert!(b.wait_for_log("another replica leads", Duration::from_secs(20)), "{}", b.logs());
-    c.annotate("mapping", "users-api", "retl.dev/sync-now=1");
-    c.wait_finished(1).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(c.syncs().len(), 1, "exactly one Sync for one request");
-    let lease = c.ns.kubectl_json(&["get", "lease", "retl"]).unwrap();
-    assert_eq!(lease["spec"]["holderIdentity"], "replica-a");
 }
