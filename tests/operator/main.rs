@@ -7,6 +7,7 @@
 
 mod cluster;
 mod crds;
+mod large_status;
 mod lifecycle;
 mod long_names;
 mod rbac;
