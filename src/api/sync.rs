@@ -148,10 +148,12 @@ pub struct SyncStatus {
     /// Why records were skipped, with counts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkipSummary>,
-    /// Up to 10 rejected records, with the payload sent and what to do.
+    /// Up to 10 rejected records, with the payload sent (cut when large, see
+    /// `payloadTruncated`) and what to do.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_records: Vec<FailedRecord>,
-    /// Rejections grouped by error code.
+    /// Rejections grouped by error code: up to 20 codes, and the rest
+    /// counted together under `OTHER_ERRORS`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<ErrorSummary>,
     /// Records extracted and loaded so far, while the sync runs.
@@ -229,20 +231,30 @@ pub struct SkipSummary {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailedRecord {
-    /// The record's primary key (empty when the key itself was null).
+    /// The record's primary key (empty when the key itself was null; cut
+    /// after 1 KiB like `message`).
     pub key: String,
     /// The change: `added`, `updated` or `deleted`.
     pub operation: String,
-    /// Error code, e.g. `MISSING_REQUIRED_FIELD` or `HTTP_422`.
+    /// Error code, e.g. `MISSING_REQUIRED_FIELD` or `HTTP_422` (cut after 128 bytes).
     pub code: String,
-    /// The error.
+    /// The error (cut after 1 KiB, marked with `…` and its full length).
     pub message: String,
     /// What to do about it.
     pub recommended_action: String,
-    /// The payload that was (or would have been) sent.
+    /// The payload that was (or would have been) sent. A payload of more
+    /// than 4 KiB of JSON is kept as a string: the start of its JSON text
+    /// (see `payloadTruncated`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::common::any_json")]
     pub payload: Option<serde_json::Value>,
+    /// The payload is not the whole payload sent: it was over 4 KiB of JSON,
+    /// so `payload` holds the start of its JSON text, or the samples' 64 KiB
+    /// budget was used up, so `payload` is left out. This keeps the Sync far
+    /// below etcd's size limit; the record log in the Source's `stateSchema`
+    /// has the full payload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub payload_truncated: bool,
 }
 
 /// Rejections with one error code.
@@ -253,7 +265,8 @@ pub struct ErrorSummary {
     pub code: String,
     /// Records rejected with it.
     pub count: u64,
-    /// The first such error's message.
+    /// The first such error's message (cut after 1 KiB, marked with `…`
+    /// and its full length).
     pub message: String,
     /// What to do about it.
     pub recommended_action: String,

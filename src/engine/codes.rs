@@ -23,6 +23,15 @@ pub const DESTINATION_UNAVAILABLE: &str = "DESTINATION_UNAVAILABLE";
 pub const NO_RESULT: &str = "NO_RESULT";
 /// The destination rejected the record without a code of its own.
 pub const REJECTED: &str = "REJECTED";
+/// Rejections whose codes did not fit in the Sync's error summary.
+pub const OTHER_ERRORS: &str = "OTHER_ERRORS";
+
+/// The message of the [`OTHER_ERRORS`] summary.
+pub fn other_errors_message(listed: usize) -> String {
+    format!(
+        "rejected with further error codes: a Sync summarises at most {listed} codes; the record log in the warehouse has each record's own code and message"
+    )
+}
 
 /// What a person should do about records rejected with `code`.
 pub fn recommended_action(code: &str) -> String {
@@ -48,6 +57,9 @@ pub fn recommended_action(code: &str) -> String {
             "Check that the destination is up and reachable and that its credentials are valid; the records are retried on the next syncs."
         }
         NO_RESULT => "Check the destination's reply format; the record is retried on the next syncs.",
+        OTHER_ERRORS => {
+            "Fix the errors summarised first; then look up the remaining records' codes in the record log (or the next sync's summary)."
+        }
         c if c.starts_with("HTTP_4") => {
             "The destination refused the record: check its error message, then fix the data or the mapping; it is retried on the next syncs with fresh data."
         }

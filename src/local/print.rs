@@ -107,8 +107,19 @@ pub fn details(name: &str, r: &SyncReport) -> String {
         for f in &r.failed_records {
             let _ = writeln!(out, "    key {:?} ({}): {}: {}", f.key, f.operation, f.code, f.message);
             let _ = writeln!(out, "      Recommended action: {}", f.recommended_action);
-            if let Some(p) = &f.payload {
-                let _ = writeln!(out, "      Payload: {p}");
+            match (&f.payload, f.payload_truncated) {
+                (Some(p), false) => {
+                    let _ = writeln!(out, "      Payload: {p}");
+                }
+                (Some(p), true) => {
+                    // A truncated payload is the start of its JSON text: shown as it is, not quoted again.
+                    let start = p.as_str().map_or_else(|| p.to_string(), str::to_string);
+                    let _ = writeln!(out, "      Payload (truncated; the record log has it in full): {start}");
+                }
+                (None, true) => {
+                    let _ = writeln!(out, "      Payload: left out to keep the status small; the record log has it");
+                }
+                (None, false) => {}
             }
         }
     }
@@ -140,4 +151,34 @@ pub fn plan(mapping: &str, p: &PlanReport) -> String {
 
 fn records(n: u64) -> String {
     if n == 1 { "1 record".to_string() } else { format!("{n} records") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::FailedRecord;
+
+    #[test]
+    fn details_say_which_payloads_were_truncated() {
+        let mut r = SyncReport::started(Timestamp::UNIX_EPOCH);
+        let sample = |key: &str, payload: Option<serde_json::Value>, truncated: bool| FailedRecord {
+            key: key.into(),
+            code: "INVALID_RECORD".into(),
+            payload,
+            payload_truncated: truncated,
+            ..Default::default()
+        };
+        r.failed_records = vec![
+            sample("1", Some(serde_json::json!({"id": "1"})), false),
+            sample("2", Some(serde_json::json!(r#"{"id":"2","blob":"xx… (200030 bytes in all)"#)), true),
+            sample("3", None, true),
+        ];
+        let out = details("s", &r);
+        assert!(out.contains(r#"      Payload: {"id":"1"}"#), "{out}");
+        assert!(
+            out.contains(r#"Payload (truncated; the record log has it in full): {"id":"2","blob":"xx… (200030 bytes in all)"#),
+            "{out}"
+        );
+        assert!(out.contains("Payload: left out to keep the status small; the record log has it"), "{out}");
+    }
 }

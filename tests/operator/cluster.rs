@@ -256,6 +256,13 @@ impl Cluster {
         pod
     }
 
+    /// What the workers of this namespace printed, every pod's.
+    pub fn worker_logs(&self) -> String {
+        let pods = self.ns.kubectl_json(&["get", "pods"]).unwrap_or_default();
+        let names = pods["items"].as_array().into_iter().flatten().filter_map(|p| p["metadata"]["name"].as_str());
+        names.map(|pod| self.kubelet().logs(self.ns.name(), pod)).collect()
+    }
+
     /// Kills the worker of Sync `sync` with SIGKILL, as a crash would.
     pub async fn kill_worker(&self, sync: &str) {
         let job = self.job_of(sync).await;

@@ -8,6 +8,7 @@
 mod cluster;
 mod crds;
 mod events;
+mod large_status;
 mod leader;
 mod lifecycle;
 mod long_names;

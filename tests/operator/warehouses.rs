@@ -94,7 +94,15 @@ spec:
     let name = s["metadata"]["name"].as_str().unwrap();
     let waited = c.ns.kubectl(&["wait", "--for=jsonpath={.status.phase}=Successful", &format!("sync/{name}"), "--timeout=10s"]).unwrap();
     assert!(waited.success(), "{}", waited.stderr);
+    let logs = [("workers", c.worker_logs()), ("operator", c.operator.logs())];
     run_sql(&url, &[&format!("DROP SCHEMA {schema} CASCADE"), &format!("DROP SCHEMA IF EXISTS {schema}_state CASCADE")]).await;
+    // The second worker's CREATE ... IF NOT EXISTS got PostgreSQL NOTICEs
+    // ("relation ... already exists, skipping"): at the default level they
+    // are not logged, by the workers or the operator.
+    assert!(logs[0].1.contains(&format!("Sync {}/{name}: Successful", c.ns.name())), "the workers' output is read: {}", logs[0].1);
+    for (who, logs) in logs {
+        assert!(!logs.contains("already exists, skipping") && !logs.contains("sqlx::postgres::notice"), "the {who} log NOTICEs:\n{logs}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
