@@ -75,11 +75,14 @@ pub struct Setup<'a> {
     pub http_extra: &'a str,
     /// More manifests, applied with the others (Secrets they refer to).
     pub extra_yaml: &'a str,
+    /// Whether `start` waits for the Mapping to be Ready (else for its
+    /// Ready condition, whatever it says).
+    pub ready_at_start: bool,
 }
 
 impl Default for Setup<'_> {
     fn default() -> Self {
-        Setup { rows: 25, mapping_spec: "", http_extra: "", extra_yaml: "" }
+        Setup { rows: 25, mapping_spec: "", http_extra: "", extra_yaml: "", ready_at_start: true }
     }
 }
 
@@ -125,7 +128,13 @@ impl Cluster {
         std::fs::write(manifests.join("all.yaml"), &yaml).unwrap();
         ns.apply_yaml(&yaml).expect("manifests apply");
         let c = Cluster { ns, sink, operator, manifests, seen: Default::default() };
-        c.wait_ready("mapping", "users-api").await;
+        if setup.ready_at_start {
+            c.wait_ready("mapping", "users-api").await;
+        } else {
+            let h = &c;
+            let said = wait_until(Duration::from_secs(30), || async { h.condition("mapping", "users-api", "Ready").is_some() }).await;
+            assert!(said, "the Mapping gets a Ready condition: {}", c.yaml("mapping", "users-api"));
+        }
         c
     }
 

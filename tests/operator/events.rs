@@ -112,3 +112,30 @@ async fn a_mapping_is_ready_only_while_its_source_is() {
         wait_until(Duration::from_secs(30), || async { h.condition("mapping", "users-api", "Ready").as_deref() == Some("True") }).await;
     assert!(ready, "{}", c.yaml("mapping", "users-api"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_created_later_makes_its_destination_and_mapping_ready() {
+    let c = Cluster::start(Setup {
+        http_extra: ", headers: [{name: X-Token, valueFrom: {name: late-token, key: token}}]",
+        ready_at_start: false,
+        ..Default::default()
+    })
+    .await;
+    let h = &c;
+    let said = wait_until(Duration::from_secs(20), || async {
+        h.reason("mapping", "users-api", "Ready").1.starts_with("Destination \"api\" is not ready (SecretNotFound)")
+    })
+    .await;
+    let (reason, message) = c.reason("destination", "api", "Ready");
+    assert_eq!(reason, "SecretNotFound", "{message}");
+    let (reason, message) = c.reason("mapping", "users-api", "Ready");
+    assert_eq!(reason, "ReferenceNotReady", "{message}");
+    assert!(said, "{message}");
+
+    // The Secret watch (names only) re-checks the Destination at once, not
+    // at its five-minute re-check; the Mapping follows.
+    c.ns.apply_yaml("apiVersion: v1\nkind: Secret\nmetadata: {name: late-token}\nstringData: {token: t0k3n}\n").unwrap();
+    let ready =
+        wait_until(Duration::from_secs(20), || async { h.condition("mapping", "users-api", "Ready").as_deref() == Some("True") }).await;
+    assert!(ready, "{}\n{}", c.yaml("destination", "api"), c.yaml("mapping", "users-api"));
+}

@@ -238,4 +238,10 @@ async fn sigterm_ends_a_sync_gracefully_and_a_finished_sync_stays_finished() {
     let s = c.wait_finished(3).await;
     assert_eq!(s["status"]["phase"], "Successful", "{s:#}");
     assert_eq!(c.sink.latest().len(), 300, "every record delivered in the end");
+    // One increment of retl_syncs_total per Sync, however it finished.
+    let metrics = c.metrics().await;
+    for (outcome, n) in [("Failed", 2), ("Successful", 1)] {
+        let line = format!(r#"retl_syncs_total{{namespace="{}",mapping="users-api",outcome="{outcome}"}} {n}"#, c.ns.name());
+        assert!(metrics.contains(&line), "{line} in:\n{metrics}");
+    }
 }

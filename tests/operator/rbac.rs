@@ -72,6 +72,7 @@ async fn rbac_covers_exactly_the_calls_made() {
         mapping_spec: "  successfulSyncsHistoryLimit: 1\n",
         http_extra: ", headers: [{name: X-Token, valueFrom: {name: api-token, key: token}}]",
         extra_yaml: "---\napiVersion: v1\nkind: Secret\nmetadata: {name: api-token}\nstringData: {token: t0k3n}\n",
+        ..Default::default()
     })
     .await;
     c.operator.kill();
@@ -100,6 +101,19 @@ async fn rbac_covers_exactly_the_calls_made() {
     c.wait_finished_named(&running).await;
     // Long enough for the leader to renew its Lease (every 5 s).
     tokio::time::sleep(Duration::from_secs(6)).await;
+
+    // The operator watches only its own Jobs (a label selector), not every Job.
+    let operator = "system:serviceaccount:retl-system:retl-operator";
+    let job_watches: Vec<String> = cluster()
+        .audit()
+        .iter()
+        .filter(|e| e["user"]["username"] == operator && e["objectRef"]["resource"] == "jobs")
+        .filter(|e| matches!(e["verb"].as_str(), Some("list" | "watch")))
+        .filter_map(|e| e["requestURI"].as_str().map(String::from))
+        .collect();
+    assert!(!job_watches.is_empty(), "the operator watches Jobs");
+    let unselected: Vec<&String> = job_watches.iter().filter(|u| !u.contains("labelSelector=retl.dev%2Fsync")).collect();
+    assert!(unselected.is_empty(), "Job lists and watches without the Sync label selector: {unselected:?}");
 
     let docs = rendered_deploy();
     let worker = format!("system:serviceaccount:{}:retl-worker", c.ns.name());
