@@ -83,34 +83,7 @@ pub enum Command {
         statement: String,
     },
     /// Run the controllers (in a cluster, or against KUBECONFIG).
-    Operator {
-        /// Watch only this namespace (repeatable); all namespaces when not given.
-        #[arg(long = "namespace", env = "RETL_NAMESPACES", value_delimiter = ',')]
-        namespaces: Vec<String>,
-        /// Image of the sync Jobs' workers; by default the operator's own
-        /// (read from its Pod), so that an image override moves both.
-        #[arg(long, env = "RETL_WORKER_IMAGE")]
-        worker_image: Option<String>,
-        /// Service account the workers run as, unless a Mapping names one.
-        #[arg(long, env = "RETL_WORKER_SERVICE_ACCOUNT", default_value = "retl-worker")]
-        worker_service_account: String,
-        /// Seconds a finished sync Job is kept.
-        #[arg(long, default_value_t = 3600)]
-        job_ttl_seconds: i32,
-        /// Address of /metrics, /healthz and /readyz.
-        #[arg(long, env = "RETL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
-        metrics_addr: String,
-        /// Lease for leader election: NAME (in the operator's own namespace,
-        /// POD_NAMESPACE) or NAMESPACE/NAME; `none` to run without.
-        #[arg(long, env = "RETL_LEADER_LEASE", default_value = "retl-operator")]
-        leader_lease: String,
-        /// This replica's identity in the Lease (the pod name in a cluster).
-        #[arg(long, env = "POD_NAME")]
-        identity: Option<String>,
-        /// The operator's own namespace (the downward API sets it in a Pod).
-        #[arg(long, env = "POD_NAMESPACE")]
-        pod_namespace: Option<String>,
-    },
+    Operator(OperatorArgs),
     /// Run one Sync (the entrypoint of a sync's Job).
     Worker {
         /// The Sync to run, as NAMESPACE/NAME.
@@ -126,6 +99,68 @@ pub enum Command {
         #[arg(long, conflicts_with = "output_dir")]
         reference: bool,
     },
+}
+
+/// `retl operator`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct OperatorArgs {
+    /// Watch only this namespace (repeatable); all namespaces when not given.
+    #[arg(long = "namespace", env = "RETL_NAMESPACES", value_delimiter = ',')]
+    namespaces: Vec<String>,
+    /// Image of the sync Jobs' workers; by default the operator's own
+    /// (read from its Pod), so that an image override moves both.
+    #[arg(long, env = "RETL_WORKER_IMAGE")]
+    worker_image: Option<String>,
+    /// Service account the workers run as, unless a Mapping names one.
+    #[arg(long, env = "RETL_WORKER_SERVICE_ACCOUNT", default_value = "retl-worker")]
+    worker_service_account: String,
+    /// Seconds a finished sync Job is kept.
+    #[arg(long, default_value_t = 3600)]
+    job_ttl_seconds: i32,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "RETL_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: String,
+    /// Lease for leader election: NAME (in the operator's own namespace,
+    /// POD_NAMESPACE) or NAMESPACE/NAME; `none` to run without.
+    #[arg(long, env = "RETL_LEADER_LEASE", default_value = "retl-operator")]
+    leader_lease: String,
+    /// This replica's identity in the Lease (the pod name in a cluster).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// The operator's own namespace (the downward API sets it in a Pod).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pod_namespace: Option<String>,
+}
+
+impl OperatorArgs {
+    fn settings(self) -> anyhow::Result<retl::controller::run::Settings> {
+        let own_namespace = self.pod_namespace.clone();
+        let leader_lease = match (self.leader_lease.as_str(), own_namespace.as_deref()) {
+            ("none" | "", _) => None,
+            (l, own) => Some(match (l.split_once('/'), own) {
+                (Some((ns, n)), _) => (ns.to_string(), n.to_string()),
+                (None, Some(ns)) => (ns.to_string(), l.to_string()),
+                (None, None) => anyhow::bail!(
+                    "--leader-lease {l:?} is a Lease in the operator's own namespace, which is not known outside a Pod: set POD_NAMESPACE, give --leader-lease NAMESPACE/NAME, or --leader-lease none"
+                ),
+            }),
+        };
+        // The Pod is known when the downward API gave both its name and namespace.
+        let pod = match (own_namespace, std::env::var("POD_NAME")) {
+            (Some(ns), Ok(name)) => Some((ns, name)),
+            _ => None,
+        };
+        Ok(retl::controller::run::Settings {
+            namespaces: self.namespaces,
+            worker_image: self.worker_image,
+            worker_service_account: self.worker_service_account,
+            job_ttl_seconds: self.job_ttl_seconds,
+            metrics_addr: self.metrics_addr,
+            leader_lease,
+            identity: self.identity.unwrap_or_else(|| format!("retl-{}", uuid::Uuid::new_v4().simple())),
+            pod,
+        })
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -190,42 +225,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{n} rows affected");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Operator {
-            namespaces,
-            worker_image,
-            worker_service_account,
-            job_ttl_seconds,
-            metrics_addr,
-            leader_lease,
-            identity,
-            pod_namespace,
-        } => {
-            let leader_lease = match (leader_lease.as_str(), pod_namespace.as_deref()) {
-                ("none" | "", _) => None,
-                (l, own) => Some(match (l.split_once('/'), own) {
-                    (Some((ns, n)), _) => (ns.to_string(), n.to_string()),
-                    (None, Some(ns)) => (ns.to_string(), l.to_string()),
-                    (None, None) => anyhow::bail!(
-                        "--leader-lease {l:?} is a Lease in the operator's own namespace, which is not known outside a Pod: set POD_NAMESPACE, give --leader-lease NAMESPACE/NAME, or --leader-lease none"
-                    ),
-                }),
-            };
-            // The Pod is known when the downward API gave both its name and namespace.
-            let pod = match (&pod_namespace, std::env::var("POD_NAME")) {
-                (Some(ns), Ok(name)) => Some((ns.clone(), name)),
-                _ => None,
-            };
-            let identity = identity.unwrap_or_else(|| format!("retl-{}", uuid::Uuid::new_v4().simple()));
-            let settings = retl::controller::run::Settings {
-                namespaces,
-                worker_image,
-                worker_service_account,
-                job_ttl_seconds,
-                metrics_addr,
-                leader_lease,
-                identity,
-                pod,
-            };
+        Command::Operator(args) => {
+            let settings = args.settings()?;
             retl::controller::run::run(settings).await?;
             Ok(ExitCode::SUCCESS)
         }
