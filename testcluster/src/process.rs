@@ -101,6 +101,17 @@ impl Process {
     }
 
     /// Sends SIGTERM and waits up to `grace` before killing; the exit code.
+    /// Freezes the process (SIGSTOP), as a stalled node or a long pause
+    /// would: it runs nothing until [`Process::thaw`].
+    pub fn freeze(&self) {
+        signal(self.pid(), libc::SIGSTOP);
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) {
+        signal(self.pid(), libc::SIGCONT);
+    }
+
     pub fn terminate(&self, grace: Duration) -> Option<i32> {
         signal(self.pid(), libc::SIGTERM);
         let end = Instant::now() + grace;

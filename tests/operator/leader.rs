@@ -56,3 +56,32 @@ async fn only_the_leader_schedules_and_a_stopping_leader_hands_over_at_once() {
     assert_eq!(readyz(&d).await, 503, "not ready while it cannot take part in the election");
     assert!(!d.logs().contains("leading"), "{}", d.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_past_its_renew_deadline_stops_and_a_standby_takes_over() {
+    let c = Cluster::start(Setup::default()).await;
+    c.operator.kill();
+    let lease = format!("retl-system/{}", c.ns.name());
+    let a = spawn_operator(&c.ns, &["--leader-lease", &lease, "--identity", "replica-a"]).await;
+    assert!(a.wait_for_log("leading", Duration::from_secs(20)), "{}", a.logs());
+    let b = spawn_operator(&c.ns, &["--leader-lease", &lease, "--identity", "replica-b"]).await;
+    assert!(b.wait_for_log("another replica leads", Duration::from_secs(20)), "{}", b.logs());
+
+    // The leader stalls for 12 s: past its 10 s renew deadline, short of
+    // the 15 s lease. Awake, it stops reconciling and exits (its
+    // Deployment starts it again as a standby) rather than go on leading.
+    a.freeze();
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    a.thaw();
+    assert!(a.wait_for_log("not renewed within the renew deadline", Duration::from_secs(10)), "{}", a.logs());
+    let exited = testcluster::wait_until(Duration::from_secs(15), || async { a.exit_code().is_some() }).await;
+    assert!(exited, "{}", a.logs());
+    assert_ne!(a.exit_code(), Some(0), "it exits with an error: {}", a.logs());
+    assert!(!a.logs().contains("released the Lease"), "a Lease it may no longer hold is not released: {}", a.logs());
+
+    // The standby saw the Lease unchanged for 15 s by its own clock.
+    assert!(b.wait_for_log("leading", Duration::from_secs(20)), "{}", b.logs());
+    c.annotate("mapping", "users-api", "retl.dev/sync-now=1");
+    let s = c.wait_finished(1).await;
+    assert_eq!(s["status"]["phase"], "Successful", "{s:#}");
+}
