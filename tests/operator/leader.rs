@@ -1,7 +1,8 @@
 //! Leader election between operator replicas, with deploy/'s RBAC: the
 //! Lease lives in the operator's namespace (retl-system); only the leader
 //! reconciles; on SIGTERM it releases the Lease and a standby takes over at
-//! once; a replica that cannot read its Lease is not ready.
+//! once; a leader that could not renew within its renew deadline stops; a
+//! replica that cannot read its Lease is not ready.
 
 use std::time::{Duration, Instant};
 
