@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use retl::api::SyncPhase;
-use retl::local::{self, HistoryOptions, RunOptions, print};
+use retl::local::{self, HistoryOptions, PlanOutcome, RunOptions, output, print};
 
 /// retl: Reverse ETL, the Kubernetes way.
 #[derive(Parser, Debug)]
@@ -36,6 +36,9 @@ pub enum Command {
         /// Re-send every record that this past sync extracted, with current values.
         #[arg(long, value_name = "SYNC", conflicts_with_all = ["reset", "mapping"])]
         replay: Option<String>,
+        /// Output format: a table, or the Syncs as JSON or YAML (as `kubectl get syncs -o json`).
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Show what a sync of each Mapping would send, without sending anything
     /// or changing sync state.
@@ -48,6 +51,9 @@ pub enum Command {
         /// Sample payloads to show per Mapping.
         #[arg(long, default_value_t = 3)]
         samples: usize,
+        /// Output format: text, or the plans as JSON or YAML.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// List past syncs of the Mappings under DIR, newest first.
     History {
@@ -71,6 +77,9 @@ pub enum Command {
         /// Also print the errors and failed records of each listed sync.
         #[arg(long)]
         details: bool,
+        /// Output format: a table, or the Syncs as JSON or YAML (as `kubectl get syncs -o json`).
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Run one SQL statement against a Source under DIR (to seed or edit demo data).
     Sql {
@@ -99,6 +108,24 @@ pub enum Command {
         #[arg(long, conflicts_with = "output_dir")]
         reference: bool,
     },
+}
+
+/// `-o`: how `run`, `plan` and `history` print.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+impl From<Output> for output::Format {
+    fn from(o: Output) -> output::Format {
+        match o {
+            Output::Table => output::Format::Table,
+            Output::Json => output::Format::Json,
+            Output::Yaml => output::Format::Yaml,
+        }
+    }
 }
 
 /// `retl operator`'s flags.
@@ -165,7 +192,7 @@ impl OperatorArgs {
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run { dir, mapping, reset, replay } => {
+        Command::Run { dir, mapping, reset, replay, output } => {
             let cancel = CancellationToken::new();
             let on_signal = cancel.clone();
             tokio::spawn(async move {
@@ -188,14 +215,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for name in &outcome.disabled {
                 eprintln!("Mapping {name} is disabled (spec.enabled: false); not synced");
             }
-            print_syncs(&outcome.ran, true);
+            match output {
+                Output::Table => print_syncs(&outcome.ran, true),
+                other => print!("{}", output::render(&output::syncs(&outcome.ran), other.into())),
+            }
             Ok(exit_code(&outcome.ran))
         }
-        Command::Plan { dir, mapping, samples } => {
-            print!("{}", local::plan(&dir, &mapping, samples).await?);
-            Ok(ExitCode::SUCCESS)
+        Command::Plan { dir, mapping, samples, output } => {
+            let planned = local::plan(&dir, &mapping, samples).await?;
+            match output {
+                Output::Table => {
+                    for p in &planned {
+                        match &p.outcome {
+                            PlanOutcome::Plan(report) => print!("{}", print::plan(&p.mapping, report)),
+                            PlanOutcome::Disabled => {
+                                println!("Mapping {}: disabled (spec.enabled: false); run skips it, so nothing to plan", p.mapping)
+                            }
+                            PlanOutcome::CannotPlan(e) => println!("Mapping {}: cannot plan: {e}", p.mapping),
+                        }
+                    }
+                }
+                other => print!("{}", output::render(&output::plans(&planned), other.into())),
+            }
+            // A plan that cannot be made is a sync that would fail: say so to CI.
+            let failed = planned.iter().any(|p| matches!(p.outcome, PlanOutcome::CannotPlan(_)));
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
-        Command::History { dir, status, mapping, model, destination, since, until, details } => {
+        Command::History { dir, status, mapping, model, destination, since, until, details, output } => {
             let phase = match status {
                 Some(s) => Some(SyncPhase::parse(&s).ok_or_else(|| {
                     anyhow::anyhow!(
@@ -213,10 +259,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 until: until.as_deref().map(parse_time).transpose()?,
             };
             let ran = local::history(&dir, &opts).await?;
-            if ran.is_empty() {
-                println!("No syncs found.");
-            } else {
-                print_syncs(&ran, details);
+            match output {
+                Output::Table if ran.is_empty() => println!("No syncs found."),
+                Output::Table => print_syncs(&ran, details),
+                other => print!("{}", output::render(&output::syncs(&ran), other.into())),
             }
             Ok(ExitCode::SUCCESS)
         }

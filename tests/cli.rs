@@ -98,7 +98,8 @@ fn plan_changes_nothing_and_history_filters() {
     assert!(!failed.contains("PartiallySuccessful"), "{failed}");
     let newest_first: Vec<&str> = all.lines().skip(1).map(|l| l.split_whitespace().nth(2).unwrap()).collect();
     assert_eq!(newest_first, ["Failed", "PartiallySuccessful"]);
-    assert!(text(&retl(&dir, &["history", "-f", ".", "--mapping", "nope"])).contains("No syncs found"));
+    let typo = retl(&dir, &["history", "-f", ".", "--mapping", "nope"]);
+    assert_eq!(typo.status.code(), Some(2), "a Mapping that does not exist is an error, not an empty history");
     assert!(
         text(&retl(&dir, &["history", "-f", ".", "--model", "users", "--destination", "crm", "--since", "1h"])).contains("users-to-crm-")
     );

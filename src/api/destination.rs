@@ -120,25 +120,32 @@ pub struct HttpDestination {
     /// Extra request headers, for example an `Authorization` header from a Secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HttpHeader>,
-    /// Records per request (default 100).
+    /// Records per request (default 100; 1 to 10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
     pub batch_size: Option<u32>,
-    /// Seconds one request may take before it counts as timed out (default 30).
+    /// Seconds one request may take before it counts as timed out (default 30; 1 to 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: Option<u32>,
-    /// Requests in flight at once (default 4).
+    /// Requests in flight at once (default 4; 1 to 64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
     pub max_in_flight: Option<u32>,
-    /// Most requests per second (default: no limit).
+    /// Most requests per second (default: no limit; 1 to 100000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
     pub requests_per_second: Option<u32>,
     /// Retries of a request answered 429 or 5xx, timed out or cut off,
-    /// with exponential backoff, inside one sync (default 5).
+    /// with exponential backoff, inside one sync (default 5; 0 to 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
     pub max_retries: Option<u32>,
-    /// First backoff delay in milliseconds, doubled on each retry (default 500);
-    /// a `Retry-After` reply header takes precedence.
+    /// First backoff delay in milliseconds, doubled on each retry (default
+    /// 500; 1 to 600000, ten minutes); a `Retry-After` reply header takes
+    /// precedence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 600_000))]
     pub initial_backoff_millis: Option<u32>,
 }
 
@@ -172,8 +179,9 @@ pub struct FileDestination {
     /// Path of the file, appended to. In a local run a relative path is
     /// relative to the directory of the manifest.
     pub path: String,
-    /// Records per write (default 500).
+    /// Records per write (default 500; 1 to 100000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
     pub batch_size: Option<u32>,
 }
 

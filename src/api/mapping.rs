@@ -70,14 +70,17 @@ pub struct MappingSpec {
     #[serde(default)]
     pub concurrency_policy: ConcurrencyPolicy,
     /// A scheduled sync that could not start within this many seconds of its
-    /// time is skipped (missed ticks inside it run once).
+    /// time is skipped (missed ticks inside it run once); at least 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub starting_deadline_seconds: Option<i64>,
-    /// Finished successful Syncs to keep (default 10).
+    /// Finished successful Syncs to keep (default 10; 0 to 1000).
     #[serde(default = "default_history")]
+    #[schemars(range(max = 1000))]
     pub successful_syncs_history_limit: u32,
-    /// Finished failed Syncs to keep (default 10).
+    /// Finished failed Syncs to keep (default 10; 0 to 1000).
     #[serde(default = "default_history")]
+    #[schemars(range(max = 1000))]
     pub failed_syncs_history_limit: u32,
     /// How long a rejected record is retried on later syncs; default 14 days.
     /// After it the record is dropped and counted as expired. A positive
@@ -94,16 +97,17 @@ pub struct MappingSpec {
     #[serde(default)]
     pub guards: Guards,
     /// Seconds a sync may run before it is stopped and marked Failed
-    /// (the Job's `activeDeadlineSeconds`; default 86400, one day).
+    /// (the Job's `activeDeadlineSeconds`; default 86400, one day; at most
+    /// 2592000, thirty days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2_592_000))]
     pub active_deadline_seconds: Option<i64>,
     /// Seconds a Sync's worker may take to start (its pod created,
     /// scheduled, its image pulled, its container running) before the Sync
     /// fails with reason `WorkerNotStarted` and the pod's own message;
-    /// default 300.
+    /// default 300, at most 86400.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 86_400))]
     pub startup_deadline_seconds: Option<i64>,
     /// Service account the sync Jobs run as (default: the operator's worker account).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -79,6 +79,7 @@ pub struct ServerSource {
     pub host: Option<String>,
     /// TCP port; 5432 for PostgreSQL and 3306 for MySQL when not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub port: Option<u16>,
     /// Database to connect to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,11 +98,14 @@ pub struct ServerSource {
     /// TLS: `disable`, `prefer` (default), `require`, `verify-ca` or `verify-full`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_mode: Option<TlsMode>,
-    /// Seconds to wait for a connection before giving up (default 10).
+    /// Seconds to wait for a connection before giving up (default 10; 1 to 600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 600))]
     pub connect_timeout_seconds: Option<u32>,
-    /// Seconds one statement may run before the server cancels it (default: no limit).
+    /// Seconds one statement may run before the server cancels it (default:
+    /// no limit; 1 to 86400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86_400))]
     pub statement_timeout_seconds: Option<u32>,
 }
 

@@ -29,7 +29,6 @@ pub mod model;
 pub mod naming;
 pub mod own_pod;
 pub mod run;
-pub mod schedule;
 pub mod secrets;
 pub mod source;
 pub mod status;

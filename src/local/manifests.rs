@@ -73,15 +73,28 @@ impl Manifests {
         let meta: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
         let (api_version, kind) = (meta.api_version.unwrap_or_default(), meta.kind.unwrap_or_default());
         let retl = api_version == format!("{}/{}", crate::api::GROUP, crate::api::VERSION);
+        if retl {
+            let json = serde_json::to_value(&value).map_err(|e| bad(e.to_string()))?;
+            let problems = super::strict::schema_problems(&kind, &json);
+            if !problems.is_empty() {
+                let name = json["metadata"]["name"].as_str().unwrap_or_default();
+                return Err(bad(format!("{kind} {name:?}: {}", problems.join("; "))));
+            }
+        }
         match (retl, kind.as_str()) {
-            (true, "Source") => insert(&mut self.sources, value, base).map_err(bad),
-            (true, "Destination") => insert(&mut self.destinations, value, base).map_err(bad),
-            (true, "Model") => insert(&mut self.models, value, base).map_err(bad),
-            (true, "Mapping") => insert(&mut self.mappings, value, base).map_err(bad),
-            (true, "SyncAlert") => insert(&mut self.alerts, value, base).map_err(bad),
+            (true, "Source") => insert(&mut self.sources, value, base).map(drop).map_err(bad),
+            (true, "Destination") => insert(&mut self.destinations, value, base).map(drop).map_err(bad),
+            (true, "Model") => insert(&mut self.models, value, base).map(drop).map_err(bad),
+            (true, "Mapping") => {
+                let key = insert(&mut self.mappings, value, base).map_err(bad)?;
+                let problems = self.mappings.get(&key).map(|m| super::strict::mapping_problems(&m.object)).unwrap_or_default();
+                if problems.is_empty() { Ok(()) } else { Err(bad(format!("Mapping {:?}: {}", key.1, problems.join("; ")))) }
+            }
+            (true, "SyncAlert") => insert(&mut self.alerts, value, base).map(drop).map_err(bad),
             (true, "Sync") => Ok(()), // history objects: a local run makes its own
             (true, other) => Err(bad(format!("unknown kind {other:?} in {api_version}"))),
             (false, "Secret") if api_version == "v1" => {
+                check_secret_data(&value).map_err(bad)?;
                 let secret: Secret = serde_yaml_ng::from_value(value).map_err(|e| bad(e.to_string()))?;
                 let key = (namespace_of(&secret), secret.metadata.name.clone().unwrap_or_default());
                 self.secrets.insert(key, secret);
@@ -95,7 +108,7 @@ impl Manifests {
     }
 }
 
-fn insert<T>(map: &mut BTreeMap<(String, String), Loaded<T>>, value: serde_yaml_ng::Value, base: &Path) -> Result<(), String>
+fn insert<T>(map: &mut BTreeMap<(String, String), Loaded<T>>, value: serde_yaml_ng::Value, base: &Path) -> Result<(String, String), String>
 where
     T: DeserializeOwned + Resource<DynamicType = ()>,
 {
@@ -105,7 +118,25 @@ where
     if map.contains_key(&key) {
         return Err(format!("{} {name:?} is defined twice in namespace {:?}", T::kind(&()), key.0));
     }
-    map.insert(key, Loaded { object, dir: base.to_path_buf() });
+    map.insert(key.clone(), Loaded { object, dir: base.to_path_buf() });
+    Ok(key)
+}
+
+/// A Secret's `data` holds base64; a plain value there would otherwise fail
+/// with a decoder's message that names neither the Secret nor the key.
+fn check_secret_data(value: &serde_yaml_ng::Value) -> Result<(), String> {
+    use base64::Engine as _;
+    let name = value.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str()).unwrap_or_default();
+    let Some(data) = value.get("data").and_then(|d| d.as_mapping()) else { return Ok(()) };
+    for (k, v) in data {
+        let key = k.as_str().unwrap_or_default();
+        let text = v.as_str().unwrap_or_default();
+        if base64::engine::general_purpose::STANDARD.decode(text.trim()).is_err() {
+            return Err(format!(
+                "Secret {name:?} key {key:?}: the values under data are base64; encode it (echo -n VALUE | base64) or put the plain text under stringData"
+            ));
+        }
+    }
     Ok(())
 }
 

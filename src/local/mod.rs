@@ -4,10 +4,13 @@
 //! `kubectl get syncs` offer.
 
 mod manifests;
+pub mod output;
 pub mod print;
 mod resolve;
+mod strict;
 
 pub use manifests::{DEFAULT_NAMESPACE, Manifests};
+pub use output::Format;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -77,8 +80,48 @@ pub struct RunOutcome {
 /// One sync that ran (or could not start).
 pub struct Ran {
     pub name: String,
+    pub namespace: String,
     pub mapping: String,
+    pub trigger: SyncTrigger,
     pub report: SyncReport,
+}
+
+/// What `retl plan` found for one Mapping.
+pub struct Planned {
+    pub namespace: String,
+    pub mapping: String,
+    pub outcome: PlanOutcome,
+}
+
+pub enum PlanOutcome {
+    Plan(engine::PlanReport),
+    /// `spec.enabled: false`: `run` would skip it, so there is nothing to plan.
+    Disabled,
+    /// Why it cannot be planned (and a sync would fail).
+    CannotPlan(String),
+}
+
+/// Refuses a selection that selects nothing: no Mapping in the directory,
+/// or a `--mapping` that names none of them (a typo must not look like a
+/// run that had nothing to do).
+fn check_selection(m: &Manifests, dir: &std::path::Path, only: &[String]) -> Result<(), LocalError> {
+    let names: Vec<&str> = m.mappings.keys().map(|(_, n)| n.as_str()).collect();
+    if names.is_empty() {
+        return Err(LocalError::Usage(format!(
+            "there is no Mapping in {}: pass the directory holding your Source, Destination, Model and Mapping manifests with -f",
+            dir.display()
+        )));
+    }
+    for wanted in only {
+        if !names.contains(&wanted.as_str()) {
+            return Err(LocalError::Usage(format!(
+                "--mapping {wanted}: there is no Mapping {wanted:?} in {}; its Mappings: {}",
+                dir.display(),
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Runs the selected Mappings once, one after the other.
@@ -92,9 +135,10 @@ pub async fn run(opts: &RunOptions, progress: ProgressFn<'_>, cancel: &Cancellat
         let name = format!("{sync}-replay-{}", token_hash());
         let request = SyncRequest { name: name.clone(), trigger: SyncTrigger::Replay, replay_of: Some(sync.clone()) };
         let report = run_one(&m, &ns, target, &request, progress, cancel).await;
-        ran.push(Ran { name, mapping, report });
+        ran.push(Ran { name, namespace: ns, mapping, trigger: SyncTrigger::Replay, report });
         return Ok(RunOutcome { ran, disabled });
     }
+    check_selection(&m, &opts.dir, &opts.mappings)?;
     if let Some(r) = &opts.reset
         && !m.mappings.keys().any(|(_, n)| n == r)
     {
@@ -115,7 +159,7 @@ pub async fn run(opts: &RunOptions, progress: ProgressFn<'_>, cancel: &Cancellat
         let sync_name = format!("{name}-{}", token_hash());
         let request = SyncRequest { name: sync_name.clone(), trigger, replay_of: None };
         let report = run_one(&m, ns, mapping, &request, progress, cancel).await;
-        ran.push(Ran { name: sync_name, mapping: name.clone(), report });
+        ran.push(Ran { name: sync_name, namespace: ns.clone(), mapping: name.clone(), trigger, report });
     }
     Ok(RunOutcome { ran, disabled })
 }
@@ -205,23 +249,32 @@ async fn find_sync(m: &Manifests, sync: &str) -> Result<(String, String), LocalE
 }
 
 /// What `retl plan` shows, per Mapping.
-pub async fn plan(dir: &std::path::Path, only: &[String], samples: usize) -> Result<String, LocalError> {
+pub async fn plan(dir: &std::path::Path, only: &[String], samples: usize) -> Result<Vec<Planned>, LocalError> {
     let m = Manifests::load(dir)?;
-    let mut out = String::new();
+    check_selection(&m, dir, only)?;
+    let mut out = Vec::new();
     for ((ns, name), mapping) in &m.mappings {
         if !only.is_empty() && !only.contains(name) {
             continue;
         }
-        let r = resolve(&m, ns, mapping)?;
+        let outcome = if mapping.object.spec.enabled { plan_one(&m, ns, name, mapping, samples).await } else { PlanOutcome::Disabled };
+        out.push(Planned { namespace: ns.clone(), mapping: name.clone(), outcome });
+    }
+    Ok(out)
+}
+
+async fn plan_one(m: &Manifests, ns: &str, name: &str, mapping: &manifests::Loaded<crate::api::Mapping>, samples: usize) -> PlanOutcome {
+    let planned = async {
+        let r = resolve(m, ns, mapping)?;
         let wh = warehouse::connect(r.source_name(), &r.source.object.spec, &r.secrets, &r.source_dir()).await?;
         let request = SyncRequest { name: format!("{name}-plan"), trigger: SyncTrigger::Manual, replay_of: None };
         let ctx = context(&r, &request);
-        match engine::plan_sync(&ctx, wh.as_ref(), samples).await {
-            Ok(p) => out.push_str(&print::plan(name, &p)),
-            Err(e) => out.push_str(&format!("Mapping {name}: cannot plan: {e}\n")),
-        }
+        engine::plan_sync(&ctx, wh.as_ref(), samples).await.map_err(|e| LocalError::Usage(e.to_string()))
+    };
+    match planned.await {
+        Ok(p) => PlanOutcome::Plan(p),
+        Err(e) => PlanOutcome::CannotPlan(e.to_string()),
     }
-    Ok(out)
 }
 
 /// Filters of `retl history`.
@@ -240,6 +293,7 @@ type SourceMappings = (Box<dyn Warehouse>, Vec<String>);
 /// Past syncs of the Mappings in `dir`, newest first.
 pub async fn history(dir: &std::path::Path, o: &HistoryOptions) -> Result<Vec<Ran>, LocalError> {
     let m = Manifests::load(dir)?;
+    check_selection(&m, dir, o.mapping.as_slice())?;
     // (namespace, source) → the warehouse and the state ids of its Mappings
     let mut by_source: BTreeMap<(String, String), SourceMappings> = BTreeMap::new();
     for ((ns, name), mapping) in &m.mappings {
@@ -272,7 +326,8 @@ pub async fn history(dir: &std::path::Path, o: &HistoryOptions) -> Result<Vec<Ra
                 action: "read",
                 message: format!("sync-run record of {} is not readable: {e}", run.sync),
             })?;
-            out.push(Ran { name: run.sync, mapping: run.mapping, report });
+            let trigger = serde_json::from_value(serde_json::Value::String(run.trigger)).unwrap_or_default();
+            out.push(Ran { name: run.sync, namespace: run.namespace, mapping: run.mapping, trigger, report });
         }
     }
     out.sort_by_key(|r| std::cmp::Reverse(r.report.started));

@@ -4,7 +4,7 @@
 //! the Sync's status. It is the only part of the operator that talks SQL and
 //! sends records (through the engine).
 
-mod status;
+pub mod status;
 mod writes;
 
 use std::path::Path;

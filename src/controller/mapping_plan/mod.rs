@@ -8,10 +8,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::naming;
-use super::schedule::{Due, Schedule};
 use super::status::set_condition;
 use crate::api::conditions::{self, annotation, reason};
 use crate::api::{ConcurrencyPolicy, LastSync, Mapping, MappingStatus, SyncPhase, SyncTrigger};
+use crate::schedule::{Due, Schedule};
 
 mod readiness;
 pub use readiness::{Problem, references};
