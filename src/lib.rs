@@ -3,6 +3,8 @@ pub mod controller;
 pub mod destination;
 pub mod engine;
 pub mod fieldmap;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod local;
 pub mod schedule;
 pub mod telemetry;

@@ -74,6 +74,7 @@ pub struct EmailChannel {
     pub smtp_host: String,
     /// SMTP server port (default 587).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub smtp_port: Option<u16>,
     /// `starttls` (default), `tls` or `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -56,16 +56,23 @@ impl Manifests {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| LocalError::Manifest { file: file.display().to_string(), message: e.to_string() })?;
             let base = file.parent().unwrap_or(dir).to_path_buf();
-            for (i, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
-                let value = serde_yaml_ng::Value::deserialize(doc)
-                    .map_err(|e| LocalError::Manifest { file: file.display().to_string(), message: format!("document {}: {e}", i + 1) })?;
-                if value.is_null() {
-                    continue;
-                }
-                out.add(value, &file, &base, i + 1)?;
-            }
+            out.add_text(&text, &file, &base)?;
         }
         Ok(out)
+    }
+
+    /// Adds the manifests of one file's text (multi-document YAML); `file`
+    /// names it in errors and `base` anchors its relative paths.
+    pub fn add_text(&mut self, text: &str, file: &Path, base: &Path) -> Result<(), LocalError> {
+        for (i, doc) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            let value = serde_yaml_ng::Value::deserialize(doc)
+                .map_err(|e| LocalError::Manifest { file: file.display().to_string(), message: format!("document {}: {e}", i + 1) })?;
+            if value.is_null() {
+                continue;
+            }
+            self.add(value, file, base, i + 1)?;
+        }
+        Ok(())
     }
 
     fn add(&mut self, value: serde_yaml_ng::Value, file: &Path, base: &Path, doc: usize) -> Result<(), LocalError> {
