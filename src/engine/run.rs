@@ -86,6 +86,13 @@ async fn steps(
     let now_ms = Timestamp::now().as_millisecond();
     warehouse.prune(scope, now_ms - window).await?;
     if ctx.trigger == SyncTrigger::Reset {
+        // A reset forgets what was delivered, so its own diff can no longer
+        // see that the model went empty: look before forgetting. Resetting
+        // while the model is broken would leave every record delivered so
+        // far in the destination with nothing left to delete it.
+        if let Some(message) = reset_guard(ctx, warehouse, scope, now_ms - window).await? {
+            return Ok(Step::GuardTripped(message));
+        }
         warehouse.reset(scope).await?;
     }
 
@@ -94,7 +101,7 @@ async fn steps(
     let counts = warehouse.stage(scope, &request).await?;
     tally.extracted = extracted(&counts);
     observer.progress(&tally.progress()).await;
-    if let Err(message) = guard::check(&ctx.mapping.guards, &ctx.mapping.send, &counts, ctx.replay_of.is_some()) {
+    if let Err(message) = guard::check(&ctx.mapping.guards, &ctx.mapping.send, &counts) {
         return Ok(Step::GuardTripped(message));
     }
 
@@ -102,6 +109,24 @@ async fn steps(
     let loader = Loader { ctx, warehouse, destination, observer, cancel, scope, mapper: &mapper };
     let canceled = loader.run(tally).await?;
     Ok(Step::Loaded { canceled })
+}
+
+/// The guards, checked against the state as it is before a reset: a scratch
+/// diff (as `retl plan` makes), dropped again.
+async fn reset_guard(
+    ctx: &SyncContext,
+    warehouse: &dyn Warehouse,
+    scope: &StateScope,
+    expire_before_ms: i64,
+) -> Result<Option<String>, EngineError> {
+    let (request, _) = prepare(ctx, warehouse, expire_before_ms, true).await?;
+    let counts = warehouse.stage(scope, &request).await;
+    warehouse.drop_stage(scope, &request.stage).await?;
+    let counts = counts?;
+    // Only the empty-model guard: a reset sends no deletes, whatever the
+    // diff before it would have found.
+    let empty = DiffCounts { deleted: 0, ..counts };
+    Ok(guard::check(&ctx.mapping.guards, &ctx.mapping.send, &empty).err())
 }
 
 /// Checks the model and the mapping, and builds the diff request.
@@ -240,7 +265,7 @@ async fn plan_pages(
 ) -> Result<PlanReport, EngineError> {
     let mut plan = PlanReport {
         extracted: extracted(counts),
-        guard: guard::check(&ctx.mapping.guards, &ctx.mapping.send, counts, ctx.replay_of.is_some()).err(),
+        guard: guard::check(&ctx.mapping.guards, &ctx.mapping.send, counts).err(),
         ..Default::default()
     };
     let mut fails = std::collections::BTreeMap::<String, u64>::new();
