@@ -305,3 +305,46 @@ fn bad_manifests_and_references_say_what_to_fix() {
     assert!(printed.contains("Model \"users\" does not exist in namespace \"team-a\""), "{printed}");
     assert!(printed.contains("ReferenceNotFound") || printed.contains("Failed"), "{printed}");
 }
+
+/// Keys the sink accepted more than once.
+fn sent_twice(sink: &Sink) -> Vec<String> {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for r in sink.received() {
+        *counts.entry(r.key).or_default() += 1;
+    }
+    counts.into_iter().filter(|(_, n)| *n > 1).map(|(k, _)| k).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_runs_send_each_record_once() {
+    let sink = Sink::start().await.unwrap();
+    // 30 batches at 40 ms each: a run takes over a second.
+    sink.set(|b| b.stall = Some(Duration::from_millis(40)));
+    let tmp = tempfile::tempdir().unwrap();
+    http_setup(tmp.path(), 300, &sink.url(), "");
+    assert!(retl(tmp.path(), &["sql", "-f", ".", "--source", "wh", "SELECT 1"]).status.success(), "seeds the database");
+    let start = |delay: Duration| {
+        let dir = tmp.path().to_path_buf();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            retl(&dir, &["run", "-f", "."])
+        })
+    };
+    for (round, delay) in [(0, Duration::ZERO), (1, Duration::from_secs(1))] {
+        if round == 1 {
+            let sql = "INSERT INTO users (id, email) SELECT id + 1000, email FROM users WHERE id <= 300";
+            assert!(retl(tmp.path(), &["sql", "-f", ".", "--source", "wh", sql]).status.success());
+            sink.clear();
+        }
+        let (a, b) = (start(Duration::ZERO), start(delay));
+        let (a, b) = tokio::task::block_in_place(|| (a.join().unwrap(), b.join().unwrap()));
+        let (out_a, out_b) = (text(&a), text(&b));
+        assert!(a.status.success() && b.status.success(), "{out_a}\n{out_b}");
+        assert_eq!(sent_twice(&sink), Vec::<String>::new(), "round {round}: no record is sent twice");
+        assert_eq!(sink.latest().len(), 300, "round {round}");
+        let loaded: Vec<String> = [&out_a, &out_b].iter().map(|o| last_row(o)["LOADED"].clone()).collect();
+        assert!(loaded.contains(&"300".to_string()) && loaded.contains(&"0".to_string()), "round {round}: {out_a}\n{out_b}");
+        let history = text(&retl(tmp.path(), &["history", "-f", ".", "--status", "Failed"]));
+        assert!(history.contains("No syncs found"), "no run was taken for abandoned: {history}");
+    }
+}

@@ -44,7 +44,13 @@ pub struct SyncContext {
     pub trigger: SyncTrigger,
     /// For a replay: the Sync whose records are sent again.
     pub replay_of: Option<String>,
+    /// How long to wait while another sync of the Mapping holds its lock
+    /// before giving up as `SyncInProgress` ([`DEFAULT_LOCK_WAIT`]).
+    pub lock_wait: std::time::Duration,
 }
+
+/// How long a sync waits for another sync of its Mapping to finish.
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The outcome of one sync; also what the sync-run table keeps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

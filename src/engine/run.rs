@@ -12,7 +12,9 @@ use super::{EngineError, Observer, SyncContext, SyncReport, guard};
 use crate::api::{ExtractedCounts, SyncPhase, SyncTrigger, conditions::reason};
 use crate::destination::Destination;
 use crate::fieldmap::FieldMapper;
-use crate::warehouse::{DiffCounts, DiffMode, DiffRequest, HistoryFilter, StateScope, SyncRun, Warehouse, WarehouseError, kind_name};
+use crate::warehouse::{
+    DiffCounts, DiffMode, DiffRequest, HistoryFilter, StateScope, SyncLock, SyncRun, Warehouse, WarehouseError, kind_name,
+};
 
 /// Runs one sync to its end and returns what happened. Never panics and
 /// never returns early: every failure becomes a Failed report with a reason
@@ -28,7 +30,13 @@ pub async fn run_sync(
     let scope = StateScope::from_uid(&ctx.mapping_uid);
     let mut report = SyncReport::started(Timestamp::now());
     let mut tally = Tally::default();
-    let result = steps(ctx, warehouse, destination, observer, cancel, &scope, &mut tally, &report).await;
+    // Held to the end, past the saved outcome: until then a sync that starts
+    // must neither diff against a snapshot this one is still moving, nor
+    // take this one for abandoned.
+    let (lock, result) = match hold(ctx, warehouse, &scope).await {
+        Ok(lock) => (Some(lock), steps(ctx, warehouse, destination, observer, cancel, &scope, &mut tally, &report).await),
+        Err(e) => (None, Err(e)),
+    };
     let (phase, why, message) = match result {
         Ok(Step::Loaded { canceled }) => {
             let rest = tally.unaccounted();
@@ -61,7 +69,20 @@ pub async fn run_sync(
     if let Err(e) = warehouse.drop_stage(&scope, &ctx.sync_name).await {
         tracing::warn!(sync = %ctx.sync_name, error = %e, "could not drop the sync's stage");
     }
+    drop(lock);
     report
+}
+
+/// Takes the Mapping's lock (waiting up to `ctx.lock_wait`), then closes the
+/// syncs of the Mapping still marked InProgress: nobody holds the lock but
+/// this sync, so whoever ran them is gone.
+async fn hold(ctx: &SyncContext, warehouse: &dyn Warehouse, scope: &StateScope) -> Result<SyncLock, EngineError> {
+    warehouse.prepare_state(scope).await?;
+    let Some(lock) = warehouse.lock_sync(scope, ctx.lock_wait).await? else {
+        return Err(EngineError::InProgress { mapping: ctx.mapping_name.clone(), waited_secs: ctx.lock_wait.as_secs() });
+    };
+    close_abandoned(warehouse, scope, &ctx.sync_name).await?;
+    Ok(lock)
 }
 
 enum Step {
@@ -189,19 +210,35 @@ fn run_row(ctx: &SyncContext, report: &SyncReport) -> SyncRun {
     }
 }
 
-/// Marks runs of a Mapping that are still InProgress as Failed: the process
-/// that ran them died (a local run that was killed). The operator uses the
-/// Job's status instead. What they delivered was committed as it was
-/// acknowledged; the next sync finds the rest.
+/// How long [`fail_abandoned_runs`] waits for the Mapping's lock: a sync that
+/// was just killed may take a moment to let go of it (its server notices the
+/// closed connection).
+const ABANDONED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Marks runs of a Mapping that are still InProgress as Failed, when no sync
+/// of the Mapping holds its lock (the process that ran them died: a local
+/// run that was killed). With the lock held by a running sync, nothing is
+/// abandoned and nothing is touched. Every sync does this itself once it
+/// holds the lock; the operator also uses the Job's status.
 pub async fn fail_abandoned_runs(warehouse: &dyn Warehouse, mapping_uid: &str) -> Result<u64, WarehouseError> {
     let scope = StateScope::from_uid(mapping_uid);
     warehouse.prepare_state(&scope).await?;
+    let Some(lock) = warehouse.lock_sync(&scope, ABANDONED_WAIT).await? else { return Ok(0) };
+    let closed = close_abandoned(warehouse, &scope, "").await;
+    drop(lock);
+    closed
+}
+
+/// Closes the InProgress runs of a Mapping but `except` (the caller's own);
+/// the caller holds the Mapping's lock. What they delivered was committed as
+/// it was acknowledged; the next sync finds the rest.
+async fn close_abandoned(warehouse: &dyn Warehouse, scope: &StateScope, except: &str) -> Result<u64, WarehouseError> {
     let filter = HistoryFilter {
         mapping_uids: vec![scope.id.clone()],
         phase: Some(SyncPhase::InProgress.as_str().to_string()),
         ..Default::default()
     };
-    let stale = warehouse.runs(&filter).await?;
+    let stale: Vec<SyncRun> = warehouse.runs(&filter).await?.into_iter().filter(|r| r.sync != except).collect();
     for mut run in stale.iter().cloned() {
         let mut report: SyncReport = serde_json::from_str(&run.status_json).map_err(|e| WarehouseError::State {
             action: "read",
@@ -220,7 +257,7 @@ pub async fn fail_abandoned_runs(warehouse: &dyn Warehouse, mapping_uid: &str) -
         run.completed_ms = Some(now.as_millisecond());
         run.status_json = serde_json::to_string(&report).unwrap_or_else(|_| "{}".to_string());
         warehouse.save_run(&run).await?;
-        warehouse.drop_stage(&scope, &run.sync).await?;
+        warehouse.drop_stage(scope, &run.sync).await?;
     }
     Ok(stale.len() as u64)
 }

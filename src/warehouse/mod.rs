@@ -17,6 +17,7 @@ pub(crate) mod rows;
 mod runs;
 mod server;
 mod sqlite;
+mod sqlite_lock;
 
 pub use error::WarehouseError;
 
@@ -235,6 +236,23 @@ pub struct HistoryFilter {
     pub until_ms: Option<i64>,
 }
 
+/// Held while one sync of a Mapping runs (see [`Warehouse::lock_sync`]).
+/// Dropping it releases the lock: it is a connection or an open file of its
+/// own, so the death of the process releases it too, and a killed sync
+/// never keeps its Mapping locked.
+pub struct SyncLock {
+    _held: Box<dyn std::any::Any + Send>,
+}
+
+impl SyncLock {
+    pub(crate) fn new(held: impl std::any::Any + Send) -> SyncLock {
+        SyncLock { _held: Box::new(held) }
+    }
+}
+
+/// How often a sync waiting for its Mapping's lock tries again.
+pub(crate) const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A warehouse: runs models and keeps sync state.
 #[async_trait]
 pub trait Warehouse: Send + Sync {
@@ -273,6 +291,12 @@ pub trait Warehouse: Send + Sync {
 
     /// Deletes record-log entries and runs of a Mapping older than a time.
     async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError>;
+
+    /// Takes the lock that lets one sync of a Mapping run at a time, waiting
+    /// up to `wait` for it; `None` when another sync held it all along. A
+    /// sync holds it from before it looks for abandoned syncs to after it
+    /// saved its outcome.
+    async fn lock_sync(&self, scope: &StateScope, wait: std::time::Duration) -> Result<Option<SyncLock>, WarehouseError>;
 
     /// Runs one statement as given (the `retl sql` command).
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError>;

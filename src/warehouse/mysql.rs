@@ -425,6 +425,10 @@ impl Warehouse for MysqlWarehouse {
             .map_err(err)
     }
 
+    async fn lock_sync(&self, scope: &StateScope, wait: std::time::Duration) -> Result<Option<super::SyncLock>, WarehouseError> {
+        super::mysql_state::lock_sync(self, scope, &self.options, wait).await
+    }
+
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
         self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|r| r.rows_affected()).map_err(query_err)
     }

@@ -1,11 +1,12 @@
 //! MySQL/MariaDB: retl's state database — created on first use, upgraded in
 //! place — the per-batch commit and the sync-run table.
 
-use sqlx::{AssertSqlSafe, Executor, MySql, QueryBuilder};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{AssertSqlSafe, Connection, Executor, MySql, QueryBuilder};
 
 use super::mysql::{MysqlWarehouse, quote};
 use super::server::{CommitPlan, now_ms};
-use super::{HistoryFilter, StateScope, SyncRun, WarehouseError};
+use super::{HistoryFilter, StateScope, SyncLock, SyncRun, WarehouseError};
 
 /// Version of the state layout this build writes.
 const LAYOUT_VERSION: i32 = 1;
@@ -204,4 +205,30 @@ pub async fn runs(wh: &MysqlWarehouse, filter: &HistoryFilter) -> Result<Vec<Syn
     q.push(" ORDER BY started_ms DESC, sync DESC");
     let rows = q.build().fetch_all(&wh.pool).await.map_err(err)?;
     rows.iter().map(|r| super::runs::read(r).map_err(err)).collect()
+}
+
+/// One sync per Mapping at a time: a named lock (`GET_LOCK`) on a connection
+/// of its own (outside the pool, so no statement timeout cuts the wait and
+/// the connection is never handed back). The server releases it when that
+/// connection closes, which the death of the process holding it does too.
+pub async fn lock_sync(
+    wh: &MysqlWarehouse,
+    scope: &StateScope,
+    options: &MySqlConnectOptions,
+    wait: std::time::Duration,
+) -> Result<Option<SyncLock>, WarehouseError> {
+    let err = |e| wh.state_err("locked", e);
+    let mut conn = MySqlConnection::connect_with(options).await.map_err(err)?;
+    // Lock names are at most 64 characters: a hash of the database and the
+    // Mapping's scope stands for both.
+    let id = format!("{}/{}", wh.db_name, scope.id);
+    let name = format!("retl-sync-{:032x}", xxhash_rust::xxh3::xxh3_128(id.as_bytes()));
+    // GET_LOCK waits whole seconds (at least the wait asked for).
+    let secs = wait.as_millis().div_ceil(1000) as i64;
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)").bind(&name).bind(secs).fetch_one(&mut conn).await.map_err(err)?;
+    if got == Some(1) {
+        return Ok(Some(SyncLock::new(conn)));
+    }
+    let _ = conn.close().await;
+    Ok(None)
 }

@@ -274,6 +274,10 @@ impl Warehouse for PostgresWarehouse {
             .map_err(err)
     }
 
+    async fn lock_sync(&self, scope: &StateScope, wait: std::time::Duration) -> Result<Option<super::SyncLock>, WarehouseError> {
+        super::postgres_state::lock_sync(self, scope, wait).await
+    }
+
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
         self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|r| r.rows_affected()).map_err(query_err)
     }
@@ -283,6 +287,10 @@ impl Warehouse for PostgresWarehouse {
 impl PostgresWarehouse {
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    pub(super) fn connect_options(&self) -> &PgConnectOptions {
+        &self.options
     }
 
     pub(super) fn schema_parts(&self) -> (&str, &str) {

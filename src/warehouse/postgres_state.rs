@@ -1,11 +1,11 @@
 //! PostgreSQL: retl's state schema — created on first use, upgraded in
 //! place — and the sync-run table.
 
-use sqlx::{AssertSqlSafe, Executor};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 use super::postgres::PostgresWarehouse;
 use super::rows::quote_ident;
-use super::{HistoryFilter, StateScope, SyncRun, WarehouseError};
+use super::{HistoryFilter, LOCK_POLL, StateScope, SyncLock, SyncRun, WarehouseError};
 
 /// Version of the state layout this build writes. Each entry of
 /// [`UPGRADES`] takes a schema from the version before it to its own.
@@ -143,4 +143,31 @@ pub async fn runs(wh: &PostgresWarehouse, filter: &HistoryFilter) -> Result<Vec<
         .await
         .map_err(err)?;
     rows.iter().map(|r| super::runs::read(r).map_err(err)).collect()
+}
+
+/// One sync per Mapping at a time: a session-level advisory lock on a
+/// connection of its own (outside the pool, so no other statement ever runs
+/// on it and it is never handed back). The server releases it when that
+/// connection closes, which the death of the process holding it does too.
+pub async fn lock_sync(wh: &PostgresWarehouse, scope: &StateScope, wait: std::time::Duration) -> Result<Option<SyncLock>, WarehouseError> {
+    let err = |e| wh.error("locked", e);
+    let mut conn = PgConnection::connect_with(wh.connect_options()).await.map_err(err)?;
+    let (name, _) = wh.schema_parts();
+    let key = format!("retl sync {name} {}", scope.id);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(&key)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(err)?;
+        if got {
+            return Ok(Some(SyncLock::new(conn)));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+    }
 }

@@ -26,6 +26,8 @@ use crate::warehouse::rows::{RowDecoder, describe_columns, model_subquery, query
 pub struct SqliteWarehouse {
     pool: SqlitePool,
     prefix: String,
+    /// The database file: lock files go beside it.
+    path: PathBuf,
 }
 
 impl SqliteWarehouse {
@@ -82,7 +84,7 @@ impl SqliteWarehouse {
                 });
             }
         }
-        Ok(SqliteWarehouse { pool, prefix: sanitize_prefix(&spec.state_schema) })
+        Ok(SqliteWarehouse { pool, prefix: sanitize_prefix(&spec.state_schema), path })
     }
 
     fn table(&self, name: &str, scope: &StateScope) -> String {
@@ -412,6 +414,10 @@ impl Warehouse for SqliteWarehouse {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn lock_sync(&self, scope: &StateScope, wait: Duration) -> Result<Option<super::SyncLock>, WarehouseError> {
+        super::sqlite_lock::lock_sync(&super::sqlite_lock::lock_path(&self.path, &self.prefix, scope), wait).await
     }
 
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {

@@ -49,6 +49,7 @@ macro_rules! all_cases {
             values_json_cannot_carry_fail_that_record,
             replies_without_results_accept_or_reject_the_whole_batch,
             replay_and_reset_obey_the_guards,
+            overlapping_syncs_send_each_record_once,
         );
     };
 }

@@ -2,10 +2,15 @@
 //! sync of a Mapping at a time, no ghost records after a kill, and history
 //! that tells what a killed sync delivered.
 
+use std::time::Duration;
+
 use retl::api::{SyncPhase, SyncTrigger};
+use retl::engine::{Quiet, run_sync};
+use retl::warehouse::{HistoryFilter, StateScope};
+use tokio_util::sync::CancellationToken;
 
 use super::fixture::Fixture;
-use super::support::Env;
+use super::support::{Env, assert_adds_up};
 
 pub async fn replay_and_reset_obey_the_guards(fx: Fixture) {
     let env = Env::new(fx, 10).await;
@@ -38,4 +43,71 @@ pub async fn replay_and_reset_obey_the_guards(fx: Fixture) {
     m.guards.max_deletes = Some(3);
     let (_, r) = env.sync_as(&m, SyncTrigger::Replay, Some(&first)).await;
     assert_eq!((r.phase, r.loaded.deleted, r.loaded.updated), (SyncPhase::Successful, 3, 7), "{r:#?}");
+}
+
+/// How many times the sink accepted each key, for keys accepted more than once.
+fn sent_twice(env: &Env) -> Vec<(String, usize)> {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for r in env.sink.received() {
+        *counts.entry(r.key).or_default() += 1;
+    }
+    counts.into_iter().filter(|(_, n)| *n > 1).collect()
+}
+
+pub async fn overlapping_syncs_send_each_record_once(fx: Fixture) {
+    let env = Env::new(fx, 200).await;
+    let mut http = env.http.clone();
+    http.max_in_flight = Some(1);
+    // 20 batches of 10 at 100 ms each: a sync runs for about 2 s.
+    env.sink.set(|b| b.stall = Some(Duration::from_millis(100)));
+    let m = env.mapping();
+    let run = |ctx: retl::engine::SyncContext| {
+        let dest = env.destination_with(&http);
+        let wh = env.wh.as_ref();
+        async move {
+            let r = run_sync(&ctx, wh, dest, &Quiet, &CancellationToken::new()).await;
+            assert_adds_up(&r);
+            r
+        }
+    };
+
+    // Started together: one waits for the other, then finds nothing left.
+    let (a, b) = tokio::join!(run(env.context(&m, SyncTrigger::Manual, None)), run(env.context(&m, SyncTrigger::Manual, None)));
+    assert_eq!(sent_twice(&env), vec![], "no record is sent twice");
+    assert_eq!(env.sink.latest().len(), 200);
+    assert_eq!((a.phase, b.phase), (SyncPhase::Successful, SyncPhase::Successful), "{a:#?}\n{b:#?}");
+    assert_eq!(a.loaded.succeeded + b.loaded.succeeded, 200, "{a:#?}\n{b:#?}");
+
+    // Started 1 s apart, with a wait shorter than the first sync: the second
+    // gives up with a clear reason and leaves the first alone.
+    env.insert(201..=400).await;
+    env.sink.clear();
+    let mut second = env.context(&m, SyncTrigger::Manual, None);
+    second.lock_wait = Duration::from_millis(500);
+    let first = env.context(&m, SyncTrigger::Manual, None);
+    let first_name = first.sync_name.clone();
+    let (a, b) = tokio::join!(run(first), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        run(second).await
+    });
+    assert_eq!((a.phase, a.loaded.succeeded), (SyncPhase::Successful, 200), "the first sync was not disturbed: {a:#?}");
+    assert_eq!((b.phase, b.reason.as_deref()), (SyncPhase::Failed, Some("SyncInProgress")), "{b:#?}");
+    assert!(b.message.as_deref().unwrap_or_default().contains("another sync of Mapping users"), "{b:#?}");
+    assert_eq!(b.loaded.succeeded + b.loaded.failed, 0);
+    let runs =
+        env.wh.runs(&HistoryFilter { mapping_uids: vec![StateScope::from_uid(&env.mapping_uid).id], ..Default::default() }).await.unwrap();
+    let first_run = runs.iter().find(|r| r.sync == first_name).unwrap();
+    assert_eq!(first_run.phase, "Successful", "not taken for abandoned: {}", first_run.status_json);
+
+    // Started 1 s apart, with the default wait: the second runs after the first.
+    env.insert(401..=600).await;
+    env.sink.clear();
+    let (a, b) = tokio::join!(run(env.context(&m, SyncTrigger::Manual, None)), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        run(env.context(&m, SyncTrigger::Manual, None)).await
+    });
+    assert_eq!((a.phase, a.loaded.succeeded), (SyncPhase::Successful, 200), "{a:#?}");
+    assert_eq!((b.phase, b.loaded.succeeded), (SyncPhase::Successful, 0), "{b:#?}");
+    assert_eq!(sent_twice(&env), vec![], "no record is sent twice");
+    assert_eq!(env.sink.latest().len(), 200);
 }
