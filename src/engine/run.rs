@@ -106,6 +106,12 @@ async fn steps(
     let window = retry_window(&ctx.mapping.retry_window)?;
     let now_ms = Timestamp::now().as_millisecond();
     warehouse.prune(scope, now_ms - window).await?;
+    // Records a dead sync sent without committing their outcome: whether or
+    // not the destination has them, the diff below now treats them as sent.
+    let recovered = warehouse.recover_in_flight(scope).await?;
+    if recovered > 0 {
+        tracing::info!(sync = %ctx.sync_name, records = recovered, "records a stopped sync had in flight are sent again (or deleted)");
+    }
     if ctx.trigger == SyncTrigger::Reset {
         // A reset forgets what was delivered, so its own diff can no longer
         // see that the model went empty: look before forgetting. Resetting

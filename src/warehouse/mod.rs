@@ -17,7 +17,9 @@ pub(crate) mod rows;
 mod runs;
 mod server;
 mod sqlite;
+mod sqlite_hash;
 mod sqlite_lock;
+mod sqlite_state;
 
 pub use error::WarehouseError;
 
@@ -279,8 +281,20 @@ pub trait Warehouse: Send + Sync {
     /// Drops a stage; idempotent.
     async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError>;
 
+    /// Records, before a batch is sent, the keys of its records that the
+    /// snapshot does not hold yet: once the request is out, the destination
+    /// may have them, whether or not their outcome is ever committed.
+    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError>;
+
+    /// Moves keys still marked in flight (a sync died between sending them
+    /// and committing their outcome) into the snapshot with a hash no row
+    /// has, so the next diff sends them again, or sends a delete if the model
+    /// no longer returns them. Called by a sync holding the Mapping's lock,
+    /// so no running sync's marks are touched. Returns how many keys moved.
+    async fn recover_in_flight(&self, scope: &StateScope) -> Result<u64, WarehouseError>;
+
     /// Commits the outcomes of one batch atomically: snapshot, pending
-    /// failures and the sync's record log.
+    /// failures, the sync's record log, and the batch's in-flight marks.
     async fn commit(&self, scope: &StateScope, sync: &str, outcomes: &[RecordOutcome]) -> Result<(), WarehouseError>;
 
     /// Inserts or replaces a row of the sync-run table.

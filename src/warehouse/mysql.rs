@@ -401,6 +401,14 @@ impl Warehouse for MysqlWarehouse {
         super::mysql_state::commit(self, scope, sync, &plan).await
     }
 
+    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError> {
+        super::mysql_state::mark_in_flight(self, scope, sync, keys).await
+    }
+
+    async fn recover_in_flight(&self, scope: &StateScope) -> Result<u64, WarehouseError> {
+        super::mysql_state::recover_in_flight(self, scope).await
+    }
+
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
         super::mysql_state::save_run(self, run).await
     }

@@ -63,6 +63,11 @@ pub async fn prepare(wh: &MysqlWarehouse, scope: &StateScope) -> Result<(), Ware
                  outcome VARCHAR(16) NOT NULL, code VARCHAR(255) NULL, error TEXT NULL, payload LONGTEXT NULL,
                  at BIGINT NOT NULL, INDEX {li} (sync), INDEX {la} (at)) ENGINE=InnoDB CHARACTER SET utf8mb4"
             ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (k VARBINARY(1024) PRIMARY KEY, sync VARCHAR(253) NOT NULL, at BIGINT NOT NULL)
+                 ENGINE=InnoDB CHARACTER SET utf8mb4",
+                wh.table("inflight", scope)
+            ),
         ];
         for sql in statements {
             conn.execute(AssertSqlSafe(sql)).await.map_err(err)?;
@@ -117,7 +122,8 @@ pub async fn commit(wh: &MysqlWarehouse, scope: &StateScope, sync: &str, plan: &
         q.push(" ON DUPLICATE KEY UPDATE h = VALUES(h), delivered_at = VALUES(delivered_at)");
         q.build().execute(&mut *tx).await.map_err(err)?;
     }
-    for (table, keys) in [(&s, &plan.delete_snapshot), (&p, &plan.clear_pending)] {
+    let i = wh.table("inflight", scope);
+    for (table, keys) in [(&s, &plan.delete_snapshot), (&p, &plan.clear_pending), (&i, &plan.keys)] {
         for chunk in keys.chunks(CHUNK) {
             let mut q = QueryBuilder::<MySql>::new(format!("DELETE FROM {table} WHERE k IN ("));
             let mut list = q.separated(", ");
@@ -155,6 +161,41 @@ pub async fn commit(wh: &MysqlWarehouse, scope: &StateScope, sync: &str, plan: &
         q.build().execute(&mut *tx).await.map_err(err)?;
     }
     tx.commit().await.map_err(err)
+}
+
+/// The hash of a snapshot entry whose record may or may not have reached the
+/// destination (a recovered in-flight key): MD5 in hex is never empty, so
+/// the record counts as changed.
+const UNKNOWN_HASH: &str = "''";
+
+pub async fn mark_in_flight(wh: &MysqlWarehouse, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError> {
+    let now = now_ms();
+    for chunk in keys.chunks(CHUNK) {
+        let mut q = QueryBuilder::<MySql>::new(format!("INSERT INTO {} (k, sync, at) ", wh.table("inflight", scope)));
+        q.push_values(chunk, |mut b, k| {
+            b.push_bind(*k).push_bind(sync).push_bind(now);
+        });
+        q.push(" ON DUPLICATE KEY UPDATE sync = VALUES(sync), at = VALUES(at)");
+        q.build().execute(&wh.pool).await.map_err(|e| wh.state_err("updated", e))?;
+    }
+    Ok(())
+}
+
+pub async fn recover_in_flight(wh: &MysqlWarehouse, scope: &StateScope) -> Result<u64, WarehouseError> {
+    let err = |e| wh.state_err("updated", e);
+    let (s, i) = (wh.table("snapshot", scope), wh.table("inflight", scope));
+    let mut tx = wh.pool.begin().await.map_err(err)?;
+    // A key the snapshot already holds keeps its entry: that record was an
+    // update or a delete, which the next diff finds anyway.
+    let moved = sqlx::query(AssertSqlSafe(format!("INSERT IGNORE INTO {s} (k, h, delivered_at) SELECT k, {UNKNOWN_HASH}, ? FROM {i}")))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+    tx.execute(AssertSqlSafe(format!("DELETE FROM {i}"))).await.map_err(err)?;
+    tx.commit().await.map_err(err)?;
+    Ok(moved)
 }
 
 pub async fn save_run(wh: &MysqlWarehouse, run: &SyncRun) -> Result<(), WarehouseError> {

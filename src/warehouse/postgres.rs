@@ -191,6 +191,7 @@ impl Warehouse for PostgresWarehouse {
 
     async fn commit(&self, scope: &StateScope, sync: &str, outcomes: &[RecordOutcome]) -> Result<(), WarehouseError> {
         let (s, p, l) = (self.table("snapshot", scope), self.table("pending", scope), self.table("log", scope));
+        let i = self.table("inflight", scope);
         let plan = CommitPlan::new(outcomes);
         // One statement, so one round trip and one implicit transaction: its
         // parts touch disjoint keys (each key counts once per batch).
@@ -200,6 +201,7 @@ impl Warehouse for PostgresWarehouse {
                ON CONFLICT (k) DO UPDATE SET h = excluded.h, delivered_at = excluded.delivered_at),
              delete_snapshot AS (DELETE FROM {s} WHERE k = ANY($3::text[])),
              clear_pending AS (DELETE FROM {p} WHERE k = ANY($4::text[])),
+             clear_in_flight AS (DELETE FROM {i} WHERE k = ANY($16::text[])),
              upsert_pending AS (
                INSERT INTO {p} (k, first_failed_at, last_failed_at, attempts, last_code, last_error)
                SELECT k, $10, $10, 1, c, m FROM unnest($5::text[], $6::text[], $7::text[]) AS u(k, c, m)
@@ -228,10 +230,19 @@ impl Warehouse for PostgresWarehouse {
             .bind(log.iter().map(|e| e.code).collect::<Vec<Option<&str>>>())
             .bind(log.iter().map(|e| e.error).collect::<Vec<Option<&str>>>())
             .bind(log.iter().map(|e| e.payload).collect::<Vec<Option<&str>>>())
+            .bind(&plan.keys)
             .execute(&self.pool)
             .await
             .map(|_| ())
             .map_err(|e| self.state_err("committed", e))
+    }
+
+    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError> {
+        super::postgres_state::mark_in_flight(self, scope, sync, keys).await
+    }
+
+    async fn recover_in_flight(&self, scope: &StateScope) -> Result<u64, WarehouseError> {
+        super::postgres_state::recover_in_flight(self, scope).await
     }
 
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {

@@ -100,8 +100,49 @@ fn mapping_tables(wh: &PostgresWarehouse, scope: &StateScope) -> String {
              code text, error text, payload text, at bigint NOT NULL);
          CREATE INDEX IF NOT EXISTS {li} ON {l} (sync);
          DROP INDEX IF EXISTS {schema}.{la};
-         CREATE INDEX IF NOT EXISTS {lb} ON {l} USING brin (at);"
+         CREATE INDEX IF NOT EXISTS {lb} ON {l} USING brin (at);
+         CREATE TABLE IF NOT EXISTS {i} (k text PRIMARY KEY, sync text NOT NULL, at bigint NOT NULL);",
+        i = wh.table("inflight", scope)
     )
+}
+
+/// The hash of a snapshot entry whose record may or may not have reached the
+/// destination (a recovered in-flight key): one no row hashes to (the
+/// chance is 2^-64), so the record counts as changed.
+const UNKNOWN_HASH: i64 = 0;
+
+pub async fn mark_in_flight(wh: &PostgresWarehouse, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError> {
+    let sql = format!(
+        "INSERT INTO {} (k, sync, at) SELECT k, $2, $3 FROM unnest($1::text[]) AS u(k)
+         ON CONFLICT (k) DO UPDATE SET sync = excluded.sync, at = excluded.at",
+        wh.table("inflight", scope)
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(keys)
+        .bind(sync)
+        .bind(super::server::now_ms())
+        .execute(wh.pool())
+        .await
+        .map(|_| ())
+        .map_err(|e| wh.error("updated", e))
+}
+
+pub async fn recover_in_flight(wh: &PostgresWarehouse, scope: &StateScope) -> Result<u64, WarehouseError> {
+    // One statement, so the keys leave the in-flight table and enter the
+    // snapshot together. A key the snapshot already holds keeps its entry:
+    // that record was an update or a delete, which the next diff finds anyway.
+    let sql = format!(
+        "WITH moved AS (DELETE FROM {i} RETURNING k)
+         INSERT INTO {s} (k, h, delivered_at) SELECT k, {UNKNOWN_HASH}, $1 FROM moved ON CONFLICT (k) DO NOTHING",
+        i = wh.table("inflight", scope),
+        s = wh.table("snapshot", scope)
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(super::server::now_ms())
+        .execute(wh.pool())
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(|e| wh.error("updated", e))
 }
 
 pub async fn save_run(wh: &PostgresWarehouse, run: &SyncRun) -> Result<(), WarehouseError> {

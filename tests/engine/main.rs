@@ -50,6 +50,7 @@ macro_rules! all_cases {
             replies_without_results_accept_or_reject_the_whole_batch,
             replay_and_reset_obey_the_guards,
             overlapping_syncs_send_each_record_once,
+            records_in_flight_at_a_kill_get_their_deletes,
         );
     };
 }

@@ -111,3 +111,39 @@ pub async fn overlapping_syncs_send_each_record_once(fx: Fixture) {
     assert_eq!(sent_twice(&env), vec![], "no record is sent twice");
     assert_eq!(env.sink.latest().len(), 200);
 }
+
+pub async fn records_in_flight_at_a_kill_get_their_deletes(fx: Fixture) {
+    let env = std::sync::Arc::new(Env::new(fx, 50).await);
+    let mut http = env.http.clone();
+    http.max_in_flight = Some(1);
+    http.timeout_seconds = Some(60);
+    // The destination takes the first batch, then the worker dies before the answer.
+    env.sink.set(|b| b.hang_after_accept = Some(Duration::from_secs(30)));
+    let m = env.mapping();
+    let ctx = env.context(&m, SyncTrigger::Manual, None);
+    let runner = env.clone();
+    let dest = env.destination_with(&http);
+    let task = tokio::spawn(async move { run_sync(&ctx, runner.wh.as_ref(), dest, &Quiet, &CancellationToken::new()).await });
+    while env.sink.received().len() < 10 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    let ghosts: Vec<String> = env.sink.received().into_iter().map(|r| r.key).collect();
+    assert_eq!(ghosts.len(), 10, "one batch reached the destination: {ghosts:?}");
+
+    // Upstream deletes those rows before the next sync.
+    env.exec(&format!("DELETE FROM {{users}} WHERE id IN ({})", ghosts.join(", "))).await;
+    env.sink.set(|b| b.hang_after_accept = None);
+    env.sink.clear();
+    let (_, r) = env.sync(&m).await;
+    assert_eq!(r.phase, SyncPhase::Successful, "{r:#?}");
+    let latest = env.sink.latest();
+    for k in &ghosts {
+        assert_eq!(latest.get(k).map(|x| x.operation.as_str()), Some("delete"), "key {k} gets a delete: {r:#?}");
+    }
+    assert_eq!(latest.len(), 50, "the other 40 are delivered, the 10 deleted");
+    assert_eq!((r.loaded.new, r.loaded.deleted), (40, 10), "{r:#?}");
+    let (_, r) = env.sync(&m).await;
+    assert_eq!((r.extracted.unchanged, r.changes()), (40, 0), "nothing left over: {r:#?}");
+}
