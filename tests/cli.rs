@@ -220,6 +220,14 @@ async fn a_killed_run_resumes_and_loses_nothing() {
     assert_eq!(sink.latest().len(), 300, "every record ends up delivered");
     let history = text(&retl(tmp.path(), &["history", "-f", ".", "--status", "Failed", "--details"]));
     assert!(history.contains("stopped before it finished"), "the killed run shows as Failed: {history}");
+    // It shows what it found and what its record log holds, not zeros.
+    let killed = last_row(&history);
+    let committed: usize = killed["LOADED"].parse().unwrap();
+    assert_eq!(killed["EXTRACTED"], "300", "{history}");
+    assert!(committed >= 40 && committed <= before, "{committed} of {before} sent: {history}");
+    assert_eq!(killed["SKIPPED"], (300 - committed).to_string(), "the rest was not processed: {history}");
+    assert!(history.contains("NotProcessed") && history.contains(&format!("{committed} new")), "{history}");
+    assert!(!killed["STARTED"].ends_with('s'), "STARTED is a time, not an age: {history}");
     let last = text(&retl(tmp.path(), &["run", "-f", "."]));
     assert_eq!(last_row(&last)["LOADED"], "0", "nothing left: {last}");
 }

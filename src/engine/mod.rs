@@ -6,6 +6,7 @@
 //! [`SyncReport`] back. It uses the plain data types of `crate::api` (specs
 //! and counts), never a client, an object's metadata or a watch.
 
+mod abandoned;
 pub mod codes;
 mod error;
 mod guard;
@@ -15,8 +16,9 @@ mod tally;
 
 pub use tally::skip;
 
+pub use abandoned::fail_abandoned_runs;
 pub use error::EngineError;
-pub use run::{PlanReport, fail_abandoned_runs, plan_sync, run_sync};
+pub use run::{PlanReport, plan_sync, run_sync};
 
 use async_trait::async_trait;
 use jiff::Timestamp;

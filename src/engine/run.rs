@@ -12,9 +12,7 @@ use super::{EngineError, Observer, SyncContext, SyncReport, guard};
 use crate::api::{ExtractedCounts, SyncPhase, SyncTrigger, conditions::reason};
 use crate::destination::Destination;
 use crate::fieldmap::FieldMapper;
-use crate::warehouse::{
-    DiffCounts, DiffMode, DiffRequest, HistoryFilter, StateScope, SyncLock, SyncRun, Warehouse, WarehouseError, kind_name,
-};
+use crate::warehouse::{DiffCounts, DiffMode, DiffRequest, StateScope, SyncLock, SyncRun, Warehouse, kind_name};
 
 /// Runs one sync to its end and returns what happened. Never panics and
 /// never returns early: every failure becomes a Failed report with a reason
@@ -81,7 +79,7 @@ async fn hold(ctx: &SyncContext, warehouse: &dyn Warehouse, scope: &StateScope) 
     let Some(lock) = warehouse.lock_sync(scope, ctx.lock_wait).await? else {
         return Err(EngineError::InProgress { mapping: ctx.mapping_name.clone(), waited_secs: ctx.lock_wait.as_secs() });
     };
-    close_abandoned(warehouse, scope, &ctx.sync_name).await?;
+    super::abandoned::close_abandoned(warehouse, scope, &ctx.sync_name).await?;
     Ok(lock)
 }
 
@@ -127,6 +125,10 @@ async fn steps(
     let (request, mapper) = prepare(ctx, warehouse, now_ms - window, false).await?;
     let counts = warehouse.stage(scope, &request).await?;
     tally.extracted = extracted(&counts);
+    // Saved now, so that a sync killed while it loads still shows what it
+    // found (its record log tells what it delivered).
+    let found = SyncReport { extracted: tally.extracted.clone(), ..report.clone() };
+    warehouse.save_run(&run_row(ctx, &found)).await?;
     observer.progress(&tally.progress()).await;
     if let Err(message) = guard::check(&ctx.mapping.guards, &ctx.mapping.send, &counts) {
         return Ok(Step::GuardTripped(message));
@@ -200,7 +202,7 @@ fn retry_window(text: &str) -> Result<i64, EngineError> {
         .map_err(|_| EngineError::RetryWindow(text.to_string()))
 }
 
-fn run_row(ctx: &SyncContext, report: &SyncReport) -> SyncRun {
+pub(super) fn run_row(ctx: &SyncContext, report: &SyncReport) -> SyncRun {
     SyncRun {
         sync: ctx.sync_name.clone(),
         namespace: ctx.namespace.clone(),
@@ -214,58 +216,6 @@ fn run_row(ctx: &SyncContext, report: &SyncReport) -> SyncRun {
         completed_ms: report.completed.map(|t| t.as_millisecond()),
         status_json: serde_json::to_string(report).unwrap_or_else(|_| "{}".to_string()),
     }
-}
-
-/// How long [`fail_abandoned_runs`] waits for the Mapping's lock: a sync that
-/// was just killed may take a moment to let go of it (its server notices the
-/// closed connection).
-const ABANDONED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Marks runs of a Mapping that are still InProgress as Failed, when no sync
-/// of the Mapping holds its lock (the process that ran them died: a local
-/// run that was killed). With the lock held by a running sync, nothing is
-/// abandoned and nothing is touched. Every sync does this itself once it
-/// holds the lock; the operator also uses the Job's status.
-pub async fn fail_abandoned_runs(warehouse: &dyn Warehouse, mapping_uid: &str) -> Result<u64, WarehouseError> {
-    let scope = StateScope::from_uid(mapping_uid);
-    warehouse.prepare_state(&scope).await?;
-    let Some(lock) = warehouse.lock_sync(&scope, ABANDONED_WAIT).await? else { return Ok(0) };
-    let closed = close_abandoned(warehouse, &scope, "").await;
-    drop(lock);
-    closed
-}
-
-/// Closes the InProgress runs of a Mapping but `except` (the caller's own);
-/// the caller holds the Mapping's lock. What they delivered was committed as
-/// it was acknowledged; the next sync finds the rest.
-async fn close_abandoned(warehouse: &dyn Warehouse, scope: &StateScope, except: &str) -> Result<u64, WarehouseError> {
-    let filter = HistoryFilter {
-        mapping_uids: vec![scope.id.clone()],
-        phase: Some(SyncPhase::InProgress.as_str().to_string()),
-        ..Default::default()
-    };
-    let stale: Vec<SyncRun> = warehouse.runs(&filter).await?.into_iter().filter(|r| r.sync != except).collect();
-    for mut run in stale.iter().cloned() {
-        let mut report: SyncReport = serde_json::from_str(&run.status_json).map_err(|e| WarehouseError::State {
-            action: "read",
-            message: format!("sync-run record of {} is not readable: {e}", run.sync),
-        })?;
-        report.phase = SyncPhase::Failed;
-        report.reason = Some(reason::WORKER_DIED.to_string());
-        report.message = Some(
-            "the process running this sync stopped before it finished (killed or crashed); what the destination \
-             acknowledged was committed, and the next sync sends the rest"
-                .to_string(),
-        );
-        let now = Timestamp::now();
-        report.completed = Some(now);
-        run.phase = report.phase.as_str().to_string();
-        run.completed_ms = Some(now.as_millisecond());
-        run.status_json = serde_json::to_string(&report).unwrap_or_else(|_| "{}".to_string());
-        warehouse.save_run(&run).await?;
-        warehouse.drop_stage(scope, &run.sync).await?;
-    }
-    Ok(stale.len() as u64)
 }
 
 /// What `retl plan` shows for one Mapping.

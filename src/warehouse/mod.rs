@@ -229,6 +229,41 @@ pub struct SyncRun {
     pub status_json: String,
 }
 
+/// How many records of a sync's record log share an operation, an outcome
+/// (`delivered`, `skipped`, `rejected`) and a code (the skip reason or the
+/// error code).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogCount {
+    pub kind: ChangeKind,
+    pub outcome: String,
+    pub code: Option<String>,
+    pub count: u64,
+}
+
+/// The statement that counts a sync's record log (`{l}` the log table, `{p}`
+/// the sync's placeholder), the same in every dialect.
+pub(crate) fn log_counts_sql(log_table: &str, placeholder: &str) -> String {
+    format!("SELECT op, outcome, code, COUNT(*) AS n FROM {log_table} WHERE sync = {placeholder} GROUP BY op, outcome, code")
+}
+
+/// Reads the rows of [`log_counts_sql`].
+pub(crate) fn read_log_counts<R>(rows: &[R]) -> Result<Vec<LogCount>, sqlx::Error>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|r| {
+            let op: String = r.try_get("op")?;
+            let n: i64 = r.try_get("n")?;
+            Ok(LogCount { kind: sqlite::parse_kind(&op), outcome: r.try_get("outcome")?, code: r.try_get("code")?, count: n.max(0) as u64 })
+        })
+        .collect()
+}
+
 /// Filters of `retl history` (the filters of the sync overview).
 #[derive(Clone, Debug, Default)]
 pub struct HistoryFilter {
@@ -296,6 +331,10 @@ pub trait Warehouse: Send + Sync {
     /// Commits the outcomes of one batch atomically: snapshot, pending
     /// failures, the sync's record log, and the batch's in-flight marks.
     async fn commit(&self, scope: &StateScope, sync: &str, outcomes: &[RecordOutcome]) -> Result<(), WarehouseError>;
+
+    /// What a sync's record log holds, counted (for a sync that died before
+    /// it could save its counts).
+    async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<LogCount>, WarehouseError>;
 
     /// Inserts or replaces a row of the sync-run table.
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError>;

@@ -409,6 +409,12 @@ impl Warehouse for MysqlWarehouse {
         super::mysql_state::recover_in_flight(self, scope).await
     }
 
+    async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<super::LogCount>, WarehouseError> {
+        let sql = super::log_counts_sql(&self.table("log", scope), "?");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(sync).fetch_all(&self.pool).await.map_err(|e| self.state_err("read", e))?;
+        super::read_log_counts(&rows).map_err(|e| self.state_err("read", e))
+    }
+
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
         super::mysql_state::save_run(self, run).await
     }

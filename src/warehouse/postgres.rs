@@ -245,6 +245,12 @@ impl Warehouse for PostgresWarehouse {
         super::postgres_state::recover_in_flight(self, scope).await
     }
 
+    async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<super::LogCount>, WarehouseError> {
+        let sql = super::log_counts_sql(&self.table("log", scope), "$1");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(sync).fetch_all(&self.pool).await.map_err(|e| self.state_err("read", e))?;
+        super::read_log_counts(&rows).map_err(|e| self.state_err("read", e))
+    }
+
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
         super::postgres_state::save_run(self, run).await
     }

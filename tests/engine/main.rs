@@ -51,6 +51,7 @@ macro_rules! all_cases {
             replay_and_reset_obey_the_guards,
             overlapping_syncs_send_each_record_once,
             records_in_flight_at_a_kill_get_their_deletes,
+            a_killed_sync_shows_what_it_delivered,
         );
     };
 }

@@ -147,3 +147,34 @@ pub async fn records_in_flight_at_a_kill_get_their_deletes(fx: Fixture) {
     let (_, r) = env.sync(&m).await;
     assert_eq!((r.extracted.unchanged, r.changes()), (40, 0), "nothing left over: {r:#?}");
 }
+
+pub async fn a_killed_sync_shows_what_it_delivered(fx: Fixture) {
+    let env = std::sync::Arc::new(Env::new(fx, 200).await);
+    let mut http = env.http.clone();
+    http.max_in_flight = Some(1);
+    env.sink.set(|b| b.stall = Some(Duration::from_millis(50)));
+    let m = env.mapping();
+    let ctx = env.context(&m, SyncTrigger::Manual, None);
+    let killed = ctx.sync_name.clone();
+    let runner = env.clone();
+    let dest = env.destination_with(&http);
+    let task = tokio::spawn(async move { run_sync(&ctx, runner.wh.as_ref(), dest, &Quiet, &CancellationToken::new()).await });
+    while env.sink.received().len() < 40 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.abort();
+    let _ = task.await;
+    let delivered = env.sink.received().len() as u64;
+    assert_eq!(retl::engine::fail_abandoned_runs(env.wh.as_ref(), &env.mapping_uid).await.unwrap(), 1);
+    let runs =
+        env.wh.runs(&HistoryFilter { mapping_uids: vec![StateScope::from_uid(&env.mapping_uid).id], ..Default::default() }).await.unwrap();
+    let run = runs.iter().find(|r| r.sync == killed).unwrap();
+    let r: retl::engine::SyncReport = serde_json::from_str(&run.status_json).unwrap();
+    assert_adds_up(&r);
+    assert_eq!((r.phase, r.reason.as_deref()), (SyncPhase::Failed, Some("WorkerDied")), "{r:#?}");
+    assert_eq!((r.extracted.total, r.extracted.added), (200, 200), "what it found: {r:#?}");
+    // What the log holds: every batch acknowledged and committed before the kill.
+    assert!(r.loaded.succeeded >= 30 && r.loaded.succeeded <= delivered, "{delivered} sent: {r:#?}");
+    assert_eq!((r.loaded.new, r.loaded.skipped), (r.loaded.succeeded, 200 - r.loaded.succeeded), "{r:#?}");
+    assert_eq!(r.skipped[0].reason, "NotProcessed", "{r:#?}");
+}
