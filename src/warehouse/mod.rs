@@ -9,6 +9,7 @@
 
 mod error;
 mod mysql;
+mod mysql_json;
 mod mysql_state;
 mod postgres;
 mod postgres_stage;

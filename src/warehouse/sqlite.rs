@@ -99,7 +99,7 @@ impl SqliteWarehouse {
         )
     }
 
-    fn runs_table(&self) -> String {
+    pub(super) fn runs_table(&self) -> String {
         quote_ident(&format!("{}_sync_runs", self.prefix))
     }
 
@@ -107,7 +107,7 @@ impl SqliteWarehouse {
         self.pool.execute(AssertSqlSafe(sql)).await.map(|r| r.rows_affected()).map_err(|e| state_err(action, e))
     }
 
-    async fn count(&self, sql: String) -> Result<u64, WarehouseError> {
+    pub(super) async fn count(&self, sql: String) -> Result<u64, WarehouseError> {
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&self.pool).await.map_err(|e| state_err("read", e))?;
         Ok(n.max(0) as u64)
     }
@@ -315,51 +315,15 @@ impl Warehouse for SqliteWarehouse {
     }
 
     async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<super::LogCount>, WarehouseError> {
-        let sql = super::log_counts_sql(&self.table("log", scope), "?");
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(sync).fetch_all(&self.pool).await.map_err(|e| state_err("read", e))?;
-        super::read_log_counts(&rows).map_err(|e| state_err("read", e))
+        super::sqlite_state::log_counts(self, scope, sync).await
     }
 
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
-        let sql = format!(
-            "INSERT OR REPLACE INTO {} (namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase,
-             started_ms, completed_ms, status_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            self.runs_table()
-        );
-        super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run).execute(&self.pool).await.map(|_| ()).map_err(|e| state_err("saved", e))
+        super::sqlite_state::save_run(self, run).await
     }
 
     async fn runs(&self, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError> {
-        if filter.mapping_uids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let table = self.runs_table();
-        let exists =
-            self.count(format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{}'", table.trim_matches('"'))).await?;
-        if exists == 0 {
-            return Ok(Vec::new());
-        }
-        let marks = vec!["?"; filter.mapping_uids.len()].join(", ");
-        let sql = format!(
-            "SELECT namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase, started_ms, completed_ms,
-             status_json FROM {table} WHERE mapping_uid IN ({marks}) AND (? IS NULL OR phase = ?)
-             AND (? IS NULL OR started_ms >= ?) AND (? IS NULL OR started_ms <= ?) ORDER BY started_ms DESC, sync DESC"
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for uid in &filter.mapping_uids {
-            q = q.bind(uid);
-        }
-        let rows = q
-            .bind(&filter.phase)
-            .bind(&filter.phase)
-            .bind(filter.since_ms)
-            .bind(filter.since_ms)
-            .bind(filter.until_ms)
-            .bind(filter.until_ms)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| state_err("read", e))?;
-        rows.iter().map(|r| super::runs::read(r).map_err(|e| state_err("read", e))).collect()
+        super::sqlite_state::runs(self, filter).await
     }
 
     async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError> {

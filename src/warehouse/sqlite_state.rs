@@ -1,10 +1,10 @@
-//! SQLite: the per-batch commit and the in-flight marks of a Mapping's
-//! state (the tables themselves are created in `sqlite`).
+//! SQLite: the per-batch commit, the in-flight marks, the record log's counts
+//! and the sync-run table (the tables themselves are created in `sqlite`).
 
 use sqlx::{AssertSqlSafe, Executor};
 
 use super::sqlite::{SqliteWarehouse, now_ms, state_err};
-use super::{OutcomeKind, RecordOutcome, StateScope, WarehouseError};
+use super::{HistoryFilter, OutcomeKind, RecordOutcome, StateScope, SyncRun, WarehouseError};
 use crate::api::ChangeKind;
 
 /// Commits one batch in one transaction, statement by statement (SQLite
@@ -111,4 +111,52 @@ pub async fn recover_in_flight(wh: &SqliteWarehouse, scope: &StateScope) -> Resu
     tx.execute(AssertSqlSafe(format!("DELETE FROM {i}"))).await.map_err(|e| state_err("updated", e))?;
     tx.commit().await.map_err(|e| state_err("updated", e))?;
     Ok(moved)
+}
+
+pub async fn log_counts(wh: &SqliteWarehouse, scope: &StateScope, sync: &str) -> Result<Vec<super::LogCount>, WarehouseError> {
+    let sql = super::log_counts_sql(&wh.table("log", scope), "?");
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(sync).fetch_all(&wh.pool).await.map_err(|e| state_err("read", e))?;
+    super::read_log_counts(&rows).map_err(|e| state_err("read", e))
+}
+
+pub async fn save_run(wh: &SqliteWarehouse, run: &SyncRun) -> Result<(), WarehouseError> {
+    let sql = format!(
+        "INSERT OR REPLACE INTO {} (namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase,
+         started_ms, completed_ms, status_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        wh.runs_table()
+    );
+    super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run).execute(&wh.pool).await.map(|_| ()).map_err(|e| state_err("saved", e))
+}
+
+pub async fn runs(wh: &SqliteWarehouse, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError> {
+    if filter.mapping_uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let table = wh.runs_table();
+    let exists =
+        wh.count(format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{}'", table.trim_matches('"'))).await?;
+    if exists == 0 {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; filter.mapping_uids.len()].join(", ");
+    let sql = format!(
+        "SELECT namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase, started_ms, completed_ms,
+         status_json FROM {table} WHERE mapping_uid IN ({marks}) AND (? IS NULL OR phase = ?)
+         AND (? IS NULL OR started_ms >= ?) AND (? IS NULL OR started_ms <= ?) ORDER BY started_ms DESC, sync DESC"
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for uid in &filter.mapping_uids {
+        q = q.bind(uid);
+    }
+    let rows = q
+        .bind(&filter.phase)
+        .bind(&filter.phase)
+        .bind(filter.since_ms)
+        .bind(filter.since_ms)
+        .bind(filter.until_ms)
+        .bind(filter.until_ms)
+        .fetch_all(&wh.pool)
+        .await
+        .map_err(|e| state_err("read", e))?;
+    rows.iter().map(|r| super::runs::read(r).map_err(|e| state_err("read", e))).collect()
 }
