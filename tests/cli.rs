@@ -356,3 +356,41 @@ async fn overlapping_runs_send_each_record_once() {
         assert!(history.contains("No syncs found"), "no run was taken for abandoned: {history}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_in_flight_when_killed_get_their_deletes() {
+    let sink = Sink::start().await.unwrap();
+    // The first batch is taken, and the answer never comes before the kill.
+    sink.set(|b| b.hang_after_accept = Some(Duration::from_secs(20)));
+    let tmp = tempfile::tempdir().unwrap();
+    http_setup(tmp.path(), 50, &sink.url(), "");
+    // The Mapping (the last manifest) sends deletes too.
+    let manifests = tmp.path().join("all.yaml");
+    let yaml = std::fs::read_to_string(&manifests).unwrap() + "  send: [added, updated, deleted]\n";
+    std::fs::write(&manifests, yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_retl"))
+        .args(["run", "-f", "."])
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = &sink;
+    tokio::task::block_in_place(|| wait_for(s, 10));
+    child.kill().unwrap(); // SIGKILL: delivered, never committed
+    child.wait().unwrap();
+    let ghosts: Vec<String> = sink.received().into_iter().map(|r| r.key).collect();
+    assert_eq!(ghosts.len(), 10, "{ghosts:?}");
+
+    let sql = format!("DELETE FROM users WHERE id IN ({})", ghosts.join(", "));
+    assert!(retl(tmp.path(), &["sql", "-f", ".", "--source", "wh", &sql]).status.success());
+    sink.set(|b| b.hang_after_accept = None);
+    sink.clear();
+    let out = text(&retl(tmp.path(), &["run", "-f", "."]));
+    assert_eq!(last_row(&out)["STATUS"], "Successful", "{out}");
+    let latest = sink.latest();
+    for k in &ghosts {
+        assert_eq!(latest.get(k).map(|r| r.operation.as_str()), Some("delete"), "key {k} gets a delete: {out}");
+    }
+    assert_eq!(latest.len(), 50, "{out}");
+}
