@@ -314,7 +314,7 @@ fn print_syncs(ran: &[local::Ran], details: bool) {
         ran.iter().map(|r| print::SyncLine { name: &r.name, mapping: &r.mapping, report: &r.report }).collect();
     print!("{}", print::sync_table(&lines, Timestamp::now()));
     if details {
-        for r in ran.iter().filter(|r| r.report.phase != SyncPhase::Successful) {
+        for r in ran.iter().filter(|r| print::needs_details(&r.report)) {
             println!();
             print!("{}", print::details(&r.name, &r.report));
         }

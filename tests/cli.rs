@@ -221,6 +221,14 @@ async fn a_killed_run_resumes_and_loses_nothing() {
     assert_eq!(sink.latest().len(), 300, "every record ends up delivered");
     let history = text(&retl(tmp.path(), &["history", "-f", ".", "--status", "Failed", "--details"]));
     assert!(history.contains("stopped before it finished"), "the killed run shows as Failed: {history}");
+    // It shows what it found and what its record log holds, not zeros.
+    let killed = last_row(&history);
+    let committed: usize = killed["LOADED"].parse().unwrap();
+    assert_eq!(killed["EXTRACTED"], "300", "{history}");
+    assert!(committed >= 40 && committed <= before, "{committed} of {before} sent: {history}");
+    assert_eq!(killed["SKIPPED"], (300 - committed).to_string(), "the rest was not processed: {history}");
+    assert!(history.contains("NotProcessed") && history.contains(&format!("{committed} new")), "{history}");
+    assert!(!killed["STARTED"].ends_with('s'), "STARTED is a time, not an age: {history}");
     let last = text(&retl(tmp.path(), &["run", "-f", "."]));
     assert_eq!(last_row(&last)["LOADED"], "0", "nothing left: {last}");
 }
@@ -305,4 +313,85 @@ fn bad_manifests_and_references_say_what_to_fix() {
     assert_eq!(out.status.code(), Some(1), "{printed}");
     assert!(printed.contains("Model \"users\" does not exist in namespace \"team-a\""), "{printed}");
     assert!(printed.contains("ReferenceNotFound") || printed.contains("Failed"), "{printed}");
+}
+
+/// Keys the sink accepted more than once.
+fn sent_twice(sink: &Sink) -> Vec<String> {
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for r in sink.received() {
+        *counts.entry(r.key).or_default() += 1;
+    }
+    counts.into_iter().filter(|(_, n)| *n > 1).map(|(k, _)| k).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_runs_send_each_record_once() {
+    let sink = Sink::start().await.unwrap();
+    // 30 batches at 40 ms each: a run takes over a second.
+    sink.set(|b| b.stall = Some(Duration::from_millis(40)));
+    let tmp = tempfile::tempdir().unwrap();
+    http_setup(tmp.path(), 300, &sink.url(), "");
+    assert!(retl(tmp.path(), &["sql", "-f", ".", "--source", "wh", "SELECT 1"]).status.success(), "seeds the database");
+    let start = |delay: Duration| {
+        let dir = tmp.path().to_path_buf();
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            retl(&dir, &["run", "-f", "."])
+        })
+    };
+    for (round, delay) in [(0, Duration::ZERO), (1, Duration::from_secs(1))] {
+        if round == 1 {
+            let sql = "INSERT INTO users (id, email) SELECT id + 1000, email FROM users WHERE id <= 300";
+            assert!(retl(tmp.path(), &["sql", "-f", ".", "--source", "wh", sql]).status.success());
+            sink.clear();
+        }
+        let (a, b) = (start(Duration::ZERO), start(delay));
+        let (a, b) = tokio::task::block_in_place(|| (a.join().unwrap(), b.join().unwrap()));
+        let (out_a, out_b) = (text(&a), text(&b));
+        assert!(a.status.success() && b.status.success(), "{out_a}\n{out_b}");
+        assert_eq!(sent_twice(&sink), Vec::<String>::new(), "round {round}: no record is sent twice");
+        assert_eq!(sink.latest().len(), 300, "round {round}");
+        let loaded: Vec<String> = [&out_a, &out_b].iter().map(|o| last_row(o)["LOADED"].clone()).collect();
+        assert!(loaded.contains(&"300".to_string()) && loaded.contains(&"0".to_string()), "round {round}: {out_a}\n{out_b}");
+        let history = text(&retl(tmp.path(), &["history", "-f", ".", "--status", "Failed"]));
+        assert!(history.contains("No syncs found"), "no run was taken for abandoned: {history}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_in_flight_when_killed_get_their_deletes() {
+    let sink = Sink::start().await.unwrap();
+    // The first batch is taken, and the answer never comes before the kill.
+    sink.set(|b| b.hang_after_accept = Some(Duration::from_secs(20)));
+    let tmp = tempfile::tempdir().unwrap();
+    http_setup(tmp.path(), 50, &sink.url(), "");
+    // The Mapping (the last manifest) sends deletes too.
+    let manifests = tmp.path().join("all.yaml");
+    let yaml = std::fs::read_to_string(&manifests).unwrap() + "  send: [added, updated, deleted]\n";
+    std::fs::write(&manifests, yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_retl"))
+        .args(["run", "-f", "."])
+        .current_dir(tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = &sink;
+    tokio::task::block_in_place(|| wait_for(s, 10));
+    child.kill().unwrap(); // SIGKILL: delivered, never committed
+    child.wait().unwrap();
+    let ghosts: Vec<String> = sink.received().into_iter().map(|r| r.key).collect();
+    assert_eq!(ghosts.len(), 10, "{ghosts:?}");
+
+    let sql = format!("DELETE FROM users WHERE id IN ({})", ghosts.join(", "));
+    assert!(retl(tmp.path(), &["sql", "-f", ".", "--source", "wh", &sql]).status.success());
+    sink.set(|b| b.hang_after_accept = None);
+    sink.clear();
+    let out = text(&retl(tmp.path(), &["run", "-f", "."]));
+    assert_eq!(last_row(&out)["STATUS"], "Successful", "{out}");
+    let latest = sink.latest();
+    for k in &ghosts {
+        assert_eq!(latest.get(k).map(|r| r.operation.as_str()), Some("delete"), "key {k} gets a delete: {out}");
+    }
+    assert_eq!(latest.len(), 50, "{out}");
 }

@@ -89,6 +89,7 @@ pub async fn child(args: &[String]) -> Result<(), Error> {
         action: serde_json::from_value(action())?,
         trigger: SyncTrigger::Manual,
         replay_of: None,
+        lock_wait: retl::engine::DEFAULT_LOCK_WAIT,
     };
     let started = Instant::now();
     let report = run_sync(&ctx, warehouse.as_ref(), destination, &Quiet, &CancellationToken::new()).await;

@@ -25,6 +25,8 @@ pub mod reason {
     pub const REFERENCE_NOT_READY: &str = "ReferenceNotReady";
     pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
     pub const WORKER_DIED: &str = "WorkerDied";
+    /// Another sync of the same Mapping held its lock for the whole wait.
+    pub const SYNC_IN_PROGRESS: &str = "SyncInProgress";
     pub const DEADLINE_EXCEEDED: &str = "DeadlineExceeded";
     /// The worker got SIGTERM (pod deletion, node drain, eviction) and stopped early.
     pub const TERMINATED: &str = "Terminated";

@@ -17,6 +17,12 @@ pub enum EngineError {
     #[error("{0}")]
     Guard(String),
 
+    #[error(
+        "another sync of Mapping {mapping} holds its lock (it is still running); this sync waited {waited_secs}s and sent \
+         nothing. Sync again once that one has finished (`retl history` shows it as InProgress)"
+    )]
+    InProgress { mapping: String, waited_secs: u64 },
+
     #[error("spec.retryWindow {0:?} is not a duration; write it like 336h or 14d")]
     RetryWindow(String),
 }
@@ -28,6 +34,7 @@ impl EngineError {
             EngineError::Warehouse(e) => e.reason(),
             EngineError::Mapping(_) | EngineError::RetryWindow(_) => reason::INVALID_SPEC,
             EngineError::Guard(_) => reason::GUARD_TRIPPED,
+            EngineError::InProgress { .. } => reason::SYNC_IN_PROGRESS,
         }
     }
 }

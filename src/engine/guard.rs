@@ -1,12 +1,15 @@
 //! Guards: stop a sync before anything is sent when it would delete too much,
-//! or when the model suddenly returns nothing.
+//! or when the model suddenly returns nothing. They apply to every sync
+//! alike, whatever started it (a schedule, a person, a reset, a replay): a
+//! replay of an old sync while the model is broken would otherwise send a
+//! delete for every record it names.
 
 use crate::api::{ChangeKind, Guards};
 use crate::warehouse::DiffCounts;
 
 /// `Err` says which guard tripped and how to proceed.
-pub fn check(guards: &Guards, send: &[ChangeKind], counts: &DiffCounts, replay: bool) -> Result<(), String> {
-    if !replay && counts.model_rows == 0 && counts.snapshot_rows > 0 && !guards.allow_empty_model {
+pub fn check(guards: &Guards, send: &[ChangeKind], counts: &DiffCounts) -> Result<(), String> {
+    if counts.model_rows == 0 && counts.snapshot_rows > 0 && !guards.allow_empty_model {
         return Err(format!(
             "the model returned no rows although {} records were delivered before; nothing was sent. If the model is \
              really empty now, set spec.guards.allowEmptyModel: true on the Mapping and sync again",
@@ -53,14 +56,14 @@ mod tests {
     fn empty_model_and_delete_limits_trip() {
         let all = [ChangeKind::Added, ChangeKind::Updated, ChangeKind::Deleted];
         let g = Guards::default();
-        assert!(check(&g, &all, &counts(0, 5, 5), false).unwrap_err().contains("allowEmptyModel"));
-        assert!(check(&g, &all, &counts(0, 0, 0), false).is_ok());
-        assert!(check(&Guards { allow_empty_model: true, ..g.clone() }, &all, &counts(0, 5, 5), false).is_ok());
+        assert!(check(&g, &all, &counts(0, 5, 5)).unwrap_err().contains("allowEmptyModel"));
+        assert!(check(&g, &all, &counts(0, 0, 0)).is_ok());
+        assert!(check(&Guards { allow_empty_model: true, ..g.clone() }, &all, &counts(0, 5, 5)).is_ok());
         let g = Guards { max_deletes: Some(2), ..Default::default() };
-        assert!(check(&g, &all, &counts(7, 10, 3), false).unwrap_err().contains("maxDeletes"));
-        assert!(check(&g, &[ChangeKind::Added], &counts(7, 10, 3), false).is_ok());
+        assert!(check(&g, &all, &counts(7, 10, 3)).unwrap_err().contains("maxDeletes"));
+        assert!(check(&g, &[ChangeKind::Added], &counts(7, 10, 3)).is_ok());
         let g = Guards { max_delete_percent: Some(20.0), ..Default::default() };
-        assert!(check(&g, &all, &counts(7, 10, 3), false).unwrap_err().contains("30.0%"));
-        assert!(check(&g, &all, &counts(8, 10, 2), false).is_ok());
+        assert!(check(&g, &all, &counts(7, 10, 3)).unwrap_err().contains("30.0%"));
+        assert!(check(&g, &all, &counts(8, 10, 2)).is_ok());
     }
 }

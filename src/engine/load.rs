@@ -111,7 +111,7 @@ impl Loader<'_> {
                                 continue;
                             }
                             let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                            self.dispatch(full, &sending, &held, &done, sends).await;
+                            self.dispatch(full, &sending, &held, &done, sends).await?;
                         }
                     }
                     Prepared::Send(..) => {} // canceled: counted as skipped at the end
@@ -123,13 +123,16 @@ impl Loader<'_> {
             }
         }
         if !batch.is_empty() {
-            self.dispatch(batch, &sending, &held, &done, sends).await;
+            self.dispatch(batch, &sending, &held, &done, sends).await?;
         }
         Ok(false)
     }
 
     /// Sends one batch in its own task once a slot is free; its answer goes
-    /// to the committer.
+    /// to the committer. The keys of its new records are marked in flight
+    /// first: should the sync die before their outcome is committed, the
+    /// next sync knows the destination may have them (and sends a delete
+    /// once the model no longer returns them).
     async fn dispatch(
         &self,
         batch: Vec<(OutRecord, String)>,
@@ -137,11 +140,17 @@ impl Loader<'_> {
         held: &Arc<Semaphore>,
         done: &mpsc::Sender<Answered>,
         sends: &Mutex<JoinSet<()>>,
-    ) {
+    ) -> Result<(), EngineError> {
         // The semaphores are never closed, so acquiring only fails if they were.
         let (Ok(held), Ok(slot)) = (held.clone().acquire_owned().await, sending.clone().acquire_owned().await) else {
-            return;
+            return Ok(());
         };
+        // Updates and deletes have a snapshot entry already, which is all
+        // the next diff needs; only records new to the snapshot are marked.
+        let new: Vec<&str> = batch.iter().filter(|(r, _)| r.kind == ChangeKind::Added).map(|(r, _)| r.key.as_str()).collect();
+        if !new.is_empty() {
+            self.warehouse.mark_in_flight(self.scope, &self.ctx.sync_name, &new).await?;
+        }
         let destination = self.destination.clone();
         let action = self.ctx.action.name.clone();
         let done = done.clone();
@@ -156,6 +165,7 @@ impl Loader<'_> {
         let mut sends = sends.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         while sends.try_join_next().is_some() {}
         sends.spawn(task);
+        Ok(())
     }
 
     /// Commits answered batches, taking every one already waiting in a

@@ -6,6 +6,7 @@
 //! [`SyncReport`] back. It uses the plain data types of `crate::api` (specs
 //! and counts), never a client, an object's metadata or a watch.
 
+mod abandoned;
 pub mod codes;
 mod error;
 mod guard;
@@ -15,8 +16,9 @@ mod tally;
 
 pub use tally::skip;
 
+pub use abandoned::fail_abandoned_runs;
 pub use error::EngineError;
-pub use run::{PlanReport, fail_abandoned_runs, plan_sync, run_sync};
+pub use run::{PlanReport, plan_sync, run_sync};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -44,7 +46,13 @@ pub struct SyncContext {
     pub trigger: SyncTrigger,
     /// For a replay: the Sync whose records are sent again.
     pub replay_of: Option<String>,
+    /// How long to wait while another sync of the Mapping holds its lock
+    /// before giving up as `SyncInProgress` ([`DEFAULT_LOCK_WAIT`]).
+    pub lock_wait: std::time::Duration,
 }
+
+/// How long a sync waits for another sync of its Mapping to finish.
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The outcome of one sync; also what the sync-run table keeps.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use super::{EngineError, Observer, SyncContext, SyncReport, guard};
 use crate::api::{ExtractedCounts, SyncPhase, SyncTrigger, conditions::reason};
 use crate::destination::Destination;
 use crate::fieldmap::FieldMapper;
-use crate::warehouse::{DiffCounts, DiffMode, DiffRequest, HistoryFilter, StateScope, SyncRun, Warehouse, WarehouseError, kind_name};
+use crate::warehouse::{DiffCounts, DiffMode, DiffRequest, StateScope, SyncLock, SyncRun, Warehouse, kind_name};
 
 /// Runs one sync to its end and returns what happened. Never panics and
 /// never returns early: every failure becomes a Failed report with a reason
@@ -28,7 +28,13 @@ pub async fn run_sync(
     let scope = StateScope::from_uid(&ctx.mapping_uid);
     let mut report = SyncReport::started(Timestamp::now());
     let mut tally = Tally::default();
-    let result = steps(ctx, warehouse, destination, observer, cancel, &scope, &mut tally, &report).await;
+    // Held to the end, past the saved outcome: until then a sync that starts
+    // must neither diff against a snapshot this one is still moving, nor
+    // take this one for abandoned.
+    let (lock, result) = match hold(ctx, warehouse, &scope).await {
+        Ok(lock) => (Some(lock), steps(ctx, warehouse, destination, observer, cancel, &scope, &mut tally, &report).await),
+        Err(e) => (None, Err(e)),
+    };
     let (phase, why, message) = match result {
         Ok(Step::Loaded { canceled }) => {
             let rest = tally.unaccounted();
@@ -61,7 +67,20 @@ pub async fn run_sync(
     if let Err(e) = warehouse.drop_stage(&scope, &ctx.sync_name).await {
         tracing::warn!(sync = %ctx.sync_name, error = %e, "could not drop the sync's stage");
     }
+    drop(lock);
     report
+}
+
+/// Takes the Mapping's lock (waiting up to `ctx.lock_wait`), then closes the
+/// syncs of the Mapping still marked InProgress: nobody holds the lock but
+/// this sync, so whoever ran them is gone.
+async fn hold(ctx: &SyncContext, warehouse: &dyn Warehouse, scope: &StateScope) -> Result<SyncLock, EngineError> {
+    warehouse.prepare_state(scope).await?;
+    let Some(lock) = warehouse.lock_sync(scope, ctx.lock_wait).await? else {
+        return Err(EngineError::InProgress { mapping: ctx.mapping_name.clone(), waited_secs: ctx.lock_wait.as_secs() });
+    };
+    super::abandoned::close_abandoned(warehouse, scope, &ctx.sync_name).await?;
+    Ok(lock)
 }
 
 enum Step {
@@ -85,7 +104,20 @@ async fn steps(
     let window = retry_window(&ctx.mapping.retry_window)?;
     let now_ms = Timestamp::now().as_millisecond();
     warehouse.prune(scope, now_ms - window).await?;
+    // Records a dead sync sent without committing their outcome: whether or
+    // not the destination has them, the diff below now treats them as sent.
+    let recovered = warehouse.recover_in_flight(scope).await?;
+    if recovered > 0 {
+        tracing::info!(sync = %ctx.sync_name, records = recovered, "records a stopped sync had in flight are sent again (or deleted)");
+    }
     if ctx.trigger == SyncTrigger::Reset {
+        // A reset forgets what was delivered, so its own diff can no longer
+        // see that the model went empty: look before forgetting. Resetting
+        // while the model is broken would leave every record delivered so
+        // far in the destination with nothing left to delete it.
+        if let Some(message) = reset_guard(ctx, warehouse, scope, now_ms - window).await? {
+            return Ok(Step::GuardTripped(message));
+        }
         warehouse.reset(scope).await?;
     }
 
@@ -93,8 +125,12 @@ async fn steps(
     let (request, mapper) = prepare(ctx, warehouse, now_ms - window, false).await?;
     let counts = warehouse.stage(scope, &request).await?;
     tally.extracted = extracted(&counts);
+    // Saved now, so that a sync killed while it loads still shows what it
+    // found (its record log tells what it delivered).
+    let found = SyncReport { extracted: tally.extracted.clone(), ..report.clone() };
+    warehouse.save_run(&run_row(ctx, &found)).await?;
     observer.progress(&tally.progress()).await;
-    if let Err(message) = guard::check(&ctx.mapping.guards, &ctx.mapping.send, &counts, ctx.replay_of.is_some()) {
+    if let Err(message) = guard::check(&ctx.mapping.guards, &ctx.mapping.send, &counts) {
         return Ok(Step::GuardTripped(message));
     }
 
@@ -102,6 +138,24 @@ async fn steps(
     let loader = Loader { ctx, warehouse, destination, observer, cancel, scope, mapper: &mapper };
     let canceled = loader.run(tally).await?;
     Ok(Step::Loaded { canceled })
+}
+
+/// The guards, checked against the state as it is before a reset: a scratch
+/// diff (as `retl plan` makes), dropped again.
+async fn reset_guard(
+    ctx: &SyncContext,
+    warehouse: &dyn Warehouse,
+    scope: &StateScope,
+    expire_before_ms: i64,
+) -> Result<Option<String>, EngineError> {
+    let (request, _) = prepare(ctx, warehouse, expire_before_ms, true).await?;
+    let counts = warehouse.stage(scope, &request).await;
+    warehouse.drop_stage(scope, &request.stage).await?;
+    let counts = counts?;
+    // Only the empty-model guard: a reset sends no deletes, whatever the
+    // diff before it would have found.
+    let empty = DiffCounts { deleted: 0, ..counts };
+    Ok(guard::check(&ctx.mapping.guards, &ctx.mapping.send, &empty).err())
 }
 
 /// Checks the model and the mapping, and builds the diff request.
@@ -148,7 +202,7 @@ fn retry_window(text: &str) -> Result<i64, EngineError> {
         .map_err(|_| EngineError::RetryWindow(text.to_string()))
 }
 
-fn run_row(ctx: &SyncContext, report: &SyncReport) -> SyncRun {
+pub(super) fn run_row(ctx: &SyncContext, report: &SyncReport) -> SyncRun {
     SyncRun {
         sync: ctx.sync_name.clone(),
         namespace: ctx.namespace.clone(),
@@ -162,42 +216,6 @@ fn run_row(ctx: &SyncContext, report: &SyncReport) -> SyncRun {
         completed_ms: report.completed.map(|t| t.as_millisecond()),
         status_json: serde_json::to_string(report).unwrap_or_else(|_| "{}".to_string()),
     }
-}
-
-/// Marks runs of a Mapping that are still InProgress as Failed: the process
-/// that ran them died (a local run that was killed). The operator uses the
-/// Job's status instead. What they delivered was committed as it was
-/// acknowledged; the next sync finds the rest.
-pub async fn fail_abandoned_runs(warehouse: &dyn Warehouse, mapping_uid: &str) -> Result<u64, WarehouseError> {
-    let scope = StateScope::from_uid(mapping_uid);
-    warehouse.prepare_state(&scope).await?;
-    let filter = HistoryFilter {
-        mapping_uids: vec![scope.id.clone()],
-        phase: Some(SyncPhase::InProgress.as_str().to_string()),
-        ..Default::default()
-    };
-    let stale = warehouse.runs(&filter).await?;
-    for mut run in stale.iter().cloned() {
-        let mut report: SyncReport = serde_json::from_str(&run.status_json).map_err(|e| WarehouseError::State {
-            action: "read",
-            message: format!("sync-run record of {} is not readable: {e}", run.sync),
-        })?;
-        report.phase = SyncPhase::Failed;
-        report.reason = Some(reason::WORKER_DIED.to_string());
-        report.message = Some(
-            "the process running this sync stopped before it finished (killed or crashed); what the destination \
-             acknowledged was committed, and the next sync sends the rest"
-                .to_string(),
-        );
-        let now = Timestamp::now();
-        report.completed = Some(now);
-        run.phase = report.phase.as_str().to_string();
-        run.completed_ms = Some(now.as_millisecond());
-        run.status_json = serde_json::to_string(&report).unwrap_or_else(|_| "{}".to_string());
-        warehouse.save_run(&run).await?;
-        warehouse.drop_stage(&scope, &run.sync).await?;
-    }
-    Ok(stale.len() as u64)
 }
 
 /// What `retl plan` shows for one Mapping.
@@ -240,7 +258,7 @@ async fn plan_pages(
 ) -> Result<PlanReport, EngineError> {
     let mut plan = PlanReport {
         extracted: extracted(counts),
-        guard: guard::check(&ctx.mapping.guards, &ctx.mapping.send, counts, ctx.replay_of.is_some()).err(),
+        guard: guard::check(&ctx.mapping.guards, &ctx.mapping.send, counts).err(),
         ..Default::default()
     };
     let mut fails = std::collections::BTreeMap::<String, u64>::new();

@@ -134,6 +134,30 @@ impl Tally {
         self.samples.push(sample);
     }
 
+    /// Counts records of a record log (a dead sync's, counted by the
+    /// warehouse): delivered, rejected (by code) or skipped (by reason).
+    pub fn logged(&mut self, c: &crate::warehouse::LogCount) {
+        let code = c.code.as_deref().unwrap_or(codes::OTHER_ERRORS);
+        match c.outcome.as_str() {
+            "delivered" => {
+                self.loaded.succeeded += c.count;
+                match c.kind {
+                    ChangeKind::Added => self.loaded.new += c.count,
+                    ChangeKind::Updated => self.loaded.updated += c.count,
+                    ChangeKind::Deleted => self.loaded.deleted += c.count,
+                }
+            }
+            "skipped" => self.skip(c.code.as_deref().unwrap_or(skip::NOT_PROCESSED), c.count),
+            _ => {
+                self.loaded.failed += c.count;
+                let entry = self.errors.entry(truncate(code, MAX_CODE_BYTES).into_owned()).or_insert_with(|| {
+                    (0, "rejected by the destination; the record log in the warehouse has each record's error".to_string())
+                });
+                entry.0 += c.count;
+            }
+        }
+    }
+
     /// Counts `n` records skipped for `reason`.
     pub fn skip(&mut self, reason: &str, n: u64) {
         if n == 0 {

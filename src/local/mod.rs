@@ -191,7 +191,8 @@ async fn run_one(
         let r = resolve(m, ns, mapping)?;
         let wh = warehouse::connect(r.source_name(), &r.source.object.spec, &r.secrets, &r.source_dir()).await?;
         let dest = crate::destination::build(r.destination_name(), &r.destination.object.spec, &r.secrets, &r.destination.dir)?;
-        engine::fail_abandoned_runs(wh.as_ref(), &r.mapping_uid()).await?;
+        // The sync itself closes the Mapping's abandoned syncs, once it holds
+        // the Mapping's lock (a running one is not abandoned).
         Ok::<_, LocalError>((r, wh, dest))
     }
     .await;
@@ -217,6 +218,7 @@ fn context(r: &Resolved<'_>, request: &SyncRequest) -> SyncContext {
         action: r.action.clone(),
         trigger: request.trigger,
         replay_of: request.replay_of.clone(),
+        lock_wait: engine::DEFAULT_LOCK_WAIT,
     }
 }
 

@@ -14,10 +14,26 @@ pub struct SyncLine<'a> {
     pub report: &'a SyncReport,
 }
 
-/// A table with the columns of `kubectl get syncs`.
+/// A table with the columns of `kubectl get syncs`, and the skipped and
+/// expired records (an expired record is dropped, not loaded: without them a
+/// sync that dropped records reads as one that had nothing to do).
 pub fn sync_table(lines: &[SyncLine<'_>], now: Timestamp) -> String {
-    let header =
-        ["NAME", "MAPPING", "STATUS", "STARTED", "DURATION", "EXTRACTED", "ADDED", "UPDATED", "DELETED", "LOADED", "FAILED", "AGE"];
+    let header = [
+        "NAME",
+        "MAPPING",
+        "STATUS",
+        "STARTED",
+        "DURATION",
+        "EXTRACTED",
+        "ADDED",
+        "UPDATED",
+        "DELETED",
+        "LOADED",
+        "FAILED",
+        "SKIPPED",
+        "EXPIRED",
+        "AGE",
+    ];
     let rows: Vec<Vec<String>> = lines
         .iter()
         .map(|l| {
@@ -26,7 +42,7 @@ pub fn sync_table(lines: &[SyncLine<'_>], now: Timestamp) -> String {
                 l.name.to_string(),
                 l.mapping.to_string(),
                 r.phase.to_string(),
-                age(r.started, now),
+                started(r.started),
                 r.duration().unwrap_or_default(),
                 r.extracted.total.to_string(),
                 r.extracted.added.to_string(),
@@ -34,11 +50,25 @@ pub fn sync_table(lines: &[SyncLine<'_>], now: Timestamp) -> String {
                 r.extracted.deleted.to_string(),
                 r.loaded.succeeded.to_string(),
                 r.loaded.failed.to_string(),
+                r.loaded.skipped.to_string(),
+                r.loaded.expired.to_string(),
                 age(r.started, now),
             ]
         })
         .collect();
     table(&header, &rows)
+}
+
+/// When a sync started, to the second, in UTC (RFC 3339: one word, so the
+/// table's columns stay split by blanks).
+fn started(t: Timestamp) -> String {
+    t.round(jiff::Unit::Second).unwrap_or(t).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Whether a sync's details are worth printing below the table: it did not
+/// fully succeed, or it skipped records (which say why).
+pub fn needs_details(r: &SyncReport) -> bool {
+    r.phase != crate::api::SyncPhase::Successful || !r.skipped.is_empty()
 }
 
 /// Columns padded like kubectl's tabwriter (three spaces between columns).
@@ -89,6 +119,18 @@ pub fn details(name: &str, r: &SyncReport) -> String {
     if let Some(m) = &r.message {
         let _ = writeln!(out, "  {m}");
     }
+    let l = &r.loaded;
+    let _ = writeln!(
+        out,
+        "  Loaded {}: {} new, {} updated, {} deleted; {} rejected, {} skipped ({} expired)",
+        records(l.succeeded),
+        l.new,
+        l.updated,
+        l.deleted,
+        l.failed,
+        l.skipped,
+        l.expired
+    );
     if !r.errors.is_empty() {
         let _ = writeln!(out, "  Errors:");
         for e in &r.errors {
@@ -156,7 +198,35 @@ fn records(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::FailedRecord;
+    use crate::api::{FailedRecord, LoadedCounts, SkipSummary, SyncPhase};
+
+    #[test]
+    fn the_table_shows_the_start_time_and_what_was_skipped_or_expired() {
+        let started: Timestamp = "2026-03-04T05:06:07.890Z".parse().unwrap();
+        let mut r = SyncReport::started(started);
+        r.phase = SyncPhase::Successful;
+        r.completed = Some(started + jiff::SignedDuration::from_secs(2));
+        r.extracted.added = 1;
+        r.extracted.total = 1;
+        r.loaded = LoadedCounts { skipped: 1, expired: 1, ..Default::default() };
+        r.skipped = vec![SkipSummary { reason: "RetryWindowExpired".into(), count: 1, message: "dropped".into() }];
+        let now = started + jiff::SignedDuration::from_secs(3600);
+        let out = sync_table(&[SyncLine { name: "s", mapping: "m", report: &r }], now);
+        let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+        let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+        let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+        assert_eq!(col("STARTED"), "2026-03-04T05:06:08Z", "{out}");
+        assert_eq!(col("AGE"), "60m", "{out}");
+        assert_eq!((col("LOADED"), col("SKIPPED"), col("EXPIRED")), ("0", "1", "1"), "{out}");
+        assert!(needs_details(&r), "a successful sync that skipped records says why");
+        let d = details("s", &r);
+        assert!(d.contains("RetryWindowExpired (1 record): dropped"), "{d}");
+        assert!(d.contains("0 records: 0 new, 0 updated, 0 deleted; 0 rejected, 1 skipped (1 expired)"), "{d}");
+        r.skipped.clear();
+        r.loaded = LoadedCounts { succeeded: 6, new: 3, updated: 2, deleted: 1, ..Default::default() };
+        assert!(!needs_details(&r));
+        assert!(details("s", &r).contains("Loaded 6 records: 3 new, 2 updated, 1 deleted"), "{}", details("s", &r));
+    }
 
     #[test]
     fn details_say_which_payloads_were_truncated() {

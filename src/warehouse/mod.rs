@@ -9,6 +9,7 @@
 
 mod error;
 mod mysql;
+mod mysql_json;
 mod mysql_state;
 mod postgres;
 mod postgres_stage;
@@ -17,6 +18,9 @@ pub(crate) mod rows;
 mod runs;
 mod server;
 mod sqlite;
+mod sqlite_hash;
+mod sqlite_lock;
+mod sqlite_state;
 
 pub use error::WarehouseError;
 
@@ -226,6 +230,41 @@ pub struct SyncRun {
     pub status_json: String,
 }
 
+/// How many records of a sync's record log share an operation, an outcome
+/// (`delivered`, `skipped`, `rejected`) and a code (the skip reason or the
+/// error code).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogCount {
+    pub kind: ChangeKind,
+    pub outcome: String,
+    pub code: Option<String>,
+    pub count: u64,
+}
+
+/// The statement that counts a sync's record log (`{l}` the log table, `{p}`
+/// the sync's placeholder), the same in every dialect.
+pub(crate) fn log_counts_sql(log_table: &str, placeholder: &str) -> String {
+    format!("SELECT op, outcome, code, COUNT(*) AS n FROM {log_table} WHERE sync = {placeholder} GROUP BY op, outcome, code")
+}
+
+/// Reads the rows of [`log_counts_sql`].
+pub(crate) fn read_log_counts<R>(rows: &[R]) -> Result<Vec<LogCount>, sqlx::Error>
+where
+    R: sqlx::Row,
+    &'static str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    rows.iter()
+        .map(|r| {
+            let op: String = r.try_get("op")?;
+            let n: i64 = r.try_get("n")?;
+            Ok(LogCount { kind: sqlite::parse_kind(&op), outcome: r.try_get("outcome")?, code: r.try_get("code")?, count: n.max(0) as u64 })
+        })
+        .collect()
+}
+
 /// Filters of `retl history` (the filters of the sync overview).
 #[derive(Clone, Debug, Default)]
 pub struct HistoryFilter {
@@ -234,6 +273,23 @@ pub struct HistoryFilter {
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
 }
+
+/// Held while one sync of a Mapping runs (see [`Warehouse::lock_sync`]).
+/// Dropping it releases the lock: it is a connection or an open file of its
+/// own, so the death of the process releases it too, and a killed sync
+/// never keeps its Mapping locked.
+pub struct SyncLock {
+    _held: Box<dyn std::any::Any + Send>,
+}
+
+impl SyncLock {
+    pub(crate) fn new(held: impl std::any::Any + Send) -> SyncLock {
+        SyncLock { _held: Box::new(held) }
+    }
+}
+
+/// How often a sync waiting for its Mapping's lock tries again.
+pub(crate) const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A warehouse: runs models and keeps sync state.
 #[async_trait]
@@ -261,9 +317,25 @@ pub trait Warehouse: Send + Sync {
     /// Drops a stage; idempotent.
     async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError>;
 
+    /// Records, before a batch is sent, the keys of its records that the
+    /// snapshot does not hold yet: once the request is out, the destination
+    /// may have them, whether or not their outcome is ever committed.
+    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError>;
+
+    /// Moves keys still marked in flight (a sync died between sending them
+    /// and committing their outcome) into the snapshot with a hash no row
+    /// has, so the next diff sends them again, or sends a delete if the model
+    /// no longer returns them. Called by a sync holding the Mapping's lock,
+    /// so no running sync's marks are touched. Returns how many keys moved.
+    async fn recover_in_flight(&self, scope: &StateScope) -> Result<u64, WarehouseError>;
+
     /// Commits the outcomes of one batch atomically: snapshot, pending
-    /// failures and the sync's record log.
+    /// failures, the sync's record log, and the batch's in-flight marks.
     async fn commit(&self, scope: &StateScope, sync: &str, outcomes: &[RecordOutcome]) -> Result<(), WarehouseError>;
+
+    /// What a sync's record log holds, counted (for a sync that died before
+    /// it could save its counts).
+    async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<LogCount>, WarehouseError>;
 
     /// Inserts or replaces a row of the sync-run table.
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError>;
@@ -273,6 +345,12 @@ pub trait Warehouse: Send + Sync {
 
     /// Deletes record-log entries and runs of a Mapping older than a time.
     async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError>;
+
+    /// Takes the lock that lets one sync of a Mapping run at a time, waiting
+    /// up to `wait` for it; `None` when another sync held it all along. A
+    /// sync holds it from before it looks for abandoned syncs to after it
+    /// saved its outcome.
+    async fn lock_sync(&self, scope: &StateScope, wait: std::time::Duration) -> Result<Option<SyncLock>, WarehouseError>;
 
     /// Runs one statement as given (the `retl sql` command).
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError>;

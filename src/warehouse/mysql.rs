@@ -14,8 +14,8 @@ use futures::FutureExt;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
-use super::rows::{RowDecoder, describe_columns, model_subquery, query_err, stage_suffix};
-use super::server::{CommitPlan, Failure, ServerTarget, UNSUPPORTED_MARKER, classify, connect_message, decode_row, parse_flag, parse_kind};
+use super::rows::{RowDecoder, describe_columns, query_err, stage_suffix};
+use super::server::{CommitPlan, Failure, ServerTarget, classify, connect_message, decode_row, parse_flag, parse_kind};
 use super::{
     Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, RecordOutcome, StageCounts, StagedChange, StateScope, SyncRun, Warehouse,
     WarehouseError,
@@ -183,66 +183,6 @@ fn options(t: &ServerTarget) -> Result<MySqlConnectOptions, String> {
     Ok(o.pipes_as_concat(false).timezone(Some("+00:00".to_string())).charset("utf8mb4"))
 }
 
-/// The JSON text of one model column (SQL NULL for a NULL value).
-fn column_json(c: &Column) -> String {
-    let q = format!("q.{}", quote(&c.name));
-    let ty = c.type_name.as_deref().unwrap_or("NULL");
-    let iso = "IF(MICROSECOND({q}) = 0, '%Y-%m-%dT%H:%i:%sZ', '%Y-%m-%dT%H:%i:%s.%fZ')";
-    match ty {
-        "BOOLEAN" => format!("IF({q} IS NULL, NULL, IF({q} <> 0, 'true', 'false'))"),
-        t if t.contains("INT") || t == "YEAR" || t == "FLOAT" || t == "DOUBLE" => format!("CAST({q} AS CHAR)"),
-        "BIT" => format!("CAST({q} + 0 AS CHAR)"),
-        // Exact: a number while it has at most 15 digits, else a string.
-        "DECIMAL" => format!("IF(LENGTH(CAST(ABS({q}) AS CHAR)) <= 16, CAST({q} AS CHAR), JSON_QUOTE(CAST({q} AS CHAR)))"),
-        // TIMESTAMP comes in the session's zone (UTC); DATETIME is taken as UTC.
-        "TIMESTAMP" | "DATETIME" => format!("JSON_QUOTE(DATE_FORMAT({q}, {}))", iso.replace("{q}", &q)),
-        "DATE" => format!("JSON_QUOTE(DATE_FORMAT({q}, '%Y-%m-%d'))"),
-        "JSON" => format!("CAST({q} AS CHAR)"),
-        "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" => longtext(&q),
-        "CHAR" | "VARCHAR" | "ENUM" | "SET" | "TIME" => {
-            format!("JSON_QUOTE(CAST({q} AS CHAR))")
-        }
-        // Clients see a binary collation (`utf8mb4_bin`, MariaDB's JSON) as
-        // binary too; the column's character set tells bytes from text.
-        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
-            let text = if ty.ends_with("BLOB") { longtext(&q) } else { format!("JSON_QUOTE({q})") };
-            format!("IF(CHARSET({q}) = 'binary', JSON_QUOTE(REPLACE(TO_BASE64({q}), CHAR(10 USING ascii), '')), {text})")
-        }
-        "NULL" => "NULL".to_string(),
-        other => format!(
-            "IF({q} IS NULL, NULL, {})",
-            text(&format!("{{\"{UNSUPPORTED_MARKER}\":{}}}", serde_json::Value::String(other.to_string())))
-        ),
-    }
-}
-
-/// MariaDB's JSON is a LONGTEXT alias that clients cannot tell apart from
-/// other TEXT columns (the protocol sends one type for all of them): a
-/// TEXT-family value holding a JSON object or array is carried as one.
-fn longtext(q: &str) -> String {
-    format!("IF(LEFT({q}, 1) IN ('{{', '[') AND JSON_VALID({q}), JSON_COMPACT({q}), JSON_QUOTE({q}))")
-}
-
-/// `SELECT k, doc` of the model: the key as text and the row as JSON text
-/// (`doc`, not `row`: ROW is a reserved word in MySQL 8),
-/// in the query's column order.
-fn model_rows(req: &DiffRequest) -> String {
-    let mut parts = Vec::with_capacity(req.columns.len() * 2 + 1);
-    for (i, c) in req.columns.iter().enumerate() {
-        let name = serde_json::Value::String(c.name.clone()).to_string();
-        let sep = if i == 0 { "{" } else { "," };
-        parts.push(text(&format!("{sep}{name}:")));
-        parts.push(format!("COALESCE({}, 'null')", column_json(c)));
-    }
-    parts.push("'}'".to_string());
-    format!(
-        "SELECT CAST(q.{pk} AS CHAR) AS k, CONCAT({parts}) AS doc FROM ({query}) AS q",
-        pk = quote(&req.primary_key),
-        parts = parts.join(", "),
-        query = model_subquery(&req.query)
-    )
-}
-
 #[async_trait]
 impl Warehouse for MysqlWarehouse {
     async fn check(&self) -> Result<(), WarehouseError> {
@@ -295,7 +235,7 @@ impl Warehouse for MysqlWarehouse {
              ENGINE=InnoDB
              SELECT x.k, x.h, {keep_row} AS doc, s.h AS sh
              FROM (SELECT y.k, y.doc, CONVERT(MD5(y.doc) USING ascii) AS h FROM ({model}) AS y) AS x LEFT JOIN {s} s ON s.k = x.k",
-            model = model_rows(req)
+            model = super::mysql_json::model_rows(req)
         );
         self.pool.execute(AssertSqlSafe(create_model)).await.map_err(query_err)?;
         self.run(
@@ -401,6 +341,20 @@ impl Warehouse for MysqlWarehouse {
         super::mysql_state::commit(self, scope, sync, &plan).await
     }
 
+    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError> {
+        super::mysql_state::mark_in_flight(self, scope, sync, keys).await
+    }
+
+    async fn recover_in_flight(&self, scope: &StateScope) -> Result<u64, WarehouseError> {
+        super::mysql_state::recover_in_flight(self, scope).await
+    }
+
+    async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<super::LogCount>, WarehouseError> {
+        let sql = super::log_counts_sql(&self.table("log", scope), "?");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(sync).fetch_all(&self.pool).await.map_err(|e| self.state_err("read", e))?;
+        super::read_log_counts(&rows).map_err(|e| self.state_err("read", e))
+    }
+
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
         super::mysql_state::save_run(self, run).await
     }
@@ -423,6 +377,10 @@ impl Warehouse for MysqlWarehouse {
             .await
             .map(|_| ())
             .map_err(err)
+    }
+
+    async fn lock_sync(&self, scope: &StateScope, wait: std::time::Duration) -> Result<Option<super::SyncLock>, WarehouseError> {
+        super::mysql_state::lock_sync(self, scope, &self.options, wait).await
     }
 
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {

@@ -1,11 +1,12 @@
 //! MySQL/MariaDB: retl's state database — created on first use, upgraded in
 //! place — the per-batch commit and the sync-run table.
 
-use sqlx::{AssertSqlSafe, Executor, MySql, QueryBuilder};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{AssertSqlSafe, Connection, Executor, MySql, QueryBuilder};
 
 use super::mysql::{MysqlWarehouse, quote};
 use super::server::{CommitPlan, now_ms};
-use super::{HistoryFilter, StateScope, SyncRun, WarehouseError};
+use super::{HistoryFilter, StateScope, SyncLock, SyncRun, WarehouseError};
 
 /// Version of the state layout this build writes.
 const LAYOUT_VERSION: i32 = 1;
@@ -62,6 +63,11 @@ pub async fn prepare(wh: &MysqlWarehouse, scope: &StateScope) -> Result<(), Ware
                  outcome VARCHAR(16) NOT NULL, code VARCHAR(255) NULL, error TEXT NULL, payload LONGTEXT NULL,
                  at BIGINT NOT NULL, INDEX {li} (sync), INDEX {la} (at)) ENGINE=InnoDB CHARACTER SET utf8mb4"
             ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {} (k VARBINARY(1024) PRIMARY KEY, sync VARCHAR(253) NOT NULL, at BIGINT NOT NULL)
+                 ENGINE=InnoDB CHARACTER SET utf8mb4",
+                wh.table("inflight", scope)
+            ),
         ];
         for sql in statements {
             conn.execute(AssertSqlSafe(sql)).await.map_err(err)?;
@@ -116,7 +122,8 @@ pub async fn commit(wh: &MysqlWarehouse, scope: &StateScope, sync: &str, plan: &
         q.push(" ON DUPLICATE KEY UPDATE h = VALUES(h), delivered_at = VALUES(delivered_at)");
         q.build().execute(&mut *tx).await.map_err(err)?;
     }
-    for (table, keys) in [(&s, &plan.delete_snapshot), (&p, &plan.clear_pending)] {
+    let i = wh.table("inflight", scope);
+    for (table, keys) in [(&s, &plan.delete_snapshot), (&p, &plan.clear_pending), (&i, &plan.keys)] {
         for chunk in keys.chunks(CHUNK) {
             let mut q = QueryBuilder::<MySql>::new(format!("DELETE FROM {table} WHERE k IN ("));
             let mut list = q.separated(", ");
@@ -154,6 +161,41 @@ pub async fn commit(wh: &MysqlWarehouse, scope: &StateScope, sync: &str, plan: &
         q.build().execute(&mut *tx).await.map_err(err)?;
     }
     tx.commit().await.map_err(err)
+}
+
+/// The hash of a snapshot entry whose record may or may not have reached the
+/// destination (a recovered in-flight key): MD5 in hex is never empty, so
+/// the record counts as changed.
+const UNKNOWN_HASH: &str = "''";
+
+pub async fn mark_in_flight(wh: &MysqlWarehouse, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError> {
+    let now = now_ms();
+    for chunk in keys.chunks(CHUNK) {
+        let mut q = QueryBuilder::<MySql>::new(format!("INSERT INTO {} (k, sync, at) ", wh.table("inflight", scope)));
+        q.push_values(chunk, |mut b, k| {
+            b.push_bind(*k).push_bind(sync).push_bind(now);
+        });
+        q.push(" ON DUPLICATE KEY UPDATE sync = VALUES(sync), at = VALUES(at)");
+        q.build().execute(&wh.pool).await.map_err(|e| wh.state_err("updated", e))?;
+    }
+    Ok(())
+}
+
+pub async fn recover_in_flight(wh: &MysqlWarehouse, scope: &StateScope) -> Result<u64, WarehouseError> {
+    let err = |e| wh.state_err("updated", e);
+    let (s, i) = (wh.table("snapshot", scope), wh.table("inflight", scope));
+    let mut tx = wh.pool.begin().await.map_err(err)?;
+    // A key the snapshot already holds keeps its entry: that record was an
+    // update or a delete, which the next diff finds anyway.
+    let moved = sqlx::query(AssertSqlSafe(format!("INSERT IGNORE INTO {s} (k, h, delivered_at) SELECT k, {UNKNOWN_HASH}, ? FROM {i}")))
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?
+        .rows_affected();
+    tx.execute(AssertSqlSafe(format!("DELETE FROM {i}"))).await.map_err(err)?;
+    tx.commit().await.map_err(err)?;
+    Ok(moved)
 }
 
 pub async fn save_run(wh: &MysqlWarehouse, run: &SyncRun) -> Result<(), WarehouseError> {
@@ -204,4 +246,30 @@ pub async fn runs(wh: &MysqlWarehouse, filter: &HistoryFilter) -> Result<Vec<Syn
     q.push(" ORDER BY started_ms DESC, sync DESC");
     let rows = q.build().fetch_all(&wh.pool).await.map_err(err)?;
     rows.iter().map(|r| super::runs::read(r).map_err(err)).collect()
+}
+
+/// One sync per Mapping at a time: a named lock (`GET_LOCK`) on a connection
+/// of its own (outside the pool, so no statement timeout cuts the wait and
+/// the connection is never handed back). The server releases it when that
+/// connection closes, which the death of the process holding it does too.
+pub async fn lock_sync(
+    wh: &MysqlWarehouse,
+    scope: &StateScope,
+    options: &MySqlConnectOptions,
+    wait: std::time::Duration,
+) -> Result<Option<SyncLock>, WarehouseError> {
+    let err = |e| wh.state_err("locked", e);
+    let mut conn = MySqlConnection::connect_with(options).await.map_err(err)?;
+    // Lock names are at most 64 characters: a hash of the database and the
+    // Mapping's scope stands for both.
+    let id = format!("{}/{}", wh.db_name, scope.id);
+    let name = format!("retl-sync-{:032x}", xxhash_rust::xxh3::xxh3_128(id.as_bytes()));
+    // GET_LOCK waits whole seconds (at least the wait asked for).
+    let secs = wait.as_millis().div_ceil(1000) as i64;
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)").bind(&name).bind(secs).fetch_one(&mut conn).await.map_err(err)?;
+    if got == Some(1) {
+        return Ok(Some(SyncLock::new(conn)));
+    }
+    let _ = conn.close().await;
+    Ok(None)
 }

@@ -191,6 +191,7 @@ impl Warehouse for PostgresWarehouse {
 
     async fn commit(&self, scope: &StateScope, sync: &str, outcomes: &[RecordOutcome]) -> Result<(), WarehouseError> {
         let (s, p, l) = (self.table("snapshot", scope), self.table("pending", scope), self.table("log", scope));
+        let i = self.table("inflight", scope);
         let plan = CommitPlan::new(outcomes);
         // One statement, so one round trip and one implicit transaction: its
         // parts touch disjoint keys (each key counts once per batch).
@@ -200,6 +201,7 @@ impl Warehouse for PostgresWarehouse {
                ON CONFLICT (k) DO UPDATE SET h = excluded.h, delivered_at = excluded.delivered_at),
              delete_snapshot AS (DELETE FROM {s} WHERE k = ANY($3::text[])),
              clear_pending AS (DELETE FROM {p} WHERE k = ANY($4::text[])),
+             clear_in_flight AS (DELETE FROM {i} WHERE k = ANY($16::text[])),
              upsert_pending AS (
                INSERT INTO {p} (k, first_failed_at, last_failed_at, attempts, last_code, last_error)
                SELECT k, $10, $10, 1, c, m FROM unnest($5::text[], $6::text[], $7::text[]) AS u(k, c, m)
@@ -228,10 +230,25 @@ impl Warehouse for PostgresWarehouse {
             .bind(log.iter().map(|e| e.code).collect::<Vec<Option<&str>>>())
             .bind(log.iter().map(|e| e.error).collect::<Vec<Option<&str>>>())
             .bind(log.iter().map(|e| e.payload).collect::<Vec<Option<&str>>>())
+            .bind(&plan.keys)
             .execute(&self.pool)
             .await
             .map(|_| ())
             .map_err(|e| self.state_err("committed", e))
+    }
+
+    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError> {
+        super::postgres_state::mark_in_flight(self, scope, sync, keys).await
+    }
+
+    async fn recover_in_flight(&self, scope: &StateScope) -> Result<u64, WarehouseError> {
+        super::postgres_state::recover_in_flight(self, scope).await
+    }
+
+    async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<super::LogCount>, WarehouseError> {
+        let sql = super::log_counts_sql(&self.table("log", scope), "$1");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(sync).fetch_all(&self.pool).await.map_err(|e| self.state_err("read", e))?;
+        super::read_log_counts(&rows).map_err(|e| self.state_err("read", e))
     }
 
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
@@ -274,6 +291,10 @@ impl Warehouse for PostgresWarehouse {
             .map_err(err)
     }
 
+    async fn lock_sync(&self, scope: &StateScope, wait: std::time::Duration) -> Result<Option<super::SyncLock>, WarehouseError> {
+        super::postgres_state::lock_sync(self, scope, wait).await
+    }
+
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
         self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|r| r.rows_affected()).map_err(query_err)
     }
@@ -283,6 +304,10 @@ impl Warehouse for PostgresWarehouse {
 impl PostgresWarehouse {
     pub(super) fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    pub(super) fn connect_options(&self) -> &PgConnectOptions {
+        &self.options
     }
 
     pub(super) fn schema_parts(&self) -> (&str, &str) {

@@ -1,11 +1,11 @@
 //! PostgreSQL: retl's state schema — created on first use, upgraded in
 //! place — and the sync-run table.
 
-use sqlx::{AssertSqlSafe, Executor};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
 use super::postgres::PostgresWarehouse;
 use super::rows::quote_ident;
-use super::{HistoryFilter, StateScope, SyncRun, WarehouseError};
+use super::{HistoryFilter, LOCK_POLL, StateScope, SyncLock, SyncRun, WarehouseError};
 
 /// Version of the state layout this build writes. Each entry of
 /// [`UPGRADES`] takes a schema from the version before it to its own.
@@ -100,8 +100,49 @@ fn mapping_tables(wh: &PostgresWarehouse, scope: &StateScope) -> String {
              code text, error text, payload text, at bigint NOT NULL);
          CREATE INDEX IF NOT EXISTS {li} ON {l} (sync);
          DROP INDEX IF EXISTS {schema}.{la};
-         CREATE INDEX IF NOT EXISTS {lb} ON {l} USING brin (at);"
+         CREATE INDEX IF NOT EXISTS {lb} ON {l} USING brin (at);
+         CREATE TABLE IF NOT EXISTS {i} (k text PRIMARY KEY, sync text NOT NULL, at bigint NOT NULL);",
+        i = wh.table("inflight", scope)
     )
+}
+
+/// The hash of a snapshot entry whose record may or may not have reached the
+/// destination (a recovered in-flight key): one no row hashes to (the
+/// chance is 2^-64), so the record counts as changed.
+const UNKNOWN_HASH: i64 = 0;
+
+pub async fn mark_in_flight(wh: &PostgresWarehouse, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError> {
+    let sql = format!(
+        "INSERT INTO {} (k, sync, at) SELECT k, $2, $3 FROM unnest($1::text[]) AS u(k)
+         ON CONFLICT (k) DO UPDATE SET sync = excluded.sync, at = excluded.at",
+        wh.table("inflight", scope)
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(keys)
+        .bind(sync)
+        .bind(super::server::now_ms())
+        .execute(wh.pool())
+        .await
+        .map(|_| ())
+        .map_err(|e| wh.error("updated", e))
+}
+
+pub async fn recover_in_flight(wh: &PostgresWarehouse, scope: &StateScope) -> Result<u64, WarehouseError> {
+    // One statement, so the keys leave the in-flight table and enter the
+    // snapshot together. A key the snapshot already holds keeps its entry:
+    // that record was an update or a delete, which the next diff finds anyway.
+    let sql = format!(
+        "WITH moved AS (DELETE FROM {i} RETURNING k)
+         INSERT INTO {s} (k, h, delivered_at) SELECT k, {UNKNOWN_HASH}, $1 FROM moved ON CONFLICT (k) DO NOTHING",
+        i = wh.table("inflight", scope),
+        s = wh.table("snapshot", scope)
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(super::server::now_ms())
+        .execute(wh.pool())
+        .await
+        .map(|r| r.rows_affected())
+        .map_err(|e| wh.error("updated", e))
 }
 
 pub async fn save_run(wh: &PostgresWarehouse, run: &SyncRun) -> Result<(), WarehouseError> {
@@ -143,4 +184,31 @@ pub async fn runs(wh: &PostgresWarehouse, filter: &HistoryFilter) -> Result<Vec<
         .await
         .map_err(err)?;
     rows.iter().map(|r| super::runs::read(r).map_err(err)).collect()
+}
+
+/// One sync per Mapping at a time: a session-level advisory lock on a
+/// connection of its own (outside the pool, so no other statement ever runs
+/// on it and it is never handed back). The server releases it when that
+/// connection closes, which the death of the process holding it does too.
+pub async fn lock_sync(wh: &PostgresWarehouse, scope: &StateScope, wait: std::time::Duration) -> Result<Option<SyncLock>, WarehouseError> {
+    let err = |e| wh.error("locked", e);
+    let mut conn = PgConnection::connect_with(wh.connect_options()).await.map_err(err)?;
+    let (name, _) = wh.schema_parts();
+    let key = format!("retl sync {name} {}", scope.id);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")
+            .bind(&key)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(err)?;
+        if got {
+            return Ok(Some(SyncLock::new(conn)));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let _ = conn.close().await;
+            return Ok(None);
+        }
+        tokio::time::sleep(LOCK_POLL).await;
+    }
 }

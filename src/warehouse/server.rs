@@ -171,6 +171,8 @@ pub struct CommitPlan<'a> {
     pub upsert_pending: Vec<(&'a str, &'a str, &'a str)>,
     /// Every outcome, for the sync's record log.
     pub log: Vec<LogEntry<'a>>,
+    /// Every key of the batch once: no longer in flight.
+    pub keys: Vec<&'a str>,
 }
 
 /// One row of the record log.
@@ -205,6 +207,7 @@ impl<'a> CommitPlan<'a> {
         for i in finals {
             let o = &outcomes[i];
             let Some(k) = o.key.as_deref() else { continue };
+            plan.keys.push(k);
             match (&o.result, o.kind) {
                 (OutcomeKind::Rejected { code, message, .. }, _) => plan.upsert_pending.push((k, code.as_str(), message.as_str())),
                 (_, ChangeKind::Deleted) => {

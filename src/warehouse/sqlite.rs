@@ -6,7 +6,6 @@
 //! text) registered on every connection, so the diff is one set-based join
 //! and only changed rows leave the database.
 
-use std::ffi::{CString, c_char, c_int};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,15 +16,17 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use sqlx::{AssertSqlSafe, Executor, Row};
 
 use super::{
-    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, OutcomeKind, RecordOutcome, StageCounts, StageFlag, StagedChange, StateScope,
-    SyncRun, Warehouse, WarehouseError,
+    Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, RecordOutcome, StageCounts, StageFlag, StagedChange, StateScope, SyncRun,
+    Warehouse, WarehouseError,
 };
 use crate::api::{ChangeKind, SourceSpec};
 use crate::warehouse::rows::{RowDecoder, describe_columns, model_subquery, query_err, quote_ident, stage_suffix};
 
 pub struct SqliteWarehouse {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     prefix: String,
+    /// The database file: lock files go beside it.
+    path: PathBuf,
 }
 
 impl SqliteWarehouse {
@@ -61,7 +62,8 @@ impl SqliteWarehouse {
             .after_connect(|conn, _| {
                 async move {
                     let mut handle = conn.lock_handle().await?;
-                    register_hash_function(handle.as_raw_handle().as_ptr()).map_err(|e| sqlx::Error::Configuration(e.into()))
+                    super::sqlite_hash::register_hash_function(handle.as_raw_handle().as_ptr())
+                        .map_err(|e| sqlx::Error::Configuration(e.into()))
                 }
                 .boxed()
             })
@@ -82,10 +84,10 @@ impl SqliteWarehouse {
                 });
             }
         }
-        Ok(SqliteWarehouse { pool, prefix: sanitize_prefix(&spec.state_schema) })
+        Ok(SqliteWarehouse { pool, prefix: sanitize_prefix(&spec.state_schema), path })
     }
 
-    fn table(&self, name: &str, scope: &StateScope) -> String {
+    pub(super) fn table(&self, name: &str, scope: &StateScope) -> String {
         quote_ident(&format!("{}_{}_{}", self.prefix, name, scope.id))
     }
 
@@ -97,7 +99,7 @@ impl SqliteWarehouse {
         )
     }
 
-    fn runs_table(&self) -> String {
+    pub(super) fn runs_table(&self) -> String {
         quote_ident(&format!("{}_sync_runs", self.prefix))
     }
 
@@ -105,7 +107,7 @@ impl SqliteWarehouse {
         self.pool.execute(AssertSqlSafe(sql)).await.map(|r| r.rows_affected()).map_err(|e| state_err(action, e))
     }
 
-    async fn count(&self, sql: String) -> Result<u64, WarehouseError> {
+    pub(super) async fn count(&self, sql: String) -> Result<u64, WarehouseError> {
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&self.pool).await.map_err(|e| state_err("read", e))?;
         Ok(n.max(0) as u64)
     }
@@ -121,7 +123,7 @@ fn sanitize_prefix(schema: &str) -> String {
     if s.is_empty() { "retl".to_string() } else { s }
 }
 
-fn state_err(action: &'static str, e: sqlx::Error) -> WarehouseError {
+pub(super) fn state_err(action: &'static str, e: sqlx::Error) -> WarehouseError {
     WarehouseError::State { action, message: e.to_string() }
 }
 
@@ -143,6 +145,7 @@ impl Warehouse for SqliteWarehouse {
     async fn prepare_state(&self, scope: &StateScope) -> Result<(), WarehouseError> {
         let (s, p, l, r) = (self.table("snapshot", scope), self.table("pending", scope), self.table("log", scope), self.runs_table());
         let li = quote_ident(&format!("{}_log_{}_sync", self.prefix, scope.id));
+        let i = self.table("inflight", scope);
         let sql = format!(
             "CREATE TABLE IF NOT EXISTS {s} (k TEXT PRIMARY KEY, h TEXT NOT NULL, delivered_at INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS {p} (k TEXT PRIMARY KEY, first_failed_at INTEGER NOT NULL, last_failed_at INTEGER NOT NULL,
@@ -150,6 +153,7 @@ impl Warehouse for SqliteWarehouse {
              CREATE TABLE IF NOT EXISTS {l} (sync TEXT NOT NULL, k TEXT, op TEXT NOT NULL, outcome TEXT NOT NULL,
                  code TEXT, error TEXT, payload TEXT, at INTEGER NOT NULL);
              CREATE INDEX IF NOT EXISTS {li} ON {l} (sync);
+             CREATE TABLE IF NOT EXISTS {i} (k TEXT PRIMARY KEY, sync TEXT NOT NULL, at INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS {r} (namespace TEXT NOT NULL, sync TEXT NOT NULL, mapping TEXT NOT NULL,
                  mapping_uid TEXT NOT NULL, model TEXT NOT NULL, destination TEXT NOT NULL, trigger_kind TEXT NOT NULL,
                  phase TEXT NOT NULL, started_ms INTEGER NOT NULL, completed_ms INTEGER, status_json TEXT NOT NULL,
@@ -299,109 +303,27 @@ impl Warehouse for SqliteWarehouse {
     }
 
     async fn commit(&self, scope: &StateScope, sync: &str, outcomes: &[RecordOutcome]) -> Result<(), WarehouseError> {
-        let (s, p, l) = (self.table("snapshot", scope), self.table("pending", scope), self.table("log", scope));
-        let now = now_ms();
-        let upsert_snapshot = format!(
-            "INSERT INTO {s} (k, h, delivered_at) VALUES (?, ?, ?) ON CONFLICT (k) DO UPDATE SET h = excluded.h, delivered_at = excluded.delivered_at"
-        );
-        let delete_snapshot = format!("DELETE FROM {s} WHERE k = ?");
-        let delete_pending = format!("DELETE FROM {p} WHERE k = ?");
-        let upsert_pending = format!(
-            "INSERT INTO {p} (k, first_failed_at, last_failed_at, attempts, last_code, last_error) VALUES (?, ?, ?, 1, ?, ?)
-             ON CONFLICT (k) DO UPDATE SET last_failed_at = excluded.last_failed_at, attempts = attempts + 1,
-             last_code = excluded.last_code, last_error = excluded.last_error"
-        );
-        let insert_log = format!("INSERT INTO {l} (sync, k, op, outcome, code, error, payload, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-        let mut tx = self.pool.begin().await.map_err(|e| state_err("committed", e))?;
-        for o in outcomes {
-            let op = super::kind_name(o.kind);
-            let (outcome, code, error, payload) = match &o.result {
-                OutcomeKind::Delivered => ("delivered", None, None, None),
-                OutcomeKind::Skipped { reason } => ("skipped", Some(reason.as_str()), None, None),
-                OutcomeKind::Rejected { code, message, payload } => {
-                    ("rejected", Some(code.as_str()), Some(message.as_str()), payload.as_deref())
-                }
-            };
-            if let Some(k) = &o.key {
-                match (&o.result, o.kind) {
-                    (OutcomeKind::Rejected { code, message, .. }, _) => {
-                        sqlx::query(AssertSqlSafe(upsert_pending.as_str()))
-                            .bind(k)
-                            .bind(now)
-                            .bind(now)
-                            .bind(code)
-                            .bind(message)
-                            .execute(&mut *tx)
-                            .await
-                    }
-                    (_, ChangeKind::Deleted) => sqlx::query(AssertSqlSafe(delete_snapshot.as_str())).bind(k).execute(&mut *tx).await,
-                    (_, _) => sqlx::query(AssertSqlSafe(upsert_snapshot.as_str())).bind(k).bind(&o.hash).bind(now).execute(&mut *tx).await,
-                }
-                .map_err(|e| state_err("committed", e))?;
-                if !matches!(o.result, OutcomeKind::Rejected { .. }) {
-                    sqlx::query(AssertSqlSafe(delete_pending.as_str()))
-                        .bind(k)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|e| state_err("committed", e))?;
-                }
-            }
-            sqlx::query(AssertSqlSafe(insert_log.as_str()))
-                .bind(sync)
-                .bind(&o.key)
-                .bind(op)
-                .bind(outcome)
-                .bind(code)
-                .bind(error)
-                .bind(payload)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| state_err("committed", e))?;
-        }
-        tx.commit().await.map_err(|e| state_err("committed", e))
+        super::sqlite_state::commit(self, scope, sync, outcomes).await
+    }
+
+    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError> {
+        super::sqlite_state::mark_in_flight(self, scope, sync, keys).await
+    }
+
+    async fn recover_in_flight(&self, scope: &StateScope) -> Result<u64, WarehouseError> {
+        super::sqlite_state::recover_in_flight(self, scope).await
+    }
+
+    async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<super::LogCount>, WarehouseError> {
+        super::sqlite_state::log_counts(self, scope, sync).await
     }
 
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
-        let sql = format!(
-            "INSERT OR REPLACE INTO {} (namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase,
-             started_ms, completed_ms, status_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            self.runs_table()
-        );
-        super::runs::bind(sqlx::query(AssertSqlSafe(sql)), run).execute(&self.pool).await.map(|_| ()).map_err(|e| state_err("saved", e))
+        super::sqlite_state::save_run(self, run).await
     }
 
     async fn runs(&self, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError> {
-        if filter.mapping_uids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let table = self.runs_table();
-        let exists =
-            self.count(format!("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{}'", table.trim_matches('"'))).await?;
-        if exists == 0 {
-            return Ok(Vec::new());
-        }
-        let marks = vec!["?"; filter.mapping_uids.len()].join(", ");
-        let sql = format!(
-            "SELECT namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase, started_ms, completed_ms,
-             status_json FROM {table} WHERE mapping_uid IN ({marks}) AND (? IS NULL OR phase = ?)
-             AND (? IS NULL OR started_ms >= ?) AND (? IS NULL OR started_ms <= ?) ORDER BY started_ms DESC, sync DESC"
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for uid in &filter.mapping_uids {
-            q = q.bind(uid);
-        }
-        let rows = q
-            .bind(&filter.phase)
-            .bind(&filter.phase)
-            .bind(filter.since_ms)
-            .bind(filter.since_ms)
-            .bind(filter.until_ms)
-            .bind(filter.until_ms)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| state_err("read", e))?;
-        rows.iter().map(|r| super::runs::read(r).map_err(|e| state_err("read", e))).collect()
+        super::sqlite_state::runs(self, filter).await
     }
 
     async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError> {
@@ -412,6 +334,10 @@ impl Warehouse for SqliteWarehouse {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn lock_sync(&self, scope: &StateScope, wait: Duration) -> Result<Option<super::SyncLock>, WarehouseError> {
+        super::sqlite_lock::lock_sync(&super::sqlite_lock::lock_path(&self.path, &self.prefix, scope), wait).await
     }
 
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
@@ -438,48 +364,4 @@ pub(super) fn parse_flag(flag: &str) -> Option<StageFlag> {
 
 pub(super) fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
-}
-
-/// Registers `retl_hash(text)`: xxh3-128 of the text as 32 hex digits, NULL for NULL.
-fn register_hash_function(db: *mut libsqlite3_sys::sqlite3) -> Result<(), String> {
-    let name = CString::new("retl_hash").map_err(|e| e.to_string())?;
-    // SAFETY: `db` is a live handle locked for our exclusive use by sqlx for the
-    // duration of this call; the function pointer is a plain extern "C" fn
-    // with no user data, so there is nothing to free.
-    let rc = unsafe {
-        libsqlite3_sys::sqlite3_create_function_v2(
-            db,
-            name.as_ptr(),
-            1,
-            libsqlite3_sys::SQLITE_UTF8 | libsqlite3_sys::SQLITE_DETERMINISTIC,
-            std::ptr::null_mut(),
-            Some(retl_hash),
-            None,
-            None,
-            None,
-        )
-    };
-    if rc == libsqlite3_sys::SQLITE_OK { Ok(()) } else { Err(format!("cannot register retl_hash (SQLite error {rc})")) }
-}
-
-unsafe extern "C" fn retl_hash(ctx: *mut libsqlite3_sys::sqlite3_context, argc: c_int, argv: *mut *mut libsqlite3_sys::sqlite3_value) {
-    // SAFETY: SQLite passes `argc` valid values in `argv`; the text pointer is
-    // valid for `sqlite3_value_bytes` bytes until the next call on the value,
-    // and SQLITE_TRANSIENT makes SQLite copy our result before we drop it.
-    unsafe {
-        if argc != 1 {
-            libsqlite3_sys::sqlite3_result_null(ctx);
-            return;
-        }
-        let value = *argv;
-        let text = libsqlite3_sys::sqlite3_value_text(value);
-        if text.is_null() {
-            libsqlite3_sys::sqlite3_result_null(ctx);
-            return;
-        }
-        let len = libsqlite3_sys::sqlite3_value_bytes(value).max(0) as usize;
-        let bytes = std::slice::from_raw_parts(text, len);
-        let hex = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(bytes));
-        libsqlite3_sys::sqlite3_result_text(ctx, hex.as_ptr() as *const c_char, hex.len() as c_int, libsqlite3_sys::SQLITE_TRANSIENT());
-    }
 }

@@ -167,6 +167,7 @@ async fn resolve(client: &Client, ns: &str, sync: &Sync) -> Result<Resolved, (&'
         action,
         trigger: sync.spec.trigger,
         replay_of: sync.spec.replay_of.clone(),
+        lock_wait: engine::DEFAULT_LOCK_WAIT,
     };
     Ok(Resolved { ctx, source, destination, secrets })
 }

@@ -40,6 +40,10 @@ pub struct Behaviour {
     pub drop_next_connections: u32,
     /// Each request waits this long before it is answered.
     pub stall: Option<Duration>,
+    /// Each request's records are accepted at once, and the answer then
+    /// waits this long: a sender killed meanwhile delivered them without
+    /// knowing it.
+    pub hang_after_accept: Option<Duration>,
 }
 
 impl Default for Behaviour {
@@ -51,6 +55,7 @@ impl Default for Behaviour {
             always_status: None,
             drop_next_connections: 0,
             stall: None,
+            hang_after_accept: None,
         }
     }
 }
@@ -225,31 +230,39 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     };
     let action = batch["action"].as_str().unwrap_or_default().to_string();
     let records = batch["records"].as_array().cloned().unwrap_or_default();
-    let mut s = lock(&state);
-    s.requests += 1;
-    s.headers.push(headers);
-    let forced = s.behaviour.fail_next.pop_front().or(s.behaviour.always_status);
-    if let Some(code) = forced {
-        s.rejected += records.len() as u64;
-        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Ok(reply(status, Bytes::from(format!("{{\"error\":\"forced status {code}\"}}"))));
-    }
-    let mut results = Vec::with_capacity(records.len());
-    for r in records {
-        let key = match &r["key"] {
-            Value::String(k) => k.clone(),
-            other => other.to_string(),
-        };
-        if s.behaviour.reject_keys.contains(&key) {
-            s.rejected += 1;
-            results.push(json!({"key": key, "ok": false, "code": "INVALID_RECORD", "message": format!("record {key} is not valid here")}));
-        } else {
-            results.push(json!({"key": key, "ok": true}));
-            let operation = r["operation"].as_str().unwrap_or_default().to_string();
-            s.accepted.push(Received { action: action.clone(), key, operation, payload: r["payload"].clone() });
+    // The lock is let go before the answer waits (it is not held across an await).
+    let (body, hang) = {
+        let mut s = lock(&state);
+        s.requests += 1;
+        s.headers.push(headers);
+        let forced = s.behaviour.fail_next.pop_front().or(s.behaviour.always_status);
+        if let Some(code) = forced {
+            s.rejected += records.len() as u64;
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(reply(status, Bytes::from(format!("{{\"error\":\"forced status {code}\"}}"))));
         }
+        let mut results = Vec::with_capacity(records.len());
+        for r in records {
+            let key = match &r["key"] {
+                Value::String(k) => k.clone(),
+                other => other.to_string(),
+            };
+            if s.behaviour.reject_keys.contains(&key) {
+                s.rejected += 1;
+                results
+                    .push(json!({"key": key, "ok": false, "code": "INVALID_RECORD", "message": format!("record {key} is not valid here")}));
+            } else {
+                results.push(json!({"key": key, "ok": true}));
+                let operation = r["operation"].as_str().unwrap_or_default().to_string();
+                s.accepted.push(Received { action: action.clone(), key, operation, payload: r["payload"].clone() });
+            }
+        }
+        let body = if s.behaviour.per_record_results { json!({"results": results}).to_string() } else { String::new() };
+        (body, s.behaviour.hang_after_accept)
+    };
+    if let Some(d) = hang {
+        tokio::time::sleep(d).await;
     }
-    let body = if s.behaviour.per_record_results { json!({"results": results}).to_string() } else { String::new() };
     Ok(reply(StatusCode::OK, Bytes::from(body)))
 }
 

@@ -3,7 +3,14 @@
 
 mod cases;
 mod fixture;
+mod safety;
 mod support;
+
+/// The cases of both files, under one name for the suite.
+mod cases_of {
+    pub use super::cases::*;
+    pub use super::safety::*;
+}
 
 macro_rules! suite {
     ($dialect:ident: $($case:ident),* $(,)?) => {
@@ -11,7 +18,7 @@ macro_rules! suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::cases::$case(super::fixture::$dialect().await).await
+                    super::cases_of::$case(super::fixture::$dialect().await).await
                 }
             )*
         }
@@ -41,6 +48,10 @@ macro_rules! all_cases {
             concurrency_and_rate_limit_are_bounded,
             values_json_cannot_carry_fail_that_record,
             replies_without_results_accept_or_reject_the_whole_batch,
+            replay_and_reset_obey_the_guards,
+            overlapping_syncs_send_each_record_once,
+            records_in_flight_at_a_kill_get_their_deletes,
+            a_killed_sync_shows_what_it_delivered,
         );
     };
 }

@@ -128,6 +128,7 @@ impl Env {
             action: action(),
             trigger,
             replay_of: replay_of.map(str::to_string),
+            lock_wait: retl::engine::DEFAULT_LOCK_WAIT,
         }
     }
 
