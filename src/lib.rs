@@ -4,6 +4,7 @@ pub mod destination;
 pub mod engine;
 pub mod fieldmap;
 pub mod local;
+pub mod mask;
 pub mod telemetry;
 pub mod warehouse;
 pub mod worker;

@@ -3,6 +3,7 @@
 
 mod cases;
 mod fixture;
+mod safety;
 mod support;
 
 macro_rules! suite {
@@ -41,6 +42,8 @@ macro_rules! all_cases {
             concurrency_and_rate_limit_are_bounded,
             values_json_cannot_carry_fail_that_record,
             replies_without_results_accept_or_reject_the_whole_batch,
+            secrets_never_echo,
+            replies_that_cannot_be_read_are_not_success,
         );
     };
 }
