@@ -1,10 +1,21 @@
 //! Liquid templates in field mappings (the template language Hightouch and
 //! Census users already write), through the `liquid` crate.
+//!
+//! A template runs within limits, so that no row can abort the process or
+//! hold up a sync: loops take at most [`MAX_ITERATIONS`] iterations and
+//! [`MAX_RENDER_TIME`] per render (see `liquid_for.rs`, since the crate has
+//! no hooks for either), and the output stops at [`MAX_OUTPUT_BYTES`]. A
+//! render past a limit is an error: that record fails with `TEMPLATE_ERROR`.
 
 use liquid::model::{Object, Value as LiquidValue};
 use serde_json::Value;
 
+use super::liquid_for::{ForBlock, NoTableRow};
+pub use super::liquid_for::{MAX_ITERATIONS, MAX_RENDER_TIME};
 use crate::warehouse::Row;
+
+/// Most bytes one render may write.
+pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;
 
 /// A parsed template.
 pub struct Template {
@@ -19,7 +30,9 @@ impl std::fmt::Debug for Template {
 
 /// Parses a template; the error says what is wrong with it.
 pub fn parse(source: &str) -> Result<Template, String> {
-    let parser = liquid::ParserBuilder::with_stdlib().build().map_err(|e| e.to_string())?;
+    // The stdlib with `for` replaced by one within limits (registering a
+    // block under a name replaces the stdlib's).
+    let parser = liquid::ParserBuilder::with_stdlib().block(ForBlock).block(NoTableRow).build().map_err(|e| e.to_string())?;
     parser.parse(source).map(|inner| Template { inner }).map_err(|e| one_line(&e.to_string()))
 }
 
@@ -31,7 +44,33 @@ impl Template {
         if let Some(item) = item {
             globals.insert("item".into(), to_liquid(item)?);
         }
-        self.inner.render(&globals).map_err(|e| one_line(&e.to_string()))
+        let mut out = Capped { bytes: Vec::new(), over: false };
+        match self.inner.render_to(&mut out, &globals) {
+            _ if out.over => Err(format!("the template's output is larger than {MAX_OUTPUT_BYTES} bytes for this row")),
+            Err(e) => Err(one_line(&e.to_string())),
+            Ok(()) => String::from_utf8(out.bytes).map_err(|_| "the template's output is not UTF-8 text".to_string()),
+        }
+    }
+}
+
+/// A buffer that refuses to grow past [`MAX_OUTPUT_BYTES`].
+struct Capped {
+    bytes: Vec<u8>,
+    over: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_OUTPUT_BYTES {
+            self.over = true;
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -56,5 +95,25 @@ mod tests {
         let t = parse("{{ row.missing }}").unwrap();
         assert!(t.render(&row, None).is_err());
         assert!(parse("{{ row.first ").is_err());
+    }
+
+    #[test]
+    fn runaway_templates_fail_and_ordinary_loops_work() {
+        let row = json!({"n": 3, "tags": ["a", "b"], "big": "x".repeat(500)}).as_object().unwrap().clone();
+        let ok =
+            parse("{% for t in row.tags %}{{ forloop.index }}{{ t }}{% endfor %}|{% for i in (1..row.n) reversed %}{{ i }}{% endfor %}")
+                .unwrap();
+        assert_eq!(ok.render(&row, None).unwrap(), "1a2b|321");
+        let started = std::time::Instant::now();
+        for (source, says) in [
+            ("{% for i in (1..2000000000) %}x{% endfor %}", "iterations"),
+            ("{% for i in (1..40000) %}{% for j in (1..40000) %}{% endfor %}{% endfor %}", "iterations"),
+            ("{% for i in (1..90000) %}{{ row.big }}{% endfor %}", "larger than"),
+        ] {
+            let err = parse(source).unwrap().render(&row, None).unwrap_err();
+            assert!(err.contains(says), "{source}: {err}");
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        assert!(parse("{% tablerow i in (1..3) %}{{ i }}{% endtablerow %}").unwrap_err().contains("tablerow"));
     }
 }
