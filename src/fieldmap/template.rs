@@ -40,7 +40,10 @@ impl Template {
     /// Renders with the row as `row` and, inside an array, the element as `item`.
     pub fn render(&self, row: &Row, item: Option<&Value>) -> Result<String, String> {
         let mut globals = Object::new();
-        globals.insert("row".into(), to_liquid(&Value::Object(row.clone()))?);
+        // JSON held in text columns is parsed, as paths (`from: attrs.company`)
+        // parse it: `{{ row.attrs.company }}` reads the same value.
+        let row: serde_json::Map<String, Value> = row.iter().map(|(k, v)| (k.clone(), super::value::json_container(v.clone()))).collect();
+        globals.insert("row".into(), to_liquid(&Value::Object(row))?);
         if let Some(item) = item {
             globals.insert("item".into(), to_liquid(item)?);
         }

@@ -18,6 +18,7 @@ pub(crate) mod rows;
 mod runs;
 mod server;
 mod sqlite;
+mod sqlite_state;
 
 pub use error::WarehouseError;
 

@@ -44,6 +44,7 @@ macro_rules! all_cases {
             replies_without_results_accept_or_reject_the_whole_batch,
             secrets_never_echo,
             replies_that_cannot_be_read_are_not_success,
+            runaway_templates_and_bad_values_fail_one_record,
         );
     };
 }

@@ -129,3 +129,47 @@ pub async fn replies_that_cannot_be_read_are_not_success(fx: Fixture) {
     let r = sync_with(&env, dest).await;
     assert_eq!((r.phase, r.extracted.retried, r.loaded.succeeded), (SyncPhase::Successful, 20, 20), "{r:#?}");
 }
+
+pub async fn runaway_templates_and_bad_values_fail_one_record(fx: Fixture) {
+    let mut env = Env::new(fx, 0).await;
+    env.exec("CREATE TABLE {users}_attrs (id INTEGER PRIMARY KEY, email VARCHAR(200), name VARCHAR(200), attrs VARCHAR(200))").await;
+    env.exec(
+        "INSERT INTO {users}_attrs (id, email, name, attrs) VALUES (1, 'a@x.io', 'A', '{\"company\":\"Acme\"}'), \
+         (2, 'b@x.io', 'B', 'not json'), (3, 'c@x.io', 'loop', '{\"company\":\"Loop\"}'), (4, 'd@x.io', 'D', '{\"company\":\"Beta\"}')",
+    )
+    .await;
+    let not_utf8 = env.fx.name == "sqlite";
+    if not_utf8 {
+        // SQLite keeps any bytes as TEXT.
+        env.exec("INSERT INTO {users}_attrs (id, email, name, attrs) VALUES (5, 'e@x.io', CAST(x'41ff42' AS TEXT), '{}')").await;
+    }
+    env.model.query = format!("SELECT id, email, name, attrs FROM {}_attrs", env.fx.table("users"));
+    let runaway = "{% if row.name == 'loop' %}{% for i in (1..2000000000) %}x{% endfor %}{% endif %}{{ row.attrs.company }}";
+    let m: retl::api::MappingSpec = serde_json::from_value(serde_json::json!({
+        "modelRef": {"name": "users"}, "destinationRef": {"name": "sink"}, "action": "upsertContact",
+        "fields": [
+            {"to": "userId", "from": "id"},
+            {"to": "email", "from": "email"},
+            {"to": "plan", "from": "attrs.company"},
+            {"to": "name", "template": runaway},
+        ],
+    }))
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (_, r) = env.sync(&m).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    assert_eq!(r.phase, SyncPhase::PartiallySuccessful, "{r:#?}");
+    assert_eq!((r.loaded.succeeded, r.loaded.failed), (2, 2 + u64::from(not_utf8)), "{r:#?}");
+    let latest = env.sink.latest();
+    assert_eq!(latest["1"].payload["name"], "Acme", "templates read JSON held in text, as paths do");
+    assert_eq!(latest["4"].payload["plan"], "Beta");
+    let failed = |key: &str| r.failed_records.iter().find(|f| f.key == key).unwrap_or_else(|| panic!("{key} did not fail: {r:#?}"));
+    assert_eq!(failed("2").code, "INVALID_VALUE");
+    assert!(failed("2").message.contains("\"attrs\"") && failed("2").message.contains("not valid JSON"), "{:?}", failed("2"));
+    assert_eq!(failed("3").code, "TEMPLATE_ERROR");
+    assert!(failed("3").message.contains("iterations"), "{:?}", failed("3"));
+    if not_utf8 {
+        assert_eq!(failed("5").code, "UNSUPPORTED_VALUE");
+        assert!(failed("5").message.contains("\"name\"") && failed("5").message.contains("UTF-8"), "{:?}", failed("5"));
+    }
+}
