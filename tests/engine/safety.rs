@@ -173,3 +173,18 @@ pub async fn runaway_templates_and_bad_values_fail_one_record(fx: Fixture) {
         assert!(failed("5").message.contains("\"name\"") && failed("5").message.contains("UTF-8"), "{:?}", failed("5"));
     }
 }
+
+pub async fn the_largest_settings_neither_abort_nor_hang(fx: Fixture) {
+    let env = Env::new(fx, 30).await;
+    let mut http = env.http.clone();
+    http.batch_size = Some(u32::MAX);
+    http.max_in_flight = Some(u32::MAX);
+    http.max_retries = Some(u32::MAX);
+    http.timeout_seconds = Some(u32::MAX);
+    http.requests_per_second = Some(u32::MAX);
+    let started = std::time::Instant::now();
+    let r = sync_with(&env, destination(&http, &SecretValues::new())).await;
+    assert_eq!((r.phase, r.loaded.succeeded), (SyncPhase::Successful, 30), "{r:#?}");
+    assert_eq!(env.sink.requests(), 1, "one batch: 30 records are well within the largest batch");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+}
