@@ -11,7 +11,6 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::fixture::Fixture;
-pub use super::safety::*;
 use super::support::{Env, assert_adds_up, map};
 
 pub async fn first_sync_sends_everything_then_nothing(fx: Fixture) {

@@ -1,4 +1,4 @@
-//! The engine suite: every case in `cases.rs` against every warehouse
+//! The engine suite: every case in `cases.rs` and `safety.rs` against every warehouse
 //! fixture in `fixture.rs`, through the public API.
 
 mod cases;
@@ -6,13 +6,19 @@ mod fixture;
 mod safety;
 mod support;
 
+/// Every case, from the files that hold them.
+mod all {
+    pub use super::cases::*;
+    pub use super::safety::*;
+}
+
 macro_rules! suite {
     ($dialect:ident: $($case:ident),* $(,)?) => {
         mod $dialect {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::cases::$case(super::fixture::$dialect().await).await
+                    super::all::$case(super::fixture::$dialect().await).await
                 }
             )*
         }
