@@ -8,6 +8,7 @@
 //! rejected record with a code, and the payload as far as it was built.
 
 mod error;
+mod liquid_bounds;
 mod liquid_for;
 pub mod template;
 pub mod value;

@@ -4,8 +4,10 @@
 //! A template runs within limits, so that no row can abort the process or
 //! hold up a sync: loops take at most [`MAX_ITERATIONS`] iterations and
 //! [`MAX_RENDER_TIME`] per render (see `liquid_for.rs`, since the crate has
-//! no hooks for either), and the output stops at [`MAX_OUTPUT_BYTES`]. A
-//! render past a limit is an error: that record fails with `TEMPLATE_ERROR`.
+//! no hooks for either), filters and `capture` build values of at most
+//! 1 MiB (see `liquid_bounds.rs`), and the output stops at
+//! [`MAX_OUTPUT_BYTES`]. A render past a limit is an error: that record
+//! fails with `TEMPLATE_ERROR`.
 
 use liquid::model::{Object, Value as LiquidValue};
 use serde_json::Value;
@@ -32,7 +34,8 @@ impl std::fmt::Debug for Template {
 pub fn parse(source: &str) -> Result<Template, String> {
     // The stdlib with `for` replaced by one within limits (registering a
     // block under a name replaces the stdlib's).
-    let parser = liquid::ParserBuilder::with_stdlib().block(ForBlock).block(NoTableRow).build().map_err(|e| e.to_string())?;
+    let builder = liquid::ParserBuilder::with_stdlib().block(ForBlock).block(NoTableRow);
+    let parser = super::liquid_bounds::register(builder).build().map_err(|e| e.to_string())?;
     parser.parse(source).map(|inner| Template { inner }).map_err(|e| one_line(&e.to_string()))
 }
 
@@ -47,7 +50,7 @@ impl Template {
         if let Some(item) = item {
             globals.insert("item".into(), to_liquid(item)?);
         }
-        let mut out = Capped { bytes: Vec::new(), over: false };
+        let mut out = Capped::new(MAX_OUTPUT_BYTES);
         match self.inner.render_to(&mut out, &globals) {
             _ if out.over => Err(format!("the template's output is larger than {MAX_OUTPUT_BYTES} bytes for this row")),
             Err(e) => Err(one_line(&e.to_string())),
@@ -56,15 +59,22 @@ impl Template {
     }
 }
 
-/// A buffer that refuses to grow past [`MAX_OUTPUT_BYTES`].
-struct Capped {
-    bytes: Vec<u8>,
-    over: bool,
+/// A buffer that refuses to grow past its limit.
+pub(super) struct Capped {
+    pub(super) bytes: Vec<u8>,
+    pub(super) over: bool,
+    max: usize,
+}
+
+impl Capped {
+    pub(super) fn new(max: usize) -> Capped {
+        Capped { bytes: Vec::new(), over: false, max }
+    }
 }
 
 impl std::io::Write for Capped {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.bytes.len() + buf.len() > MAX_OUTPUT_BYTES {
+        if self.bytes.len() + buf.len() > self.max {
             self.over = true;
             return Err(std::io::Error::other("output limit"));
         }
@@ -119,5 +129,18 @@ mod tests {
         }
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
         assert!(parse("{% tablerow i in (1..3) %}{{ i }}{% endtablerow %}").unwrap_err().contains("tablerow"));
+        // Values that grow without a loop: each filter and capture is bounded.
+        let doubling = format!("{{% assign s = row.big %}}{}{{{{ s | size }}}}", "{% assign s = s | append: s %}".repeat(40));
+        let capture = "{% capture c %}{% for i in (1..5000) %}{{ row.big }}{% endfor %}{% endcapture %}{{ c | size }}";
+        let replace = "{% capture r %}{% for i in (1..1500) %}{{ row.big }}{% endfor %}{% endcapture %}{{ row.big | replace: 'x', r }}";
+        for source in [doubling.as_str(), capture, replace] {
+            let result = parse(source).unwrap().render(&row, None).map(|ok| ok.len());
+            let err = result.expect_err(source);
+            assert!(err.contains("larger than") || err.contains("limit"), "{source}: {err}");
+        }
+        let ordinary =
+            parse("{{ row.tags | join: ', ' }} {{ 'a-b' | replace: '-', '+' | upcase }} {% capture c %}{{ row.n }}{% endcapture %}{{ c }}")
+                .unwrap();
+        assert_eq!(ordinary.render(&row, None).unwrap(), "a, b A+B 3");
     }
 }
