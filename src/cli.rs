@@ -197,7 +197,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let on_signal = cancel.clone();
             tokio::spawn(async move {
                 if tokio::signal::ctrl_c().await.is_ok() {
-                    eprintln!("stopping at the next batch boundary (press Ctrl-C again to force)");
+                    say("stopping at the next batch boundary (press Ctrl-C again to force)\n");
                     on_signal.cancel();
                     if tokio::signal::ctrl_c().await.is_ok() {
                         std::process::exit(130);
@@ -208,16 +208,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let throttle = retl::engine::Throttle::after(std::time::Duration::from_secs(2));
             let progress = |sync: &str, p: &retl::engine::Progress| {
                 if throttle.ready() {
-                    eprintln!("{sync}: {} changes read, {} records loaded", p.read, p.answered());
+                    say(&format!("{sync}: {} changes read, {} records loaded\n", p.read, p.answered()));
                 }
             };
             let outcome = local::run(&RunOptions { dir, mappings: mapping, reset, replay }, &progress, &cancel).await?;
             for name in &outcome.disabled {
-                eprintln!("Mapping {name} is disabled (spec.enabled: false); not synced");
+                say(&format!("Mapping {name} is disabled (spec.enabled: false); not synced\n"));
             }
             match output {
                 Output::Table => print_syncs(&outcome.ran, true),
-                other => print!("{}", output::render(&output::syncs(&outcome.ran), other.into())),
+                other => out(&output::render(&output::syncs(&outcome.ran), other.into())),
             }
             Ok(exit_code(&outcome.ran))
         }
@@ -227,15 +227,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Output::Table => {
                     for p in &planned {
                         match &p.outcome {
-                            PlanOutcome::Plan(report) => print!("{}", print::plan(&p.mapping, report)),
+                            PlanOutcome::Plan(report) => out(&print::plan(&p.mapping, report)),
                             PlanOutcome::Disabled => {
-                                println!("Mapping {}: disabled (spec.enabled: false); run skips it, so nothing to plan", p.mapping)
+                                out(&format!("Mapping {}: disabled (spec.enabled: false); run skips it, so nothing to plan\n", p.mapping))
                             }
-                            PlanOutcome::CannotPlan(e) => println!("Mapping {}: cannot plan: {e}", p.mapping),
+                            PlanOutcome::CannotPlan(e) => out(&format!("Mapping {}: cannot plan: {e}\n", p.mapping)),
                         }
                     }
                 }
-                other => print!("{}", output::render(&output::plans(&planned), other.into())),
+                other => out(&output::render(&output::plans(&planned), other.into())),
             }
             // A plan that cannot be made is a sync that would fail: say so to CI.
             let failed = planned.iter().any(|p| matches!(p.outcome, PlanOutcome::CannotPlan(_)));
@@ -260,15 +260,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let ran = local::history(&dir, &opts).await?;
             match output {
-                Output::Table if ran.is_empty() => println!("No syncs found."),
+                Output::Table if ran.is_empty() => out("No syncs found.\n"),
                 Output::Table => print_syncs(&ran, details),
-                other => print!("{}", output::render(&output::syncs(&ran), other.into())),
+                other => out(&output::render(&output::syncs(&ran), other.into())),
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Sql { dir, source, statement } => {
             let n = local::sql(&dir, &source, &statement).await?;
-            println!("{n} rows affected");
+            out(&format!("{n} rows affected\n"));
             Ok(ExitCode::SUCCESS)
         }
         Command::Operator(args) => {
@@ -279,12 +279,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker { sync } => {
             let client = retl::controller::client("worker").await?;
             let phase = retl::worker::run(client, &sync).await?;
-            println!("Sync {sync}: {phase}");
+            out(&format!("Sync {sync}: {phase}\n"));
             // A Failed sync fails its Job, so that the Job reads Failed, not Complete.
             Ok(if phase == SyncPhase::Failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Crds { reference: true, .. } => {
-            print!("{}", retl::api::reference::markdown());
+            out(&retl::api::reference::markdown());
             Ok(ExitCode::SUCCESS)
         }
         Command::Crds { output_dir, .. } => {
@@ -297,10 +297,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 }
                 None => {
-                    let mut out = std::io::stdout().lock();
                     for crd in &crds {
-                        writeln!(out, "---")?;
-                        write!(out, "{}", retl::api::crd_yaml(crd)?)?;
+                        out(&format!("---\n{}", retl::api::crd_yaml(crd)?));
                     }
                 }
             }
@@ -312,13 +310,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn print_syncs(ran: &[local::Ran], details: bool) {
     let lines: Vec<print::SyncLine<'_>> =
         ran.iter().map(|r| print::SyncLine { name: &r.name, mapping: &r.mapping, report: &r.report }).collect();
-    print!("{}", print::sync_table(&lines, Timestamp::now()));
+    out(&print::sync_table(&lines, Timestamp::now()));
     if details {
         for r in ran.iter().filter(|r| print::needs_details(&r.report)) {
-            println!();
-            print!("{}", print::details(&r.name, &r.report));
+            out(&format!("\n{}", print::details(&r.name, &r.report)));
         }
     }
+}
+
+/// Writes to stdout. A closed stdout (`retl run | head -1`) is not an
+/// error: the reader has what it wanted, so the rest is dropped quietly
+/// (Rust ignores SIGPIPE, and `print!` would panic on EPIPE).
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => say(&format!("error: cannot write the output: {e}\n")),
+        _ => {}
+    }
+}
+
+/// Writes to stderr; a closed stderr loses the message, nothing more.
+pub fn say(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// 0 when no sync failed (a partially successful sync has done its job and

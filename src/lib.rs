@@ -6,6 +6,7 @@ pub mod fieldmap;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod local;
+pub mod mask;
 pub mod schedule;
 pub mod telemetry;
 pub mod warehouse;

@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            cli::say(&format!("error: {e:#}\n"));
             ExitCode::from(2)
         }
     }

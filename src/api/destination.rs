@@ -147,6 +147,25 @@ pub struct HttpDestination {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 600_000))]
     pub initial_backoff_millis: Option<u32>,
+    /// How the destination answers a batch. `batch` (default): a 2xx reply
+    /// with a `results` array is read record by record, and any other 2xx
+    /// reply accepts the whole batch. `perRecord`: the destination always
+    /// answers with one result per record, so a 2xx reply without a valid
+    /// `results` array of the batch's length has applied nothing that retl
+    /// can tell, and the batch is retried like a 5xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies: Option<HttpReplies>,
+}
+
+/// How an http destination answers a batch.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum HttpReplies {
+    /// Per-record `results` when the reply has them; any other 2xx accepts the batch.
+    #[default]
+    Batch,
+    /// Always one result per record; a 2xx reply without them is retried.
+    PerRecord,
 }
 
 /// HTTP method of an http destination.

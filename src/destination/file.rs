@@ -20,7 +20,7 @@ impl FileDestination {
         let path = Path::new(&settings.path);
         FileDestination {
             path: if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) },
-            batch_size: settings.batch_size.unwrap_or(500).max(1) as usize,
+            batch_size: (settings.batch_size.unwrap_or(500) as usize).clamp(1, super::http::limits::MAX_BATCH_SIZE),
         }
     }
 

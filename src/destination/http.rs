@@ -5,10 +5,16 @@
 //! record: by `key` when the items carry one, else by position; an item is
 //! accepted when `"ok": true` and rejected otherwise (with its `code` and
 //! `message`). A reply without `results` accepts (2xx) or rejects (other
-//! statuses) the whole batch. 408, 429 and 5xx replies, timeouts and broken
-//! connections are retried with exponential backoff (honouring
-//! `Retry-After`) inside the sync; when retries run out the batch is
-//! reported as undeliverable and its records are retried on later syncs.
+//! statuses) the whole batch, unless the destination declared
+//! `replies: perRecord` (see [`super::reply`]). 408, 429 and 5xx replies,
+//! replies that cannot be read, timeouts and broken connections are retried
+//! with exponential backoff (honouring `Retry-After`) inside the sync; when
+//! retries run out the batch is reported as undeliverable and its records
+//! are retried on later syncs.
+//!
+//! Whatever the spec says, the runtime stays within [`limits`]: a batch
+//! size, a backoff or a retry count of `u32::MAX` must not abort the
+//! process or keep a sync waiting for weeks.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -18,12 +24,34 @@ use backon::{ExponentialBuilder, Retryable};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
-use serde_json::Value;
 
-use super::{Delivery, Destination, DestinationError, OutRecord, WireRecord};
-use crate::api::{self, HttpMethod};
-use crate::engine::codes;
+use super::{Delivery, Destination, DestinationError, OutRecord, WireRecord, reply};
+use crate::api::{self, HttpMethod, HttpReplies};
+use crate::mask::Masker;
 use crate::warehouse::SecretValues;
+
+/// The bounds the runtime keeps to, whatever value a spec carries.
+pub mod limits {
+    use std::time::Duration;
+
+    /// Most records per request (a larger `batchSize` is taken as this).
+    pub const MAX_BATCH_SIZE: usize = 10_000;
+    /// Most requests in flight at once.
+    pub const MAX_IN_FLIGHT: usize = 64;
+    /// Most retries of one batch inside a sync.
+    pub const MAX_RETRIES: usize = 20;
+    /// Longest first backoff delay.
+    pub const MAX_INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+    /// Longest delay between two attempts (before jitter).
+    pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+    /// Longest `Retry-After` honoured.
+    pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+    /// Longest time one batch is retried inside a sync; after that its
+    /// records are retried on later syncs.
+    pub const MAX_RETRY_TIME: Duration = Duration::from_secs(15 * 60);
+    /// Longest time one request may take.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+}
 
 pub struct HttpDestination {
     name: String,
@@ -36,6 +64,12 @@ pub struct HttpDestination {
     limiter: Option<DefaultDirectRateLimiter>,
     max_retries: usize,
     initial_backoff: Duration,
+    /// How long one batch may be retried, in all.
+    max_retry_time: Duration,
+    replies: HttpReplies,
+    /// Masks the secret values this destination sends wherever the
+    /// destination's replies or errors echo them.
+    masker: Masker,
 }
 
 /// A failed attempt worth retrying.
@@ -65,7 +99,7 @@ impl HttpDestination {
             headers.insert(name, value);
         }
         crate::install_crypto_provider();
-        let timeout = Duration::from_secs(s.timeout_seconds.unwrap_or(30).max(1) as u64);
+        let timeout = Duration::from_secs(s.timeout_seconds.unwrap_or(30).max(1) as u64).min(limits::MAX_TIMEOUT);
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -82,12 +116,25 @@ impl HttpDestination {
                 _ => Method::POST,
             },
             headers,
-            batch_size: s.batch_size.unwrap_or(100).max(1) as usize,
-            max_in_flight: s.max_in_flight.unwrap_or(4).max(1) as usize,
+            batch_size: (s.batch_size.unwrap_or(100) as usize).clamp(1, limits::MAX_BATCH_SIZE),
+            max_in_flight: (s.max_in_flight.unwrap_or(4) as usize).clamp(1, limits::MAX_IN_FLIGHT),
             limiter,
-            max_retries: s.max_retries.unwrap_or(5) as usize,
-            initial_backoff: Duration::from_millis(s.initial_backoff_millis.unwrap_or(500) as u64),
+            max_retries: (s.max_retries.unwrap_or(5) as usize).min(limits::MAX_RETRIES),
+            initial_backoff: Duration::from_millis(s.initial_backoff_millis.unwrap_or(500) as u64).min(limits::MAX_INITIAL_BACKOFF),
+            max_retry_time: limits::MAX_RETRY_TIME,
+            replies: s.replies.unwrap_or_default(),
+            masker: Masker::new(secrets),
         })
+    }
+
+    /// The delays between attempts: exponential from the first backoff,
+    /// each at most [`limits::MAX_BACKOFF`] before jitter.
+    fn backoff(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.initial_backoff)
+            .with_max_delay(limits::MAX_BACKOFF)
+            .with_max_times(self.max_retries)
+            .with_jitter()
     }
 
     /// The URL without credentials, for messages.
@@ -111,7 +158,7 @@ impl HttpDestination {
             .body(body.clone())
             .send()
             .await
-            .map_err(|e| Retry { message: describe(&e), retry_after: None })?;
+            .map_err(|e| Retry { message: self.masker.owned(describe(&e)), retry_after: None })?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -119,12 +166,25 @@ impl HttpDestination {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let text = response.text().await.map_err(|e| Retry { message: describe(&e), retry_after: None })?;
+        let text = response.text().await.map_err(|e| Retry { message: self.masker.owned(describe(&e)), retry_after: None })?;
+        // Masked here, where the reply enters retl: every message, code and
+        // log line below is made from the masked text.
+        let text = self.masker.owned(text);
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
             return Err(Retry { message: format!("HTTP {status}: {}", snippet(&text)), retry_after });
         }
-        if let Some(deliveries) = attribute(&text, batch) {
-            return Ok(deliveries);
+        match reply::read(&text, batch, self.replies) {
+            Ok(Some(deliveries)) => return Ok(deliveries),
+            Ok(None) => {}
+            // A 2xx that cannot be read applied nothing retl can tell: not a success.
+            Err(why) if status.is_success() => {
+                return Err(Retry {
+                    message: format!("HTTP {status} with a reply that cannot be read ({why}): {}", snippet(&text)),
+                    retry_after,
+                });
+            }
+            // A refusal whose body cannot be read still refuses the whole batch.
+            Err(_) => {}
         }
         if status.is_success() {
             return Ok(vec![Delivery::Accepted; batch.len()]);
@@ -149,7 +209,8 @@ impl Destination for HttpDestination {
         // Any HTTP answer (even 404 or 405) shows the endpoint is reachable;
         // only transport errors count.
         self.client.head(self.url.clone()).headers(self.headers.clone()).send().await.map(|_| ()).map_err(|e| {
-            DestinationError::Unavailable { destination: self.name.clone(), message: format!("{} ({})", describe(&e), self.safe_url()) }
+            let message = self.masker.owned(format!("{} ({})", describe(&e), self.safe_url()));
+            DestinationError::Unavailable { destination: self.name.clone(), message }
         })
     }
 
@@ -164,55 +225,30 @@ impl Destination for HttpDestination {
             serde_json::to_vec(&body)
                 .map_err(|e| DestinationError::Config { destination: self.name.clone(), message: format!("cannot encode batch: {e}") })?,
         );
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(self.initial_backoff)
-            .with_max_delay(Duration::from_secs(60))
-            .with_max_times(self.max_retries)
-            .with_jitter();
-        let attempts = self.max_retries + 1;
-        (|| self.attempt(&body, batch))
-            .retry(backoff)
-            .adjust(|e: &Retry, planned| planned.map(|p| e.retry_after.map_or(p, |ra| ra.min(Duration::from_secs(300)))))
-            .notify(|e: &Retry, wait| tracing::debug!(destination = %self.name, error = %e.message, ?wait, "retrying batch"))
-            .await
-            .map_err(|e| DestinationError::Unavailable {
-                destination: self.name.clone(),
-                message: format!("{} after {attempts} attempts ({})", e.message, self.safe_url()),
-            })
-    }
-}
-
-/// Reads per-record results from a reply body, if it has them.
-fn attribute(text: &str, batch: &[OutRecord]) -> Option<Vec<Delivery>> {
-    let value: Value = serde_json::from_str(text).ok()?;
-    let results = value.get("results")?.as_array()?;
-    let by_key = results.iter().all(|r| r.get("key").is_some());
-    let missing = || Delivery::Rejected {
-        code: codes::NO_RESULT.to_string(),
-        message: "the destination's reply has no result for this record".to_string(),
-    };
-    Some(if by_key {
-        let map: std::collections::HashMap<String, &Value> = results.iter().map(|r| (key_text(&r["key"]), r)).collect();
-        batch.iter().map(|rec| map.get(&rec.key).map_or_else(missing, |r| delivery(r))).collect()
-    } else {
-        (0..batch.len()).map(|i| results.get(i).map_or_else(missing, delivery)).collect()
-    })
-}
-
-fn key_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn delivery(item: &Value) -> Delivery {
-    if item.get("ok").and_then(Value::as_bool) == Some(true) {
-        return Delivery::Accepted;
-    }
-    Delivery::Rejected {
-        code: item.get("code").and_then(Value::as_str).unwrap_or(codes::REJECTED).to_string(),
-        message: item.get("message").and_then(Value::as_str).unwrap_or("the destination rejected the record without a message").to_string(),
+        let started = std::time::Instant::now();
+        let attempts = std::sync::atomic::AtomicUsize::new(0);
+        (|| {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.attempt(&body, batch)
+        })
+        .retry(self.backoff())
+        .adjust(|e: &Retry, planned| {
+            let wait = planned.map(|p| e.retry_after.map_or(p, |ra| ra.min(limits::MAX_RETRY_AFTER)))?;
+            // Past the retry time, the batch waits for the next sync instead.
+            (started.elapsed() + wait <= self.max_retry_time).then_some(wait)
+        })
+        .notify(|e: &Retry, wait| tracing::debug!(destination = %self.name, error = %e.message, ?wait, "retrying batch"))
+        .await
+        .map_err(|e| DestinationError::Unavailable {
+            destination: self.name.clone(),
+            message: format!(
+                "{} after {} attempts in {}s ({})",
+                e.message,
+                attempts.load(std::sync::atomic::Ordering::Relaxed),
+                started.elapsed().as_secs(),
+                self.safe_url()
+            ),
+        })
     }
 }
 
@@ -246,24 +282,4 @@ fn snippet(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::api::ChangeKind;
-
-    fn rec(key: &str) -> OutRecord {
-        OutRecord { key: key.into(), kind: ChangeKind::Added, payload: serde_json::json!({}) }
-    }
-
-    #[test]
-    fn replies_are_attributed_by_key_then_by_position() {
-        let batch = [rec("1"), rec("2"), rec("3")];
-        let by_key = attribute(r#"{"results":[{"key":"2","ok":false,"code":"BAD","message":"no"},{"key":1,"ok":true}]}"#, &batch).unwrap();
-        assert_eq!(by_key[0], Delivery::Accepted);
-        assert_eq!(by_key[1], Delivery::Rejected { code: "BAD".into(), message: "no".into() });
-        assert!(matches!(&by_key[2], Delivery::Rejected { code, .. } if code == codes::NO_RESULT));
-        let by_pos = attribute(r#"{"results":[{"ok":true},{"ok":false}]}"#, &batch).unwrap();
-        assert_eq!(by_pos[0], Delivery::Accepted);
-        assert!(matches!(&by_pos[1], Delivery::Rejected { code, .. } if code == codes::REJECTED));
-        assert!(attribute("not json", &batch).is_none());
-    }
-}
+mod tests;

@@ -8,8 +8,10 @@
 mod error;
 mod file;
 mod http;
+mod reply;
 
 pub use error::DestinationError;
+pub use http::limits::{MAX_BATCH_SIZE, MAX_IN_FLIGHT};
 
 use std::path::Path;
 use std::sync::Arc;

@@ -25,6 +25,8 @@ use crate::warehouse::{OutcomeKind, RecordOutcome, StageFlag, StagedChange, Stat
 
 /// Staged changes read per page.
 const PAGE: usize = 1000;
+/// Most records in one batch, whatever a destination asks for.
+const MAX_BATCH_SIZE: usize = crate::destination::MAX_BATCH_SIZE;
 
 /// What the committer receives.
 enum Answered {
@@ -57,7 +59,7 @@ pub struct Loader<'a> {
 impl Loader<'_> {
     /// Runs the pipeline; `Ok(true)` when it stopped because of a cancel.
     pub async fn run(&self, tally: &mut Tally) -> Result<bool, EngineError> {
-        let in_flight = self.destination.max_in_flight().max(1);
+        let in_flight = self.destination.max_in_flight().clamp(1, crate::destination::MAX_IN_FLIGHT);
         let (page_tx, page_rx) = mpsc::channel(1);
         let (done_tx, done_rx) = mpsc::channel(2 * in_flight + 1);
         // Sends still running when the sync stops early (a failed commit)
@@ -92,7 +94,10 @@ impl Loader<'_> {
         in_flight: usize,
         sends: &Mutex<JoinSet<()>>,
     ) -> Result<bool, EngineError> {
-        let batch_size = self.destination.batch_size().max(1);
+        // A destination's batch size is bounded where it is built; bounded
+        // again here so that no destination can make a batch allocate
+        // without limit.
+        let batch_size = self.destination.batch_size().clamp(1, MAX_BATCH_SIZE);
         let sending = Arc::new(Semaphore::new(in_flight));
         let held = Arc::new(Semaphore::new(2 * in_flight));
         let mut batch: Vec<(OutRecord, String)> = Vec::with_capacity(batch_size);

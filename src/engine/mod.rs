@@ -18,7 +18,7 @@ pub use tally::skip;
 
 pub use abandoned::fail_abandoned_runs;
 pub use error::EngineError;
-pub use run::{PlanReport, plan_sync, run_sync};
+pub use run::{PlanReport, plan_sync, run_sync, run_sync_until};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -97,6 +97,19 @@ impl SyncReport {
             completed: Some(Timestamp::now()),
             ..SyncReport::started(started)
         }
+    }
+
+    /// A sync stopped at the Mapping's `activeDeadlineSeconds` ends `Failed`
+    /// with reason `DeadlineExceeded` (a worker, a local run, and the Sync
+    /// controller when it sees the Job's deadline first, all say so). What
+    /// was acknowledged is committed; the counts stay as they were kept.
+    pub fn deadline_exceeded(&mut self, seconds: i64) {
+        self.phase = SyncPhase::Failed;
+        self.reason = Some(crate::api::conditions::reason::DEADLINE_EXCEEDED.to_string());
+        self.message = Some(format!(
+            "the sync ran past the Mapping's activeDeadlineSeconds ({seconds}) and was stopped; {} records accepted and {} rejected before it stopped are committed, and the next sync sends the rest",
+            self.loaded.succeeded, self.loaded.failed
+        ));
     }
 
     /// The changes found: what had to be sent, skipped or not.

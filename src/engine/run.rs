@@ -25,6 +25,50 @@ pub async fn run_sync(
     observer: &dyn Observer,
     cancel: &CancellationToken,
 ) -> SyncReport {
+    run_sync_until(ctx, warehouse, destination, observer, cancel, None).await
+}
+
+/// [`run_sync`] that stops at the next batch boundary once `deadline_seconds`
+/// have passed (the Mapping's `activeDeadlineSeconds`, which the Job
+/// controller enforces for workers and this enforces for local runs). It
+/// then ends `Failed` with reason `DeadlineExceeded`, as a worker does;
+/// what was acknowledged stays committed. Requests in flight at the
+/// deadline finish first (each within the destination's timeout).
+pub async fn run_sync_until(
+    ctx: &SyncContext,
+    warehouse: &dyn Warehouse,
+    destination: Arc<dyn Destination>,
+    observer: &dyn Observer,
+    cancel: &CancellationToken,
+    deadline_seconds: Option<i64>,
+) -> SyncReport {
+    let stop = cancel.child_token();
+    let passed = std::sync::atomic::AtomicBool::new(false);
+    let run = run_inner(ctx, warehouse, destination, observer, &stop, || {
+        passed.load(std::sync::atomic::Ordering::SeqCst).then_some(deadline_seconds.unwrap_or_default())
+    });
+    let Some(seconds) = deadline_seconds else { return run.await };
+    tokio::pin!(run);
+    let timer = tokio::time::sleep(std::time::Duration::from_secs(seconds.max(0) as u64));
+    tokio::select! {
+        report = &mut run => report,
+        () = timer => {
+            // Stop at the next batch boundary; the run then ends and says why.
+            passed.store(true, std::sync::atomic::Ordering::SeqCst);
+            stop.cancel();
+            run.await
+        }
+    }
+}
+
+async fn run_inner(
+    ctx: &SyncContext,
+    warehouse: &dyn Warehouse,
+    destination: Arc<dyn Destination>,
+    observer: &dyn Observer,
+    cancel: &CancellationToken,
+    deadline_passed: impl Fn() -> Option<i64>,
+) -> SyncReport {
     let scope = StateScope::from_uid(&ctx.mapping_uid);
     let mut report = SyncReport::started(Timestamp::now());
     let mut tally = Tally::default();
@@ -61,6 +105,11 @@ pub async fn run_sync(
     report.skipped = tally.skipped();
     report.failed_records = tally.samples();
     report.errors = tally.errors();
+    if let Some(seconds) = deadline_passed()
+        && report.phase == SyncPhase::Canceled
+    {
+        report.deadline_exceeded(seconds);
+    }
     if let Err(e) = warehouse.save_run(&run_row(ctx, &report)).await {
         tracing::warn!(sync = %ctx.sync_name, error = %e, "could not save the sync's run record");
     }

@@ -8,6 +8,8 @@
 //! rejected record with a code, and the payload as far as it was built.
 
 mod error;
+mod liquid_bounds;
+mod liquid_for;
 pub mod template;
 pub mod value;
 
@@ -179,13 +181,13 @@ impl FieldMapper {
     /// The value a field's source gives for a row (null when absent).
     fn raw_value(&self, f: &CompiledField, row: &Row) -> Result<Value, RecordError> {
         let raw = match &f.source {
-            FieldSource::Path(p) => p.get_in_row(row),
+            FieldSource::Path(p) => p.get_in_row(row).map_err(|e| invalid(&f.to, e))?,
             FieldSource::Value(v) => Some(v.clone()),
             FieldSource::Template(t) => Some(Value::String(
                 t.render(row, None).map_err(|e| RecordError::new(codes::TEMPLATE_ERROR, format!("field {:?}: {e}", f.to)))?,
             )),
             FieldSource::Object(props) => Some(Value::Object(self.build_object(props, row, None, &f.to)?)),
-            FieldSource::Array { from, properties } => match from.get_in_row(row).map(json_container) {
+            FieldSource::Array { from, properties } => match from.get_in_row(row).map_err(|e| invalid(&f.to, e))?.map(json_container) {
                 None | Some(Value::Null) => Some(Value::Null),
                 Some(Value::Array(items)) => {
                     let mut out = Vec::with_capacity(items.len());
@@ -219,9 +221,10 @@ impl FieldMapper {
             let v = match &p.source {
                 PropertySource::Path(path) => match item {
                     Some(Value::Object(o)) => path.get_in_object(o),
-                    Some(_) => None,
+                    Some(_) => Ok(None),
                     None => path.get_in_row(row),
-                },
+                }
+                .map_err(|e| invalid(&format!("{field}.{}", p.to), e))?,
                 PropertySource::Value(v) => Some(v.clone()),
                 PropertySource::Template(t) => Some(Value::String(
                     t.render(row, item)
@@ -333,6 +336,11 @@ fn compile_properties(field: &str, props: &[PropertyMapping], columns: Option<&[
             Ok(CompiledProperty { to: p.to.clone(), source })
         })
         .collect()
+}
+
+/// A value the mapping cannot read for this row, naming the field and the column.
+fn invalid(field: &str, message: String) -> RecordError {
+    RecordError::new(codes::INVALID_VALUE, format!("field {field:?}: {message}"))
 }
 
 fn short(v: &Value) -> String {

@@ -32,39 +32,54 @@ impl ValuePath {
         ValuePath { column: parts.next().unwrap_or_default(), rest: parts.collect() }
     }
 
-    /// The value at this path in a row; `None` when a property on the way is missing.
-    pub fn get_in_row(&self, row: &Row) -> Option<Value> {
-        let root = row.get(&self.column)?;
-        descend(root, &self.rest)
+    /// The value at this path in a row; `None` when a property on the way
+    /// is missing. `Err` when the path reaches into text that is not JSON:
+    /// that is a bad value, not a missing one, and must not be sent as null.
+    pub fn get_in_row(&self, row: &Row) -> Result<Option<Value>, String> {
+        let Some(root) = row.get(&self.column) else { return Ok(None) };
+        self.descend(root)
     }
 
     /// The value at this path in an object (an array element).
-    pub fn get_in_object(&self, obj: &Map<String, Value>) -> Option<Value> {
-        let root = obj.get(&self.column)?;
-        descend(root, &self.rest)
+    pub fn get_in_object(&self, obj: &Map<String, Value>) -> Result<Option<Value>, String> {
+        let Some(root) = obj.get(&self.column) else { return Ok(None) };
+        self.descend(root)
+    }
+
+    fn descend(&self, root: &Value) -> Result<Option<Value>, String> {
+        if self.rest.is_empty() {
+            return Ok(Some(root.clone()));
+        }
+        let parsed;
+        let mut current = match root {
+            Value::String(s) => {
+                parsed = serde_json::from_str::<Value>(s).map_err(|_| {
+                    format!("{:?} reads into the column {:?}, whose value is not valid JSON ({})", self.text(), self.column, preview(s))
+                })?;
+                &parsed
+            }
+            other => other,
+        };
+        for key in &self.rest {
+            let next = match current {
+                Value::Object(o) => o.get(key),
+                Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
+                _ => None,
+            };
+            let Some(next) = next else { return Ok(None) };
+            current = next;
+        }
+        Ok(Some(current.clone()))
+    }
+
+    /// The path as written in the Mapping.
+    fn text(&self) -> String {
+        std::iter::once(self.column.as_str()).chain(self.rest.iter().map(String::as_str)).collect::<Vec<_>>().join(".")
     }
 }
 
-fn descend(root: &Value, rest: &[String]) -> Option<Value> {
-    if rest.is_empty() {
-        return Some(root.clone());
-    }
-    let parsed;
-    let mut current = match root {
-        Value::String(s) => {
-            parsed = serde_json::from_str::<Value>(s).ok()?;
-            &parsed
-        }
-        other => other,
-    };
-    for key in rest {
-        current = match current {
-            Value::Object(o) => o.get(key)?,
-            Value::Array(a) => a.get(key.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(current.clone())
+fn preview(s: &str) -> String {
+    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s.to_string() }
 }
 
 /// JSON text in a string column becomes the object or array it holds
@@ -191,9 +206,12 @@ mod tests {
     fn paths_reach_into_json_text_columns() {
         let cols = vec!["id".to_string(), "attrs".to_string(), "a.b".to_string()];
         let row = json!({"id": 1, "attrs": "{\"address\":{\"city\":\"Oslo\"}}", "a.b": 5}).as_object().unwrap().clone();
-        assert_eq!(ValuePath::parse("attrs.address.city", &cols).unwrap().get_in_row(&row), Some(json!("Oslo")));
-        assert_eq!(ValuePath::parse("attrs.address.zip", &cols).unwrap().get_in_row(&row), None);
-        assert_eq!(ValuePath::parse("a.b", &cols).unwrap().get_in_row(&row), Some(json!(5)));
+        assert_eq!(ValuePath::parse("attrs.address.city", &cols).unwrap().get_in_row(&row), Ok(Some(json!("Oslo"))));
+        assert_eq!(ValuePath::parse("attrs.address.zip", &cols).unwrap().get_in_row(&row), Ok(None));
+        assert_eq!(ValuePath::parse("a.b", &cols).unwrap().get_in_row(&row), Ok(Some(json!(5))));
+        let bad = json!({"id": 1, "attrs": "not json"}).as_object().unwrap().clone();
+        let err = ValuePath::parse("attrs.address", &cols).unwrap().get_in_row(&bad).unwrap_err();
+        assert!(err.contains("\"attrs\"") && err.contains("not valid JSON"), "{err}");
         assert!(ValuePath::parse("nope.x", &cols).is_none());
     }
 

@@ -202,7 +202,9 @@ async fn run_one(
     };
     let ctx = context(&r, request);
     let observer = Callback { sync: &request.name, progress };
-    engine::run_sync(&ctx, wh.as_ref(), dest, &observer, cancel).await
+    // The deadline a Job would have in a cluster holds for local runs too.
+    let deadline = ctx.mapping.active_deadline_seconds.unwrap_or(crate::api::DEFAULT_ACTIVE_DEADLINE_SECONDS);
+    engine::run_sync_until(&ctx, wh.as_ref(), dest, &observer, cancel, Some(deadline)).await
 }
 
 fn context(r: &Resolved<'_>, request: &SyncRequest) -> SyncContext {

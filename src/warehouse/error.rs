@@ -37,6 +37,21 @@ pub enum WarehouseError {
 }
 
 impl WarehouseError {
+    /// The same error with every secret value masked in its text.
+    pub fn masked(self, m: &crate::mask::Masker) -> WarehouseError {
+        use WarehouseError as E;
+        match self {
+            E::Connect { source_name, message } => E::Connect { source_name, message: m.owned(message) },
+            E::Query { message } => E::Query { message: m.owned(message) },
+            E::MissingPrimaryKey { column, columns } => E::MissingPrimaryKey { column, columns },
+            E::DuplicateColumn { column } => E::DuplicateColumn { column },
+            E::State { action, message } => E::State { action, message: m.owned(message) },
+            E::MissingSecret { name, key } => E::MissingSecret { name, key },
+            E::Config { source_name, message } => E::Config { source_name, message: m.owned(message) },
+            E::NothingToReplay { sync } => E::NothingToReplay { sync },
+        }
+    }
+
     /// The reason used for a Sync's or Source's condition.
     pub fn reason(&self) -> &'static str {
         use crate::api::conditions::reason;

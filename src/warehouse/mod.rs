@@ -8,6 +8,7 @@
 //! A new warehouse touches one new file and one line in [`connect`].
 
 mod error;
+mod masked;
 mod mysql;
 mod mysql_json;
 mod mysql_state;
@@ -54,10 +55,17 @@ pub async fn connect(
     secrets: &SecretValues,
     base_dir: &Path,
 ) -> Result<Box<dyn Warehouse>, WarehouseError> {
-    match spec.type_ {
-        SourceType::Sqlite => Ok(Box::new(sqlite::SqliteWarehouse::connect(source_name, spec, base_dir).await?)),
-        SourceType::Postgres => Ok(Box::new(postgres::PostgresWarehouse::connect(source_name, spec, secrets).await?)),
-        SourceType::Mysql => Ok(Box::new(mysql::MysqlWarehouse::connect(source_name, spec, secrets).await?)),
+    // Errors are masked where they leave the dialect: a server may echo a
+    // password or URL it was sent.
+    let masker = crate::mask::Masker::new(secrets);
+    let inner: Result<Box<dyn Warehouse>, WarehouseError> = match spec.type_ {
+        SourceType::Sqlite => sqlite::SqliteWarehouse::connect(source_name, spec, base_dir).await.map(|w| Box::new(w) as _),
+        SourceType::Postgres => postgres::PostgresWarehouse::connect(source_name, spec, secrets).await.map(|w| Box::new(w) as _),
+        SourceType::Mysql => mysql::MysqlWarehouse::connect(source_name, spec, secrets).await.map(|w| Box::new(w) as _),
+    };
+    match inner {
+        Ok(inner) => Ok(Box::new(masked::Masked { inner, masker })),
+        Err(e) => Err(e.masked(&masker)),
     }
 }
 

@@ -70,6 +70,36 @@ impl RowDecoder {
     }
 }
 
+impl RowDecoder {
+    /// Like [`RowDecoder::decode`], for a row whose text may not be UTF-8
+    /// (SQLite stores whatever bytes it is given as TEXT): such a row is
+    /// an error naming the columns that hold the bad text, so that one
+    /// record fails, not the sync.
+    pub fn decode_bytes(&self, bytes: &[u8]) -> Result<Row, String> {
+        if let Ok(text) = std::str::from_utf8(bytes) {
+            return self.decode(text);
+        }
+        let lossy = String::from_utf8_lossy(bytes);
+        let columns: Vec<String> = match serde_json::from_str::<Value>(&lossy) {
+            Ok(Value::Object(row)) => {
+                row.iter().filter(|(_, v)| v.to_string().contains('\u{FFFD}')).map(|(k, _)| format!("{k:?}")).collect()
+            }
+            _ => Vec::new(),
+        };
+        Err(match columns.as_slice() {
+            [] => "the row holds text that is not valid UTF-8; cast or clean it in the model's query".to_string(),
+            [one] => format!("the column {one} holds text that is not valid UTF-8; cast or clean it in the model's query"),
+            many => format!("the columns {} hold text that is not valid UTF-8; cast or clean them in the model's query", many.join(", ")),
+        })
+    }
+}
+
+/// A key as text, whatever bytes it has: a key that is not UTF-8 is shown
+/// with replacement characters, and its row fails as not UTF-8.
+pub fn key_text(bytes: Option<Vec<u8>>) -> Option<String> {
+    bytes.map(|b| String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
 fn blob_hex(v: &Value) -> Option<&str> {
     match v {
         Value::Object(o) if o.len() == 1 => o.get(BLOB_MARKER).and_then(Value::as_str),
@@ -96,6 +126,13 @@ mod tests {
         assert_eq!(row["b"], Value::String("aGkK".into()));
         let err = RowDecoder.decode(r#"{"id":1,"x":9e999}"#).unwrap_err();
         assert!(err.contains("JSON cannot carry"), "{err}");
+    }
+
+    #[test]
+    fn text_that_is_not_utf8_names_its_column() {
+        let err = RowDecoder.decode_bytes(b"{\"id\":1,\"name\":\"a\xff\"}").unwrap_err();
+        assert!(err.contains("column \"name\"") && err.contains("UTF-8"), "{err}");
+        assert_eq!(RowDecoder.decode_bytes(b"{\"id\":1}").unwrap()["id"], 1);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::{
     Warehouse, WarehouseError,
 };
 use crate::api::{ChangeKind, SourceSpec};
-use crate::warehouse::rows::{RowDecoder, describe_columns, model_subquery, query_err, quote_ident, stage_suffix};
+use crate::warehouse::rows::{RowDecoder, describe_columns, key_text, model_subquery, query_err, quote_ident, stage_suffix};
 
 pub struct SqliteWarehouse {
     pub(super) pool: SqlitePool,
@@ -279,12 +279,14 @@ impl Warehouse for SqliteWarehouse {
             .map(|r| {
                 let op: String = r.try_get("op").map_err(|e| state_err("read", e))?;
                 let flag: Option<String> = r.try_get("flag").map_err(|e| state_err("read", e))?;
-                let row: Option<String> = r.try_get("row").map_err(|e| state_err("read", e))?;
+                // Read as bytes: SQLite keeps any bytes as TEXT, and text that
+                // is not UTF-8 fails its record, not the whole read.
+                let row: Option<Vec<u8>> = r.try_get("row").map_err(|e| state_err("read", e))?;
                 Ok(StagedChange {
                     position: r.try_get("pos").map_err(|e| state_err("read", e))?,
-                    key: r.try_get("k").map_err(|e| state_err("read", e))?,
+                    key: key_text(r.try_get("k").map_err(|e| state_err("read", e))?),
                     hash: r.try_get("h").map_err(|e| state_err("read", e))?,
-                    row: row.map(|t| decoder.decode(&t)),
+                    row: row.map(|t| decoder.decode_bytes(&t)),
                     kind: parse_kind(&op),
                     retried: r.try_get::<i64, _>("retried").map_err(|e| state_err("read", e))? != 0,
                     flag: flag.as_deref().and_then(parse_flag),

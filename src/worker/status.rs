@@ -47,12 +47,7 @@ pub fn terminated(report: &mut SyncReport) {
 /// with reason `DeadlineExceeded`, as the Sync controller says when it
 /// sees the Job's deadline first.
 pub fn deadline_exceeded(report: &mut SyncReport, seconds: i64) {
-    report.phase = SyncPhase::Failed;
-    report.reason = Some(conditions::reason::DEADLINE_EXCEEDED.to_string());
-    report.message = Some(format!(
-        "the sync ran past the Mapping's activeDeadlineSeconds ({seconds}) and was stopped; {} records accepted and {} rejected before it stopped are committed, and the next sync sends the rest",
-        report.loaded.succeeded, report.loaded.failed
-    ));
+    report.deadline_exceeded(seconds);
 }
 
 /// A running Sync's status with the latest progress.

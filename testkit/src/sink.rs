@@ -44,6 +44,15 @@ pub struct Behaviour {
     /// waits this long: a sender killed meanwhile delivered them without
     /// knowing it.
     pub hang_after_accept: Option<Duration>,
+    /// Answer 200 with a body that is not JSON, accepting nothing (a proxy's
+    /// error page, a half-written reply).
+    pub garble_replies: bool,
+    /// Add this many results for keys the batch did not carry.
+    pub extra_results: usize,
+    /// Echo the request's headers (as sent, base64 and URL-encoded) in
+    /// error bodies and in each rejected record's message, as careless APIs
+    /// do.
+    pub echo_headers: bool,
 }
 
 impl Default for Behaviour {
@@ -56,6 +65,9 @@ impl Default for Behaviour {
             drop_next_connections: 0,
             stall: None,
             hang_after_accept: None,
+            garble_replies: false,
+            extra_results: 0,
+            echo_headers: false,
         }
     }
 }
@@ -234,12 +246,17 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
     let (body, hang) = {
         let mut s = lock(&state);
         s.requests += 1;
+        let echo = if s.behaviour.echo_headers { echo(&headers) } else { String::new() };
         s.headers.push(headers);
         let forced = s.behaviour.fail_next.pop_front().or(s.behaviour.always_status);
         if let Some(code) = forced {
             s.rejected += records.len() as u64;
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return Ok(reply(status, Bytes::from(format!("{{\"error\":\"forced status {code}\"}}"))));
+            return Ok(reply(status, Bytes::from(format!("{{\"error\":\"forced status {code}\"{echo}}}"))));
+        }
+        if s.behaviour.garble_replies {
+            s.rejected += records.len() as u64;
+            return Ok(reply(StatusCode::OK, Bytes::from_static(b"<html><body>upstream busy, try later</body></html>")));
         }
         let mut results = Vec::with_capacity(records.len());
         for r in records {
@@ -249,13 +266,16 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
             };
             if s.behaviour.reject_keys.contains(&key) {
                 s.rejected += 1;
-                results
-                    .push(json!({"key": key, "ok": false, "code": "INVALID_RECORD", "message": format!("record {key} is not valid here")}));
+                let message = format!("record {key} is not valid here{echo}");
+                results.push(json!({"key": key, "ok": false, "code": "INVALID_RECORD", "message": message}));
             } else {
                 results.push(json!({"key": key, "ok": true}));
                 let operation = r["operation"].as_str().unwrap_or_default().to_string();
                 s.accepted.push(Received { action: action.clone(), key, operation, payload: r["payload"].clone() });
             }
+        }
+        for i in 0..s.behaviour.extra_results {
+            results.push(json!({"key": format!("not-sent-{i}"), "ok": true}));
         }
         let body = if s.behaviour.per_record_results { json!({"results": results}).to_string() } else { String::new() };
         (body, s.behaviour.hang_after_accept)
@@ -264,6 +284,40 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         tokio::time::sleep(d).await;
     }
     Ok(reply(StatusCode::OK, Bytes::from(body)))
+}
+
+/// The headers as a careless API echoes them: each value as sent, in
+/// base64 and URL-encoded.
+fn echo(headers: &BTreeMap<String, String>) -> String {
+    let text: Vec<String> =
+        headers.iter().map(|(k, v)| format!("{k}: {v} (base64 {}, url {})", base64(v.as_bytes()), url_encode(v))).collect();
+    format!(", \"headers\": {}", Value::from(text.join("; ")))
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn reply(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {

@@ -1,14 +1,16 @@
-//! The engine suite: every case in `cases.rs` against every warehouse
+//! The engine suite: every case in `cases.rs`, `safety.rs` and `limits.rs` against every warehouse
 //! fixture in `fixture.rs`, through the public API.
 
 mod cases;
 mod fixture;
+mod limits;
 mod safety;
 mod support;
 
-/// The cases of both files, under one name for the suite.
-mod cases_of {
+/// Every case, from the files that hold them.
+mod all {
     pub use super::cases::*;
+    pub use super::limits::*;
     pub use super::safety::*;
 }
 
@@ -18,7 +20,7 @@ macro_rules! suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    super::cases_of::$case(super::fixture::$dialect().await).await
+                    super::all::$case(super::fixture::$dialect().await).await
                 }
             )*
         }
@@ -52,6 +54,10 @@ macro_rules! all_cases {
             overlapping_syncs_send_each_record_once,
             records_in_flight_at_a_kill_get_their_deletes,
             a_killed_sync_shows_what_it_delivered,
+            secrets_never_echo,
+            replies_that_cannot_be_read_are_not_success,
+            runaway_templates_and_bad_values_fail_one_record,
+            the_largest_settings_neither_abort_nor_hang,
         );
     };
 }

@@ -71,6 +71,7 @@ impl Env {
                 requests_per_second: None,
                 max_retries: Some(3),
                 initial_backoff_millis: Some(10),
+                replies: None,
             },
             model: ModelSpec {
                 source_ref: ObjectRef { name: "warehouse".into() },

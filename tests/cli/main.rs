@@ -1,5 +1,8 @@
 //! The `retl` binary as a user runs it: the quickstart, plan, history,
-//! reset, replay, bad input, a killed run and Ctrl-C.
+//! reset, replay, bad input, a killed run and Ctrl-C; `safety.rs`: secrets,
+//! deadlines and a closed stdout.
+
+mod safety;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
