@@ -2,6 +2,7 @@
 //! reset, replay, bad input, a killed run and Ctrl-C; `safety.rs`: secrets,
 //! deadlines and a closed stdout.
 
+mod manifests;
 mod safety;
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,17 @@ use testkit::sink::Sink;
 
 fn retl(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_retl")).args(args).current_dir(dir).env_remove("RUST_LOG").output().expect("run retl")
+}
+
+/// `retl run -f .` in `dir`, in the background, its output discarded (to be killed).
+fn spawn_run(dir: &Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_retl"))
+        .args(["run", "-f", "."])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -201,13 +213,7 @@ async fn a_killed_run_resumes_and_loses_nothing() {
     sink.set(|b| b.stall = Some(Duration::from_millis(40)));
     let tmp = tempfile::tempdir().unwrap();
     http_setup(tmp.path(), 300, &sink.url(), "");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_retl"))
-        .args(["run", "-f", "."])
-        .current_dir(tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(tmp.path());
     let s = &sink;
     tokio::task::block_in_place(|| wait_for(s, 50));
     child.kill().unwrap(); // SIGKILL: no chance to clean up
@@ -372,13 +378,7 @@ async fn records_in_flight_when_killed_get_their_deletes() {
     let manifests = tmp.path().join("all.yaml");
     let yaml = std::fs::read_to_string(&manifests).unwrap() + "  send: [added, updated, deleted]\n";
     std::fs::write(&manifests, yaml).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_retl"))
-        .args(["run", "-f", "."])
-        .current_dir(tmp.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(tmp.path());
     let s = &sink;
     tokio::task::block_in_place(|| wait_for(s, 10));
     child.kill().unwrap(); // SIGKILL: delivered, never committed

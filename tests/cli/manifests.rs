@@ -5,28 +5,9 @@
 //! selects nothing is an error; `-o json|yaml` prints the Syncs as
 //! `kubectl get syncs -o json` would.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-fn retl(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_retl")).args(args).current_dir(dir).env_remove("RUST_LOG").output().expect("run retl")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-/// A copy of examples/quickstart in a temporary directory.
-fn quickstart() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-    let dst = tmp.path().join("quickstart");
-    std::fs::create_dir_all(&dst).unwrap();
-    for f in ["source.yaml", "destination.yaml", "model.yaml", "mapping.yaml", "warehouse.sql"] {
-        std::fs::copy(src.join(f), dst.join(f)).unwrap();
-    }
-    (tmp, dst)
-}
+use super::{quickstart, retl, text};
 
 /// Replaces `from` (which must be there) with `to` in `file`.
 fn edit(dir: &Path, file: &str, from: &str, to: &str) {
