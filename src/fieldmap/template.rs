@@ -36,7 +36,11 @@ pub fn parse(source: &str) -> Result<Template, String> {
     // block under a name replaces the stdlib's).
     let builder = liquid::ParserBuilder::with_stdlib().block(ForBlock).block(NoTableRow);
     let parser = super::liquid_bounds::register(builder).build().map_err(|e| e.to_string())?;
-    parser.parse(source).map(|inner| Template { inner }).map_err(|e| one_line(&e.to_string()))
+    // liquid-core 0.26 panics on an integer literal past i64 (`(1..99999999999999999999)`,
+    // found by fuzzing): a template that cannot be parsed is an error, not a crash.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.parse(source)))
+        .map_err(|_| "the template cannot be parsed: a number in it is out of range (at most 9223372036854775807)".to_string())?;
+    parsed.map(|inner| Template { inner }).map_err(|e| one_line(&e.to_string()))
 }
 
 impl Template {
@@ -108,6 +112,13 @@ mod tests {
         let t = parse("{{ row.missing }}").unwrap();
         assert!(t.render(&row, None).is_err());
         assert!(parse("{{ row.first ").is_err());
+    }
+
+    #[test]
+    fn a_number_past_i64_is_an_error_not_a_panic() {
+        // Found by the templates fuzz target (fuzz/seeds/templates/huge_literal).
+        let e = parse("{% for i in (1..1111111111111111111140000) %}x{% endfor %}").err().unwrap_or_default();
+        assert!(e.contains("out of range"), "{e}");
     }
 
     #[test]
