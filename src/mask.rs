@@ -96,9 +96,9 @@ fn forms(v: &str, out: &mut Vec<String>) {
     for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
         out.push(engine.encode(v));
     }
-    let upper = percent_encode(v);
+    let upper = percent_encode(v, false);
     out.push(upper.replace("%20", "+"));
-    out.push(upper.to_lowercase_hex());
+    out.push(percent_encode(v, true));
     out.push(upper);
     if let Ok(json) = serde_json::to_string(v) {
         out.push(json.trim_matches('"').to_string());
@@ -106,38 +106,16 @@ fn forms(v: &str, out: &mut Vec<String>) {
     }
 }
 
-/// RFC 3986 percent-encoding of everything but the unreserved characters.
-fn percent_encode(text: &str) -> String {
+/// RFC 3986 percent-encoding of everything but the unreserved characters,
+/// with upper- or lower-case hex digits (servers write either).
+fn percent_encode(text: &str, lower: bool) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ if lower => format!("%{b:02x}"),
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-trait LowerHex {
-    fn to_lowercase_hex(&self) -> String;
-}
-
-impl LowerHex for String {
-    /// `%2F` → `%2f`, leaving the rest as it is.
-    fn to_lowercase_hex(&self) -> String {
-        let mut out = String::with_capacity(self.len());
-        let mut hex_left = 0;
-        for c in self.chars() {
-            if c == '%' {
-                hex_left = 2;
-                out.push(c);
-            } else if hex_left > 0 {
-                hex_left -= 1;
-                out.push(c.to_ascii_lowercase());
-            } else {
-                out.push(c);
-            }
-        }
-        out
-    }
 }
 
 fn percent_decode(text: &str) -> Result<String, ()> {

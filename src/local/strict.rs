@@ -14,8 +14,7 @@ use crate::schedule::Schedule;
 /// Why the object `value` of `kind` does not fit its CRD's schema, one line
 /// per problem (empty when it fits).
 pub fn schema_problems(kind: &str, value: &Value) -> Vec<String> {
-    let crd = all_crds().into_iter().find(|c| c.spec.names.kind == kind);
-    let schema = crd.and_then(|c| c.spec.versions.into_iter().next()).and_then(|v| v.schema).and_then(|s| s.open_api_v3_schema);
+    let schema = schemas().iter().find(|(k, _)| k == kind).map(|(_, s)| s);
     let mut out = Vec::new();
     if let (Some(schema), Value::Object(top)) = (schema, value) {
         for (k, v) in top {
@@ -30,6 +29,20 @@ pub fn schema_problems(kind: &str, value: &Value) -> Vec<String> {
         }
     }
     out
+}
+
+/// Each kind's schema, generated once per process (not per manifest).
+fn schemas() -> &'static [(String, JSONSchemaProps)] {
+    static SCHEMAS: std::sync::OnceLock<Vec<(String, JSONSchemaProps)>> = std::sync::OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        all_crds()
+            .into_iter()
+            .filter_map(|c| {
+                let schema = c.spec.versions.into_iter().next()?.schema?.open_api_v3_schema?;
+                Some((c.spec.names.kind, schema))
+            })
+            .collect()
+    })
 }
 
 fn walk(path: &str, value: &Value, schema: &JSONSchemaProps, out: &mut Vec<String>) {
