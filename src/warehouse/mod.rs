@@ -22,6 +22,7 @@ mod sqlite;
 mod sqlite_hash;
 mod sqlite_lock;
 mod sqlite_state;
+mod state_tx;
 
 pub use error::WarehouseError;
 

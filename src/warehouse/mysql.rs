@@ -198,12 +198,10 @@ impl Warehouse for MysqlWarehouse {
     }
 
     async fn reset(&self, scope: &StateScope) -> Result<(), WarehouseError> {
-        let err = |e| self.state_err("reset", e);
-        let mut tx = self.pool.begin().await.map_err(err)?;
-        for t in ["snapshot", "pending"] {
-            tx.execute(AssertSqlSafe(format!("DELETE FROM {}", self.table(t, scope)))).await.map_err(err)?;
-        }
-        tx.commit().await.map_err(err)
+        let tables = [self.table("snapshot", scope), self.table("pending", scope)];
+        super::state_tx::StateTx::execute_all(&self.pool, tables.map(|t| format!("DELETE FROM {t}")))
+            .await
+            .map_err(|e| self.state_err("reset", e))
     }
 
     async fn stage(&self, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {

@@ -113,7 +113,7 @@ pub async fn commit(wh: &MysqlWarehouse, scope: &StateScope, sync: &str, plan: &
     let [s, p, l] = ["snapshot", "pending", "log"].map(|t| wh.table(t, scope));
     let now = now_ms();
     let err = |e| wh.state_err("committed", e);
-    let mut tx = wh.pool.begin().await.map_err(err)?;
+    let mut tx = super::state_tx::StateTx::begin(&wh.pool).await.map_err(err)?;
     for chunk in plan.upsert_snapshot.chunks(CHUNK) {
         let mut q = QueryBuilder::<MySql>::new(format!("INSERT INTO {s} (k, h, delivered_at) "));
         q.push_values(chunk, |mut b, (k, h)| {
@@ -184,7 +184,7 @@ pub async fn mark_in_flight(wh: &MysqlWarehouse, scope: &StateScope, sync: &str,
 pub async fn recover_in_flight(wh: &MysqlWarehouse, scope: &StateScope) -> Result<u64, WarehouseError> {
     let err = |e| wh.state_err("updated", e);
     let (s, i) = (wh.table("snapshot", scope), wh.table("inflight", scope));
-    let mut tx = wh.pool.begin().await.map_err(err)?;
+    let mut tx = super::state_tx::StateTx::begin(&wh.pool).await.map_err(err)?;
     // A key the snapshot already holds keeps its entry: that record was an
     // update or a delete, which the next diff finds anyway.
     let moved = sqlx::query(AssertSqlSafe(format!("INSERT IGNORE INTO {s} (k, h, delivered_at) SELECT k, {UNKNOWN_HASH}, ? FROM {i}")))

@@ -168,8 +168,10 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn reset(&self, scope: &StateScope) -> Result<(), WarehouseError> {
-        let sql = format!("BEGIN; DELETE FROM {}; DELETE FROM {}; COMMIT;", self.table("snapshot", scope), self.table("pending", scope));
-        self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await.map(|_| ()).map_err(|e| self.state_err("reset", e))
+        let tables = [self.table("snapshot", scope), self.table("pending", scope)];
+        super::state_tx::StateTx::execute_all(&self.pool, tables.map(|t| format!("DELETE FROM {t}")))
+            .await
+            .map_err(|e| self.state_err("reset", e))
     }
 
     async fn stage(&self, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {

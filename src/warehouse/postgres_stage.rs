@@ -61,7 +61,7 @@ pub async fn stage(wh: &PostgresWarehouse, scope: &StateScope, req: &DiffRequest
             return Err(WarehouseError::NothingToReplay { sync: sync.clone() });
         }
     }
-    let mut tx = wh.pool().begin().await.map_err(|e| wh.error("staged", e))?;
+    let mut tx = super::state_tx::StateTx::begin(wh.pool()).await.map_err(|e| wh.error("staged", e))?;
     let run = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
     // The planner prices building a row's JSON like any other function
     // call and keeps it on one core; priced at what moving a row between

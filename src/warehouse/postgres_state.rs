@@ -22,7 +22,7 @@ const UPGRADES: &[(i32, &str)] = &[];
 pub async fn prepare(wh: &PostgresWarehouse, scope: &StateScope) -> Result<(), WarehouseError> {
     let (name, schema) = wh.schema_parts();
     let err = |e| wh.error("created", e);
-    let mut tx = wh.pool().begin().await.map_err(err)?;
+    let mut tx = super::state_tx::StateTx::begin(wh.pool()).await.map_err(err)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("retl state {name}"))
         .execute(&mut *tx)

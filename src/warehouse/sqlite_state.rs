@@ -25,7 +25,7 @@ pub async fn commit(wh: &SqliteWarehouse, scope: &StateScope, sync: &str, outcom
          last_code = excluded.last_code, last_error = excluded.last_error"
     );
     let insert_log = format!("INSERT INTO {l} (sync, k, op, outcome, code, error, payload, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    let mut tx = wh.pool.begin().await.map_err(|e| state_err("committed", e))?;
+    let mut tx = super::state_tx::StateTx::begin(&wh.pool).await.map_err(|e| state_err("committed", e))?;
     for o in outcomes {
         let op = super::kind_name(o.kind);
         let (outcome, code, error, payload) = match &o.result {
@@ -85,7 +85,7 @@ const UNKNOWN_HASH: &str = "''";
 pub async fn mark_in_flight(wh: &SqliteWarehouse, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError> {
     let sql = format!("INSERT OR REPLACE INTO {} (k, sync, at) VALUES (?, ?, ?)", wh.table("inflight", scope));
     let now = now_ms();
-    let mut tx = wh.pool.begin().await.map_err(|e| state_err("updated", e))?;
+    let mut tx = super::state_tx::StateTx::begin(&wh.pool).await.map_err(|e| state_err("updated", e))?;
     for k in keys {
         sqlx::query(AssertSqlSafe(sql.as_str()))
             .bind(*k)
@@ -100,7 +100,7 @@ pub async fn mark_in_flight(wh: &SqliteWarehouse, scope: &StateScope, sync: &str
 
 pub async fn recover_in_flight(wh: &SqliteWarehouse, scope: &StateScope) -> Result<u64, WarehouseError> {
     let (s, i) = (wh.table("snapshot", scope), wh.table("inflight", scope));
-    let mut tx = wh.pool.begin().await.map_err(|e| state_err("updated", e))?;
+    let mut tx = super::state_tx::StateTx::begin(&wh.pool).await.map_err(|e| state_err("updated", e))?;
     // A key the snapshot already holds keeps its entry: that record was an
     // update or a delete, which the next diff finds anyway.
     let moved = tx

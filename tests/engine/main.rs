@@ -58,6 +58,7 @@ macro_rules! all_cases {
             replies_that_cannot_be_read_are_not_success,
             runaway_templates_and_bad_values_fail_one_record,
             the_largest_settings_neither_abort_nor_hang,
+            state_writes_cancelled_at_any_moment_leave_no_transaction_behind,
         );
     };
 }

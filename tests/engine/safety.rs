@@ -178,3 +178,39 @@ pub async fn a_killed_sync_shows_what_it_delivered(fx: Fixture) {
     assert_eq!((r.loaded.new, r.loaded.skipped), (r.loaded.succeeded, 200 - r.loaded.succeeded), "{r:#?}");
     assert_eq!(r.skipped[0].reason, "NotProcessed", "{r:#?}");
 }
+
+pub async fn state_writes_cancelled_at_any_moment_leave_no_transaction_behind(fx: Fixture) {
+    let env = Env::new(fx, 20).await;
+    let m = env.mapping();
+    let scope = StateScope::from_uid(&env.mapping_uid);
+    // A reset is one transaction. Dropped at each of its await points in
+    // turn (as a task abort or a deadline drops a sync), it must not leave
+    // a pooled connection inside a transaction: the next sync's statements
+    // on that connection would never commit and would hold their row locks,
+    // so that the sync's other statements wait on them and fail.
+    for polls in 1..=12 {
+        let _ = cancel_after_polls(env.wh.reset(&scope), polls).await;
+        let (_, r) = tokio::time::timeout(Duration::from_secs(120), env.sync(&m))
+            .await
+            .unwrap_or_else(|_| panic!("a sync after a reset cancelled at poll {polls} hangs"));
+        assert_eq!(r.phase, SyncPhase::Successful, "after a reset cancelled at poll {polls}: {r:#?}");
+        assert_adds_up(&r);
+    }
+    // What the syncs committed is there: nothing more to send.
+    let (_, r) = env.sync(&m).await;
+    assert_eq!(r.extracted.unchanged, 20, "{r:#?}");
+}
+
+/// Polls `f` until it has returned `Pending` `polls` times, then drops it.
+async fn cancel_after_polls<F: std::future::Future>(f: F, polls: usize) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    let mut pending = 0;
+    std::future::poll_fn(|cx| match f.as_mut().poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+        std::task::Poll::Pending => {
+            pending += 1;
+            if pending >= polls { std::task::Poll::Ready(None) } else { std::task::Poll::Pending }
+        }
+    })
+    .await
+}
