@@ -1,3 +1,4 @@
+pub mod alert;
 pub mod api;
 pub mod controller;
 pub mod destination;

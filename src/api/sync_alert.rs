@@ -87,6 +87,19 @@ pub struct EmailChannel {
     pub password_secret_ref: Option<SecretKeyRef>,
 }
 
+/// How the SMTP connection is secured.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587: Gmail, SES, most providers); refused if the server does not offer it.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption (a relay on localhost or inside the cluster only).
+    None,
+}
+
 /// Observed state of a SyncAlert.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

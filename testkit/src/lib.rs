@@ -1,5 +1,9 @@
-//! Dev-only test kit for retl: [`sink::Sink`], a real HTTP server that plays
-//! an HTTP destination. Tests, benchmarks and end-to-end runs use it.
+//! Dev-only test kit for retl: real servers that play what a user has.
+//! [`sink::Sink`] plays an HTTP destination, [`slack::SlackWebhook`] a
+//! Slack incoming webhook and [`smtp::SmtpServer`] an SMTP server (Python's
+//! aiosmtpd). Tests, benchmarks and end-to-end runs use them.
 
 pub mod seed;
 pub mod sink;
+pub mod slack;
+pub mod smtp;
