@@ -215,6 +215,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for name in &outcome.disabled {
                 say(&format!("Mapping {name} is disabled (spec.enabled: false); not synced\n"));
             }
+            for line in &outcome.alerts {
+                say(&format!("{line}\n"));
+            }
             match output {
                 Output::Table => print_syncs(&outcome.ran, true),
                 other => out(&output::render(&output::syncs(&outcome.ran), other.into())),

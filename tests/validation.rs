@@ -266,7 +266,7 @@ spec:
     let outcomes = |name: &str| ns.kubectl_json(&["get", "syncalert", name]).expect("the SyncAlert")["spec"]["outcomes"].clone();
     assert_eq!(outcomes("yaml"), serde_json::json!(["Failed"]));
     assert_eq!(outcomes("json"), serde_json::json!(["PartiallySuccessful", "Failed"]));
-    assert_eq!(outcomes("defaults"), serde_json::json!(["Failed", "PartiallySuccessful"]), "the default applies");
+    assert_eq!(outcomes("defaults"), serde_json::json!(["Failed", "PartiallySuccessful", "Recovered"]), "the default applies");
     let yaml_back = ns.kubectl_json(&["get", "syncalert", "yaml"]).expect("the SyncAlert");
     assert_eq!(yaml_back["spec"]["email"]["to"], serde_json::json!(["data@example.com"]));
     assert_eq!(yaml_back["spec"]["mappingSelector"]["matchLabels"]["team"], "growth");

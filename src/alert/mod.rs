@@ -1,9 +1,18 @@
-//! Alerts about the outcomes of Syncs (the `SyncAlert` kind): how one alert
-//! message reaches one channel. [`slack`] posts to a Slack incoming webhook,
-//! [`email`] sends through an SMTP server, and [`delivery`] holds what both
-//! share: the retry policy and the error a failed delivery ends with, whose
-//! reason and message become a condition on the SyncAlert.
+//! Alerts: who hears about failed and partially successful syncs, and
+//! about the recovery after them, by Slack, e-mail and Kubernetes Events.
+//!
+//! The operator's SyncAlert controller and `retl run` share all of it:
+//! [`ledger`] decides when to alert (once per Sync, throttled by
+//! `repeatInterval`, a Recovered notice closing the episode), [`book`]
+//! keeps the record of claims and deliveries, [`message`] says the same on
+//! every channel, and [`slack`] and [`email`] deliver. Nothing here knows
+//! SQL or Kubernetes clients.
 
+pub mod book;
+pub mod channels;
 pub mod delivery;
+pub mod dispatch;
 pub mod email;
+pub mod ledger;
+pub mod message;
 pub mod slack;

@@ -124,7 +124,7 @@ pub const DEFAULT_STARTUP_DEADLINE_SECONDS: i64 = 300;
 /// `humantime::parse_duration` (the engine's parser) reads as the same,
 /// positive, whole number of seconds; humantime also reads more (`1.5h`,
 /// `14days`, `1M`), which the API server refuses.
-const RETRY_WINDOW_RULE: &str = "self.matches('^([0-9]{1,6}[smhdw])+$') && self.matches('[1-9]')";
+pub(crate) const RETRY_WINDOW_RULE: &str = "self.matches('^([0-9]{1,6}[smhdw])+$') && self.matches('[1-9]')";
 
 fn default_send() -> Vec<ChangeKind> {
     vec![ChangeKind::Added, ChangeKind::Updated]

@@ -17,13 +17,15 @@ pub struct Context {
     pub client: Client,
     pub worker: WorkerSettings,
     pub metrics: Arc<Metrics>,
+    /// The HTTP client alerts are posted with (Slack webhooks).
+    pub http: reqwest::Client,
     recorder: EventRecorder,
 }
 
 impl Context {
-    pub fn new(client: Client, worker: WorkerSettings, metrics: Arc<Metrics>, instance: Option<String>) -> Context {
+    pub fn new(client: Client, worker: WorkerSettings, metrics: Arc<Metrics>, instance: Option<String>, http: reqwest::Client) -> Context {
         let instance = instance.unwrap_or_else(|| FIELD_MANAGER.into());
-        Context { recorder: EventRecorder::new(client.clone(), FIELD_MANAGER, &instance), client, worker, metrics }
+        Context { recorder: EventRecorder::new(client.clone(), FIELD_MANAGER, &instance), client, worker, metrics, http }
     }
 
     /// Records an Event (the in-app notification channel) about `object`,

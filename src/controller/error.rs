@@ -17,6 +17,8 @@ pub enum ControllerError {
         "cannot read the operator's own Pod {pod} to learn the workers' image ({detail}); set RETL_WORKER_IMAGE, or let the operator get its Pod (deploy/rbac.yaml)"
     )]
     OwnPod { pod: String, detail: String },
+    #[error("cannot build the HTTP client that alerts are posted with: {0}")]
+    AlertClient(String),
     #[error("leader election: {0}")]
     Leader(String),
 }

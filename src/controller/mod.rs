@@ -16,6 +16,7 @@ pub async fn client(component: &str) -> Result<kube::Client, error::ControllerEr
     kube::Client::try_from(config).map_err(error::ControllerError::Client)
 }
 
+pub mod alert_gather;
 pub mod context;
 pub mod destination;
 pub mod error;
@@ -33,5 +34,6 @@ pub mod secrets;
 pub mod source;
 pub mod status;
 pub mod sync;
+pub mod sync_alert;
 pub mod sync_plan;
 pub mod worker_start;

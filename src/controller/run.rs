@@ -27,8 +27,8 @@ use super::error::ControllerError;
 use super::job::WorkerSettings;
 use super::leader::{LeaderElection, Timing};
 use super::metrics::{ControllerLabels, Metrics};
-use super::{destination, mapping, model, source, sync};
-use crate::api::{Destination, Mapping, Model, Source, Sync};
+use super::{destination, mapping, model, source, sync, sync_alert};
+use crate::api::{Destination, Mapping, Model, Source, Sync, SyncAlert};
 
 /// Settings of `retl operator`.
 #[derive(Clone, Debug)]
@@ -103,7 +103,8 @@ pub async fn run(settings: Settings) -> Result<(), ControllerError> {
             both
         }
     };
-    let ctx = Arc::new(Context::new(client.clone(), worker, metrics.clone(), Some(settings.identity.clone())));
+    let http = reqwest::Client::builder().build().map_err(|e| ControllerError::AlertClient(e.to_string()))?;
+    let ctx = Arc::new(Context::new(client.clone(), worker, metrics.clone(), Some(settings.identity.clone()), http));
     let namespaces: Vec<Option<String>> =
         if settings.namespaces.is_empty() { vec![None] } else { settings.namespaces.iter().cloned().map(Some).collect() };
     let mut tasks = Vec::new();
@@ -136,7 +137,7 @@ where
 
 type Task = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// The five controllers for one namespace (or all).
+/// The six controllers for one namespace (or all).
 fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: CancellationToken) -> Vec<Task> {
     let cfg = watcher::Config::default;
     let mut tasks: Vec<Task> = Vec::new();
@@ -181,7 +182,22 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
     let store = models.store();
     let models = models
         .watches(api::<Source>(client, ns), cfg(), move |s: Source| referrers(&store, &s, |x: &Model, n| x.spec.source_ref.name == n));
-    tasks.push(Box::pin(drive(models, model::reconcile, ctx, "model", stop)));
+    tasks.push(Box::pin(drive(models, model::reconcile, ctx.clone(), "model", stop.clone())));
+
+    // A finished Sync is news for every SyncAlert of its namespace (each
+    // picks the Mappings it selects); a Secret's change re-checks the
+    // SyncAlerts that use it.
+    let alerts = Controller::new(api::<SyncAlert>(client, ns), cfg());
+    let (by_sync, by_secret) = (alerts.store(), alerts.store());
+    let alerts = alerts
+        .watches(api::<Sync>(client, ns), cfg(), move |s: Sync| {
+            let finished = s.status.as_ref().and_then(|st| st.phase).is_some_and(|p| p.is_finished());
+            if finished { referrers(&by_sync, &s, |_: &SyncAlert, _| true) } else { Vec::new() }
+        })
+        .watches(secret_metadata(client, ns), cfg(), move |s| {
+            referrers(&by_secret, &s, |x: &SyncAlert, n| crate::alert::channels::secret_refs(&x.spec).iter().any(|r| r.name == n))
+        });
+    tasks.push(Box::pin(drive(alerts, sync_alert::reconcile, ctx, "syncalert", stop)));
     tasks
 }
 

@@ -3,6 +3,7 @@
 //! `history` and `sql`, the local counterparts of what the operator and
 //! `kubectl get syncs` offer.
 
+mod alerts;
 mod manifests;
 pub mod output;
 pub mod print;
@@ -38,6 +39,8 @@ pub enum LocalError {
     Warehouse(#[from] WarehouseError),
     #[error(transparent)]
     Destination(#[from] DestinationError),
+    #[error("SyncAlert {name}: {message}")]
+    Alert { name: String, message: String },
     #[error("{0}")]
     Usage(String),
 }
@@ -75,6 +78,9 @@ pub struct RunOutcome {
     pub ran: Vec<Ran>,
     /// Mappings not synced because they are disabled (`spec.enabled: false`).
     pub disabled: Vec<String>,
+    /// What the SyncAlerts said (their Events channel) and any delivery
+    /// that failed, in order.
+    pub alerts: Vec<String>,
 }
 
 /// One sync that ran (or could not start).
@@ -127,6 +133,8 @@ fn check_selection(m: &Manifests, dir: &std::path::Path, only: &[String]) -> Res
 /// Runs the selected Mappings once, one after the other.
 pub async fn run(opts: &RunOptions, progress: ProgressFn<'_>, cancel: &CancellationToken) -> Result<RunOutcome, LocalError> {
     let m = Manifests::load(&opts.dir)?;
+    let alerts = alerts::LocalAlerts::load(&m, &opts.dir)?;
+    let started_run = Timestamp::now();
     let mut ran = Vec::new();
     let mut disabled = Vec::new();
     if let Some(sync) = &opts.replay {
@@ -135,8 +143,10 @@ pub async fn run(opts: &RunOptions, progress: ProgressFn<'_>, cancel: &Cancellat
         let name = format!("{sync}-replay-{}", token_hash());
         let request = SyncRequest { name: name.clone(), trigger: SyncTrigger::Replay, replay_of: Some(sync.clone()) };
         let report = run_one(&m, &ns, target, &request, progress, cancel).await;
+        let sync = alerts::LocalSync { namespace: &ns, name: &name, mapping: target, report: &report };
+        alerts.after(&m, &opts.dir, &sync, started_run).await;
         ran.push(Ran { name, namespace: ns, mapping, trigger: SyncTrigger::Replay, report });
-        return Ok(RunOutcome { ran, disabled });
+        return Ok(RunOutcome { ran, disabled, alerts: alerts.lines() });
     }
     check_selection(&m, &opts.dir, &opts.mappings)?;
     if let Some(r) = &opts.reset
@@ -159,9 +169,11 @@ pub async fn run(opts: &RunOptions, progress: ProgressFn<'_>, cancel: &Cancellat
         let sync_name = format!("{name}-{}", token_hash());
         let request = SyncRequest { name: sync_name.clone(), trigger, replay_of: None };
         let report = run_one(&m, ns, mapping, &request, progress, cancel).await;
+        let sync = alerts::LocalSync { namespace: ns, name: &sync_name, mapping, report: &report };
+        alerts.after(&m, &opts.dir, &sync, started_run).await;
         ran.push(Ran { name: sync_name, namespace: ns.clone(), mapping: name.clone(), trigger, report });
     }
-    Ok(RunOutcome { ran, disabled })
+    Ok(RunOutcome { ran, disabled, alerts: alerts.lines() })
 }
 
 /// A short hash of a new request token (the current time), as the operator

@@ -2,6 +2,7 @@
 //! reset, replay, bad input, a killed run and Ctrl-C; `safety.rs`: secrets,
 //! deadlines and a closed stdout.
 
+mod alerts;
 mod manifests;
 mod safety;
 

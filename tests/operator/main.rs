@@ -5,6 +5,7 @@
 //! local process. The operator and the workers run as deploy/'s
 //! ServiceAccounts, so RBAC applies to every call they make.
 
+mod alerts;
 mod cluster;
 mod crds;
 mod events;

@@ -71,7 +71,9 @@ async fn rbac_covers_exactly_the_calls_made() {
         rows: 60,
         mapping_spec: "  successfulSyncsHistoryLimit: 1\n",
         http_extra: ", headers: [{name: X-Token, valueFrom: {name: api-token, key: token}}]",
-        extra_yaml: "---\napiVersion: v1\nkind: Secret\nmetadata: {name: api-token}\nstringData: {token: t0k3n}\n",
+        // A SyncAlert (Events only) hears of the partial sync below.
+        extra_yaml: "---\napiVersion: v1\nkind: Secret\nmetadata: {name: api-token}\nstringData: {token: t0k3n}\n\
+                     ---\napiVersion: retl.dev/v1alpha1\nkind: SyncAlert\nmetadata: {name: in-app}\nspec: {}\n",
         ..Default::default()
     })
     .await;
