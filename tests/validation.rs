@@ -288,6 +288,14 @@ spec:
     assert!(explain.stdout.contains("FIELD: outcomes"), "{}", explain.stdout);
     assert!(explain.stdout.contains("Outcomes that raise an alert"), "{}", explain.stdout);
 
+    // The examples of each channel (examples/alerts/) apply as written.
+    for file in ["slack.yaml", "gmail.yaml", "ses.yaml", "events-only.yaml"] {
+        let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/alerts").join(file)).unwrap();
+        accepted(&ns, &text);
+    }
+    let out = ns.kubectl(&["get", "syncalert", "oncall-by-gmail", "-o", "jsonpath={.spec.email.smtpTls}"]).expect("kubectl runs");
+    assert_eq!(out.stdout, "starttls");
+
     // The old spelling is what kubectl's YAML reader turned into `true`.
     let old = "apiVersion: retl.dev/v1alpha1\nkind: SyncAlert\nmetadata: {name: old}\nspec:\n  on: [Failed]\n";
     let err = refused(&ns, old);

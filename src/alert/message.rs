@@ -85,7 +85,7 @@ fn facts(s: &SyncSummary) -> Vec<(&'static str, String)> {
         ("Destination", format!("{}, action {}", s.destination, s.action)),
         ("Started", s.started.map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()).unwrap_or_else(|| "-".into())),
         ("Duration", s.duration.clone().unwrap_or_else(|| "-".into())),
-        ("Extracted", format!("{} (added {}, updated {}, deleted {})", e.total, e.added, e.updated, e.deleted)),
+        ("Extracted", format!("{} (added {}, updated {}, deleted {}, unchanged {})", e.total, e.added, e.updated, e.deleted, e.unchanged)),
         ("Loaded", format!("{} succeeded, {} failed", s.loaded.succeeded, s.loaded.failed)),
     ];
     if s.loaded.expired > 0 {

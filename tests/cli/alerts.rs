@@ -87,6 +87,9 @@ async fn a_local_run_alerts_once_per_outcome_and_recovers() {
     let texts: Vec<String> = slack.messages().iter().map(|m| m.payload["text"].as_str().unwrap_or_default().to_string()).collect();
     assert_eq!(texts.len(), 3);
     assert!(texts[2].contains("succeeded after 3 failed or partially successful sync(s)"), "{}", texts[2]);
+    // As received (run with --nocapture to read them; docs/alerts.md shows them).
+    eprintln!("--- e-mail as received:\n{}", String::from_utf8_lossy(&smtp.messages().unwrap()[1].raw));
+    eprintln!("--- Slack payload as received:\n{:#}", slack.messages()[1].payload);
     let mail = &smtp.messages().unwrap()[1];
     let body = mail.text.clone().unwrap_or_default();
     assert!(body.contains("retl history -f . --mapping users-api --details"), "how to see more: {body}");

@@ -53,7 +53,7 @@ fn the_text_tells_everything_a_person_needs() {
         "Destination: crm, action upsert_contact",
         "Started: 2026-12-01 10:00:00 UTC",
         "Duration: 4s",
-        "Extracted: 60 (added 40, updated 10, deleted 0)",
+        "Extracted: 60 (added 40, updated 10, deleted 0, unchanged 10)",
         "Loaded: 43 succeeded, 7 failed",
         "5 × HTTP_422: email is invalid <x> — fix the email column",
         "kubectl describe sync users-to-crm-29123456 -n team-a",
