@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::CONTENT_TYPE;
 
 use super::delivery::{DeliveryError, Failed, RetryPolicy, snippet, with_retries};
 use crate::mask::Masker;
@@ -92,17 +92,17 @@ async fn attempt(client: &reqwest::Client, url: &reqwest::Url, body: &bytes::Byt
         .body(body.clone())
         .send()
         .await
-        .map_err(|e| Failed::retry("SlackUnavailable", masker.owned(format!("cannot reach the Slack webhook: {}", describe(&e)))))?;
+        .map_err(|e| {
+            Failed::retry(
+                "SlackUnavailable",
+                masker.owned(format!("cannot reach the Slack webhook: {}", crate::destination::http::describe(&e))),
+            )
+        })?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
-    let retry_after = response
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = crate::destination::http::retry_after(response.headers());
     // A reply that breaks off is still a refusal; what arrived is enough to show.
     let text = response.text().await.unwrap_or_default();
     // Masked before it is cut short: a token cut in half would no longer match.
@@ -148,25 +148,6 @@ fn judge(status: StatusCode, retry_after: Option<Duration>, reply: &str) -> Fail
         ),
         _ => Failed::permanent("WebhookRejected", format!("{said}; check that the URL in the Secret is a Slack incoming webhook")),
     }
-}
-
-/// A transport error in words, without the URL that reqwest puts in its
-/// own message (the caller masks what the causes might still hold).
-fn describe(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())
-    } else if e.is_connect() {
-        "cannot connect".to_string()
-    } else {
-        "the request failed".to_string()
-    };
-    let mut cause = String::new();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        cause = s.to_string();
-        source = s.source();
-    }
-    if cause.is_empty() { kind } else { format!("{kind} ({cause})") }
 }
 
 #[cfg(test)]

@@ -160,12 +160,7 @@ impl HttpDestination {
             .await
             .map_err(|e| Retry { message: self.masker.owned(describe(&e)), retry_after: None })?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let text = response.text().await.map_err(|e| Retry { message: self.masker.owned(describe(&e)), retry_after: None })?;
         // Masked here, where the reply enters retl: every message, code and
         // log line below is made from the masked text.
@@ -253,7 +248,7 @@ impl Destination for HttpDestination {
 }
 
 /// A transport error in words, without the URL (it may carry credentials).
-fn describe(e: &reqwest::Error) -> String {
+pub(crate) fn describe(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "request timed out"
     } else if e.is_connect() {
@@ -283,3 +278,8 @@ fn snippet(text: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// A `Retry-After` header in seconds (the form APIs use for 429 and 503).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers.get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs)
+}

@@ -7,7 +7,7 @@
 
 mod error;
 mod file;
-mod http;
+pub(crate) mod http;
 mod reply;
 
 pub use error::DestinationError;
