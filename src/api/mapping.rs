@@ -27,7 +27,14 @@ use super::{Condition, ObjectRef};
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
     printcolumn(name = "Last Sync", type_ = "date", json_path = ".status.lastSync.startTime"),
     printcolumn(name = "Last Status", type_ = "string", json_path = ".status.lastSync.phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    // The sync overview's filters: `kubectl get mappings --field-selector
+    // spec.enabled=false` (mapping status), `status.lastSync.phase=Failed`
+    // (latest sync status), by model and by destination.
+    selectable = ".spec.enabled",
+    selectable = ".status.lastSync.phase",
+    selectable = ".spec.modelRef.name",
+    selectable = ".spec.destinationRef.name"
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MappingSpec {

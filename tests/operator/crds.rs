@@ -73,3 +73,30 @@ async fn syncs_print_select_and_validate_as_documented() {
         .unwrap();
     assert!(!unknown.success() && unknown.stderr.contains("unknown field \"spec.colour\""), "strict field validation: {}", unknown.stderr);
 }
+
+/// The sync overview's filters on Mappings: mapping status (enabled),
+/// latest sync status, model and destination, as field selectors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mappings_filter_as_the_sync_overview_does() {
+    let ns = cluster().namespace("mapping-filters");
+    for (name, enabled, model) in [("a", true, "users"), ("b", false, "users"), ("c", true, "orders")] {
+        ns.apply_yaml(&format!(
+            "apiVersion: retl.dev/v1alpha1\nkind: Mapping\nmetadata: {{name: {name}}}\nspec:\n  modelRef: {{name: {model}}}\n  destinationRef: {{name: crm}}\n  action: upsert\n  enabled: {enabled}\n"
+        ))
+        .unwrap();
+    }
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("retl.dev", "v1alpha1", "Mapping"), "mappings");
+    let api: Api<DynamicObject> = Api::namespaced_with(cluster().client(), ns.name(), &ar);
+    for (name, phase) in [("a", "Failed"), ("c", "Successful")] {
+        let status = json!({"status": {"lastSync": {"name": format!("{name}-1"), "phase": phase}}});
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
+    }
+    let names = |selector: &str| {
+        let out = ns.kubectl_ok(&["get", "mappings", "--field-selector", selector, "-o", "name"]).unwrap();
+        out.lines().map(|l| l.trim_start_matches("mapping.retl.dev/").to_string()).collect::<Vec<_>>()
+    };
+    assert_eq!(names("spec.enabled=false"), ["b"]);
+    assert_eq!(names("status.lastSync.phase=Failed"), ["a"]);
+    assert_eq!(names("spec.modelRef.name=users,spec.enabled=true"), ["a"]);
+    assert_eq!(names("spec.destinationRef.name=crm").len(), 3);
+}
