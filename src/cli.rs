@@ -17,6 +17,11 @@ use retl::local::{self, HistoryOptions, PlanOutcome, RunOptions, output, print};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as `text` (default) or `json`, one object per line with
+    /// the namespace, kind and name of the object it is about (for log
+    /// collectors; the operator's Deployment and the sync Jobs use json).
+    #[arg(long, global = true, env = "RETL_LOG_FORMAT", value_enum, default_value_t = retl::telemetry::LogFormat::Text)]
+    pub log_format: retl::telemetry::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]

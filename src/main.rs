@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
     retl::tune_memory();
     let cli = cli::Cli::parse();
     let long_running = matches!(cli.command, cli::Command::Operator { .. } | cli::Command::Worker { .. });
-    retl::telemetry::init(if long_running { "info" } else { "warn" });
+    retl::telemetry::init(if long_running { "info" } else { "warn" }, cli.log_format);
     match cli::run(cli).await {
         Ok(code) => code,
         Err(e) => {

@@ -1,5 +1,6 @@
-//! Logging: human-readable by default, JSON with `RETL_LOG_FORMAT=json` (as
-//! the operator's Deployment and the sync Jobs set it). `RUST_LOG` tunes the
+//! Logging: human-readable by default, JSON with `--log-format json` or
+//! `RETL_LOG_FORMAT=json` (as the operator's Deployment and the sync Jobs
+//! set it). `RUST_LOG` tunes the
 //! level (default `warn` for commands, so their output stays clean, and
 //! `info` for the operator and worker).
 
@@ -14,12 +15,25 @@ use tracing_subscriber::EnvFilter;
 /// them again when someone asks.
 const POSTGRES_NOTICES: &str = "sqlx::postgres::notice";
 
-pub fn init(default_level: &str) {
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people: one line per event, fields as `key=value`.
+    #[default]
+    Text,
+    /// For log collectors: one JSON object per line.
+    Json,
+}
+
+pub fn init(default_level: &str, format: LogFormat) {
     let filter = filter(std::env::var("RUST_LOG").ok().as_deref(), default_level);
     // Colours only on a terminal: piped logs stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
-    let _ = if std::env::var("RETL_LOG_FORMAT").is_ok_and(|f| f == "json") { builder.json().try_init() } else { builder.try_init() };
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
 }
 
 /// `RUST_LOG`'s directives when it is set and valid, else `default_level`

@@ -227,15 +227,28 @@ where
     F: FnMut(Arc<K>, Arc<Context>) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Action, ControllerError>> + Send + 'static,
 {
-    let error_policy = move |_obj: Arc<K>, err: &ControllerError, ctx: Arc<Context>| {
-        tracing::warn!(controller = name, error = %err, "reconcile failed; retrying in 30s");
+    let error_policy = move |obj: Arc<K>, err: &ControllerError, ctx: Arc<Context>| {
+        let (namespace, object) = (obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default());
+        tracing::warn!(controller = name, namespace, kind = %K::kind(&()), name = object, error = %err, "reconcile failed; retrying in 30s");
         ctx.metrics.reconcile_errors.get_or_create(&ControllerLabels { controller: name.into() }).inc();
         Action::requeue(Duration::from_secs(30))
     };
     controller
         .graceful_shutdown_on(stop.cancelled_owned())
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()))
+        .for_each(|outcome| {
+            // Each reconcile's outcome, once, naming its object (a failed
+            // one was logged by the error policy, with its error).
+            match outcome {
+                Ok((obj, action)) => {
+                    let namespace = obj.namespace.as_deref().unwrap_or_default();
+                    tracing::info!(controller = name, namespace, kind = %K::kind(&()), name = %obj.name, next = ?action, "reconciled");
+                }
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                Err(e) => tracing::warn!(controller = name, error = %e, "the controller's watch or queue failed; it retries"),
+            }
+            futures::future::ready(())
+        })
         .await;
 }
 

@@ -221,3 +221,32 @@ async fn broken_references_and_models_say_why_and_start_no_job() {
     assert!(c.syncs().is_empty(), "no Sync, no Job");
     assert!(c.operator.exit_code().is_none(), "no crash: {}", c.operator.logs());
 }
+
+/// `retl operator --log-format json`: one JSON object per line, and each
+/// reconcile's outcome logged once with the namespace, kind and name of
+/// its object, so a log collector can find everything about one Mapping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_logs_are_json_lines_that_name_their_object() {
+    let c = Cluster::start(Setup::default()).await;
+    c.operator.kill();
+    let operator = cluster::spawn_operator(&c.ns, &["--leader-lease", "none", "--log-format", "json"]).await;
+    c.annotate("mapping", "users-api", "retl.dev/sync-now=1");
+    let s = c.wait_finished(1).await;
+    let sync = s["metadata"]["name"].as_str().unwrap().to_string();
+    let h = &operator;
+    let about = |kind: &str, name: &str| {
+        let (kind, name, ns) = (kind.to_string(), name.to_string(), c.ns.name().to_string());
+        move |l: &serde_json::Value| l["kind"] == kind.as_str() && l["name"] == name.as_str() && l["namespace"] == ns.as_str()
+    };
+    let logged = wait_until(Duration::from_secs(20), || async {
+        let lines: Vec<serde_json::Value> = h.logs().lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        lines.iter().any(about("Mapping", "users-api")) && lines.iter().any(about("Sync", &sync))
+    })
+    .await;
+    let logs = operator.logs();
+    assert!(logged, "reconciles of the Mapping and the Sync are logged with their object:\n{logs}");
+    let not_json: Vec<&str> = logs.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_err()).collect();
+    assert!(not_json.is_empty(), "every line is JSON: {not_json:#?}");
+    let help = std::process::Command::new(cluster::retl()).args(["operator", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--log-format"), "documented in --help");
+}
