@@ -30,6 +30,9 @@ use super::metrics::{ControllerLabels, Metrics};
 use super::{destination, mapping, model, source, sync, sync_alert};
 use crate::api::{Destination, Mapping, Model, Source, Sync, SyncAlert};
 
+/// How long the controllers may take to stop once asked to.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Settings of `retl operator`.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -111,7 +114,19 @@ pub async fn run(settings: Settings) -> Result<(), ControllerError> {
     for ns in namespaces {
         tasks.extend(controllers(&client, ns.as_deref(), ctx.clone(), run_stop.clone()));
     }
-    futures::future::join_all(tasks).await;
+    // Reconciles in flight may finish, for a while: kube-runtime's runner
+    // never ends if it is stopped while still waiting for its cache's
+    // first list (seen when a leader lost its Lease right after starting),
+    // and a leader that lost its Lease must not linger.
+    let all = futures::future::join_all(tasks);
+    let grace = async {
+        run_stop.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = all => {}
+        _ = grace => tracing::warn!(grace = ?SHUTDOWN_GRACE, "the controllers did not stop within the grace period; exiting anyway"),
+    }
     metrics.ready.store(false, Ordering::Relaxed);
     // The controllers have stopped: only now may another replica lead.
     let lost = leadership.as_ref().is_some_and(|l| l.lost.is_cancelled());

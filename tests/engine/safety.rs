@@ -72,7 +72,14 @@ pub async fn overlapping_syncs_send_each_record_once(fx: Fixture) {
     };
 
     // Started together: one waits for the other, then finds nothing left.
-    let (a, b) = tokio::join!(run(env.context(&m, SyncTrigger::Manual, None)), run(env.context(&m, SyncTrigger::Manual, None)));
+    // The wait outlasts the first sync however slow the machine is (the
+    // second case checks a wait shorter than the first sync).
+    let patient = || {
+        let mut ctx = env.context(&m, SyncTrigger::Manual, None);
+        ctx.lock_wait = Duration::from_secs(120);
+        ctx
+    };
+    let (a, b) = tokio::join!(run(patient()), run(patient()));
     assert_eq!(sent_twice(&env), vec![], "no record is sent twice");
     assert_eq!(env.sink.latest().len(), 200);
     assert_eq!((a.phase, b.phase), (SyncPhase::Successful, SyncPhase::Successful), "{a:#?}\n{b:#?}");
@@ -99,12 +106,13 @@ pub async fn overlapping_syncs_send_each_record_once(fx: Fixture) {
     let first_run = runs.iter().find(|r| r.sync == first_name).unwrap();
     assert_eq!(first_run.phase, "Successful", "not taken for abandoned: {}", first_run.status_json);
 
-    // Started 1 s apart, with the default wait: the second runs after the first.
+    // Started 1 s apart, with a wait longer than the first sync: the second
+    // runs after the first.
     env.insert(401..=600).await;
     env.sink.clear();
-    let (a, b) = tokio::join!(run(env.context(&m, SyncTrigger::Manual, None)), async {
+    let (a, b) = tokio::join!(run(patient()), async {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        run(env.context(&m, SyncTrigger::Manual, None)).await
+        run(patient()).await
     });
     assert_eq!((a.phase, a.loaded.succeeded), (SyncPhase::Successful, 200), "{a:#?}");
     assert_eq!((b.phase, b.loaded.succeeded), (SyncPhase::Successful, 0), "{b:#?}");
