@@ -2,8 +2,10 @@
 //! says: the chart's operator (run by the test kubelet as the chart's
 //! `retl-operator` ServiceAccount) syncs a Mapping in a namespace of
 //! `workerNamespaces` through a worker that runs as the chart's
-//! `retl-worker` account; `helm uninstall` then removes the operator and
-//! leaves the CRDs and the user's objects, as Helm does with `crds/`.
+//! `retl-worker` account, and a `helm upgrade` that replaces the operator
+//! while the sync runs leaves it finishing; `helm uninstall` then removes
+//! the operator and leaves the CRDs and the user's objects, as Helm does
+//! with `crds/`.
 
 use std::time::Duration;
 
@@ -29,32 +31,17 @@ async fn helm_install_syncs_with_the_charts_accounts_and_uninstall_keeps_crds_an
     };
     let ns = cluster.namespace("team-helm");
     let chart = chart().display().to_string();
-    let (port, workers) = (format!("metrics.port={}", free_port()), format!("workerNamespaces={{{}}}", ns.name()));
-    let install = [
-        "install",
-        "retl",
-        &chart,
-        "-n",
-        "retl-helm",
-        "--create-namespace",
-        "--set",
-        "image.tag=test",
-        "--set",
-        "replicas=1",
-        "--set",
-        &port,
-        "--set",
-        &workers,
-        "--wait",
-        "--timeout",
-        "180s",
-    ];
+    // Recreate: an old and a new operator Pod would both bind the metrics
+    // port on this host network.
+    let settings =
+        format!("image.tag=test,replicas=1,strategy.type=Recreate,metrics.port={},workerNamespaces={{{}}}", free_port(), ns.name());
+    let install = ["install", "retl", &chart, "-n", "retl-helm", "--create-namespace", "--set", &settings, "--wait", "--timeout", "180s"];
     let out = helm(&install, kubeconfig);
     assert!(out.ok, "helm install: {}{}\n{}", out.stdout, out.stderr, admin(&["get", "pods", "-A", "-o", "wide"]));
     assert!(out.stdout.contains("STATUS: deployed"), "{}", out.stdout);
 
     let sink = Sink::start().await.unwrap();
-    let yaml = cluster::manifests_yaml(ns.dir(), &cluster::Setup::default(), &sink.url());
+    let yaml = cluster::manifests_yaml(ns.dir(), &cluster::Setup { rows: 300, ..Default::default() }, &sink.url());
     ns.apply_yaml(&yaml).unwrap();
     let operator_pods = || admin(&["get", "pods", "-n", "retl-helm", "-o", "wide"]);
     let ready = wait_until(Duration::from_secs(60), || async {
@@ -63,8 +50,20 @@ async fn helm_install_syncs_with_the_charts_accounts_and_uninstall_keeps_crds_an
     })
     .await;
     assert!(ready, "the Mapping becomes Ready:\n{}", operator_pods());
+    // A slow destination (30 batches of 1 s), so that the sync outlasts the upgrade.
+    sink.set(|b| b.stall = Some(Duration::from_secs(1)));
     ns.kubectl_ok(&["annotate", "mapping", "users-api", "retl.dev/sync-now=1"]).unwrap();
-    let done = wait_until(Duration::from_secs(90), || async {
+    let running = wait_until(Duration::from_secs(60), || async { sink.received().len() >= 20 }).await;
+    assert!(running, "the sync sends: {}", operator_pods());
+    let before = admin(&["get", "pods", "-n", "retl-helm", "-o", "name"]);
+    let upgrade = ["upgrade", "retl", &chart, "-n", "retl-helm", "--reuse-values", "--set", "podAnnotations.example\\.com/upgraded=yes"];
+    let out = helm(&[&upgrade[..], &["--wait", "--timeout", "120s"]].concat(), kubeconfig);
+    assert!(out.ok, "helm upgrade: {}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("REVISION: 2"), "{}", out.stdout);
+    let after = admin(&["get", "pods", "-n", "retl-helm", "-o", "name"]);
+    assert_ne!(before, after, "the upgrade replaced the operator's Pod");
+    assert!(sink.received().len() < 300, "the sync still ran when the new operator came up");
+    let done = wait_until(Duration::from_secs(120), || async {
         let syncs = ns.kubectl_json(&["get", "syncs"]).unwrap_or_default();
         syncs["items"].as_array().into_iter().flatten().any(cluster::is_finished)
     })
@@ -73,7 +72,7 @@ async fn helm_install_syncs_with_the_charts_accounts_and_uninstall_keeps_crds_an
     assert!(done, "a finished Sync: {syncs:#}\n{}", operator_pods());
     let s = &syncs["items"][0];
     assert_eq!(s["status"]["phase"], "Successful", "{s:#}");
-    assert_eq!(sink.latest().len(), 25, "every record delivered");
+    assert_eq!(sink.latest().len(), 300, "every record delivered");
 
     // Both ran as the chart's accounts, the worker with the operator's image.
     let job = s["status"]["jobName"].as_str().unwrap();
