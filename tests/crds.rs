@@ -24,6 +24,26 @@ fn crds_directory_matches_the_code() {
     assert_eq!(bundled, expected, "deploy/crds.yaml is out of date: `cargo run -- crds > deploy/crds.yaml`");
 }
 
+/// The Helm chart installs the same CRDs (Helm applies `crds/` before the
+/// templates and never upgrades or deletes them).
+#[test]
+fn the_helm_charts_crds_are_the_crds() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("charts/retl/crds");
+    for crd in all_crds() {
+        let file = dir.join(crd_file_name(&crd));
+        let on_disk = std::fs::read_to_string(&file).unwrap_or_default();
+        assert_eq!(
+            on_disk,
+            crd_yaml(&crd).unwrap(),
+            "{} is out of date: `cargo run -- crds --output-dir charts/retl/crds`",
+            file.display()
+        );
+    }
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(files, all_crds().len(), "charts/retl/crds holds exactly one file per CRD");
+}
+
 #[test]
 fn reference_doc_matches_the_code() {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reference.md");

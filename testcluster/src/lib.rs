@@ -9,12 +9,15 @@
 //! - [`TestCluster`]: one control plane per test binary, one namespace per
 //!   test, the real kubectl, processes that run as a ServiceAccount.
 //!
-//! `scripts/control-plane up|down|build` drives the same code by hand.
+//! - [`helm`]: the real helm v3.22.0, built once per machine the same way.
+//!
+//! `scripts/control-plane up|down|build|build-helm` drives the same code by hand.
 
 pub mod binaries;
 mod cluster;
 mod control_plane;
 pub mod credentials;
+pub mod helm;
 mod kubectl;
 pub mod kubelet;
 mod pki;

@@ -1,6 +1,7 @@
 //! `scripts/control-plane build|up|down|status`: the test control plane by hand.
 //!
 //! - `build`: builds the binaries into the cache (if needed) and prints their directory.
+//! - `build-helm`: builds helm (testcluster::helm) into its cache if needed and prints its path.
 //! - `up [--dir DIR] [--image PREFIX=BINARY]...`: starts etcd, kube-apiserver,
 //!   kube-controller-manager, kube-scheduler and the test kubelet in the
 //!   background, waits until they serve, prints `KUBECONFIG=...`.
@@ -13,9 +14,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use testcluster::{ControlPlane, Options, binaries};
+use testcluster::{ControlPlane, Options, binaries, helm};
 
-const USAGE: &str = "usage: scripts/control-plane build | up [--dir DIR] [--image PREFIX=BINARY]... | down [--dir DIR]";
+const USAGE: &str = "usage: scripts/control-plane build | build-helm | up [--dir DIR] [--image PREFIX=BINARY]... | down [--dir DIR]";
 
 fn default_dir() -> PathBuf {
     std::env::temp_dir().join("retl-control-plane")
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
     };
     let result = match args.command.as_str() {
         "build" => binaries::ensure_built().map(|d| println!("{}", d.display())).map_err(|e| e.to_string()),
+        "build-helm" => helm::ensure_built().map(|h| println!("{}", h.display())).map_err(|e| e.to_string()),
         "up" => up(&args),
         "serve" => serve(&args),
         "down" => down(&args.dir),
