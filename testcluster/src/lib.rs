@@ -17,6 +17,7 @@ pub mod binaries;
 mod cluster;
 mod control_plane;
 pub mod credentials;
+pub mod go_tool;
 pub mod helm;
 mod kubectl;
 pub mod kubelet;

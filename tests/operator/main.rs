@@ -9,6 +9,7 @@ mod alerts;
 mod cluster;
 mod crds;
 mod events;
+mod gitops;
 mod large_status;
 mod leader;
 mod lifecycle;
