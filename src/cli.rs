@@ -60,10 +60,18 @@ pub enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
         output: Output,
     },
-    /// List past syncs of the Mappings under DIR, newest first.
+    /// List past syncs of the Mappings under DIR, newest first; or, with
+    /// MAPPING and no -f, the Syncs of that Mapping in the cluster (as
+    /// `kubectl retl history MAPPING`).
     History {
-        #[arg(short = 'f', long = "filename")]
-        dir: PathBuf,
+        #[arg(short = 'f', long = "filename", required_unless_present = "cluster_mapping")]
+        dir: Option<PathBuf>,
+        /// A Mapping in the cluster (instead of -f DIR).
+        #[arg(value_name = "MAPPING", conflicts_with = "dir")]
+        cluster_mapping: Option<String>,
+        /// The cluster namespace (with MAPPING; default: the current context's).
+        #[arg(short = 'n', long, requires = "cluster_mapping")]
+        namespace: Option<String>,
         /// Only syncs in this status (Successful, PartiallySuccessful, Failed, Canceled, InProgress).
         #[arg(long)]
         status: Option<String>,
@@ -104,6 +112,18 @@ pub enum Command {
         #[arg(long)]
         sync: String,
     },
+    /// The sync overview of a cluster (as `kubectl retl overview`): per
+    /// Mapping its destination, model and Source, action, mapping status,
+    /// and latest sync; filtered as the reference filters.
+    Overview(crate::plugin_cli::OverviewArgs),
+    /// Start a sync of a Mapping in the cluster now (`retl.dev/sync-now`).
+    SyncNow(crate::plugin_cli::RequestArgs),
+    /// Forget a Mapping's sync state in the cluster (`retl.dev/reset`).
+    Reset(crate::plugin_cli::RequestArgs),
+    /// Re-send what a Sync in the cluster extracted (`retl.dev/replay`).
+    Replay(crate::plugin_cli::RequestArgs),
+    /// Stop a running Sync in the cluster (`retl.dev/cancel`).
+    Cancel(crate::plugin_cli::RequestArgs),
     /// Print the CustomResourceDefinitions, or write them to a directory.
     Crds {
         /// Write one file per CRD into this directory instead of printing.
@@ -249,7 +269,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let failed = planned.iter().any(|p| matches!(p.outcome, PlanOutcome::CannotPlan(_)));
             Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
-        Command::History { dir, status, mapping, model, destination, since, until, details, output } => {
+        Command::History { cluster_mapping: Some(m), namespace, output, .. } => {
+            let format = match output {
+                Output::Table => crate::plugin_cli::Format::Table,
+                Output::Json => crate::plugin_cli::Format::Json,
+                Output::Yaml => crate::plugin_cli::Format::Yaml,
+            };
+            crate::plugin_cli::history(&m, namespace, format).await
+        }
+        Command::History { dir: None, .. } => {
+            Err(anyhow::anyhow!("history: pass -f DIR (a local run's manifests) or a MAPPING in the cluster"))
+        }
+        Command::History { dir: Some(dir), status, mapping, model, destination, since, until, details, output, .. } => {
             let phase = match status {
                 Some(s) => Some(SyncPhase::parse(&s).ok_or_else(|| {
                     anyhow::anyhow!(
@@ -284,6 +315,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             retl::controller::run::run(settings).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Overview(a) => crate::plugin_cli::overview(a).await,
+        Command::SyncNow(a) => crate::plugin_cli::request(retl::plugin::Request::SyncNow, a).await,
+        Command::Reset(a) => crate::plugin_cli::request(retl::plugin::Request::Reset, a).await,
+        Command::Replay(a) => crate::plugin_cli::request(retl::plugin::Request::Replay, a).await,
+        Command::Cancel(a) => crate::plugin_cli::request(retl::plugin::Request::Cancel, a).await,
         Command::Worker { sync } => {
             let client = retl::controller::client("worker").await?;
             let phase = retl::worker::run(client, &sync).await?;
@@ -329,7 +365,7 @@ fn print_syncs(ran: &[local::Ran], details: bool) {
 /// Writes to stdout. A closed stdout (`retl run | head -1`) is not an
 /// error: the reader has what it wanted, so the rest is dropped quietly
 /// (Rust ignores SIGPIPE, and `print!` would panic on EPIPE).
-fn out(text: &str) {
+pub(crate) fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => say(&format!("error: cannot write the output: {e}\n")),
@@ -355,7 +391,7 @@ fn exit_code(ran: &[local::Ran]) -> ExitCode {
 }
 
 /// RFC 3339, or an age (`24h`, `7d`) back from now.
-fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
+pub(crate) fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
     if let Ok(t) = s.parse::<Timestamp>() {
         return Ok(t);
     }

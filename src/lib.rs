@@ -8,6 +8,7 @@ pub mod fieldmap;
 pub mod fuzzing;
 pub mod local;
 pub mod mask;
+pub mod plugin;
 pub mod schedule;
 pub mod telemetry;
 pub mod warehouse;

@@ -2,6 +2,7 @@
 //! file only parses arguments and turns errors into exit codes.
 
 mod cli;
+mod plugin_cli;
 
 use std::process::ExitCode;
 

@@ -14,6 +14,7 @@ mod large_status;
 mod leader;
 mod lifecycle;
 mod long_names;
+mod plugin;
 mod rbac;
 mod warehouses;
 

@@ -1,0 +1,121 @@
+//! The `kubectl retl` commands (the binary installed as `kubectl-retl`):
+//! arguments and printing; the work is in `retl::plugin`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use jiff::Timestamp;
+
+use retl::plugin::{self, Request, overview::Filters};
+
+/// Where: `-n NAMESPACE` (default: the kubeconfig's), or `-A` for all.
+#[derive(Args, Debug)]
+pub struct Scope {
+    /// The namespace (default: the current context's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Every namespace the kubeconfig may list.
+    #[arg(short = 'A', long, conflicts_with = "namespace")]
+    all_namespaces: bool,
+}
+
+/// `kubectl retl overview`.
+#[derive(Args, Debug)]
+pub struct OverviewArgs {
+    #[command(flatten)]
+    scope: Scope,
+    /// Latest sync status: InProgress, Successful, PartiallySuccessful, Failed, Canceled, Pending.
+    #[arg(long)]
+    status: Option<String>,
+    /// Latest sync started at or after: RFC 3339, or an age like `24h`.
+    #[arg(long)]
+    since: Option<String>,
+    /// Latest sync started at or before: RFC 3339, or an age like `1h`.
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    destination: Option<String>,
+    /// Enabled or Disabled.
+    #[arg(long)]
+    mapping_status: Option<String>,
+    /// table, wide, json or yaml.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Wide,
+    Json,
+    Yaml,
+}
+
+/// `kubectl retl sync-now|reset MAPPING`, `replay|cancel SYNC`.
+#[derive(Args, Debug)]
+pub struct RequestArgs {
+    /// The Mapping (sync-now, reset) or the Sync (replay, cancel).
+    name: String,
+    /// The namespace (default: the current context's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Wait for the outcome, at most this long (e.g. `10m`); exits 1 if the sync failed.
+    #[arg(long, num_args = 0..=1, default_missing_value = "10m")]
+    wait: Option<String>,
+}
+
+pub async fn overview(a: OverviewArgs) -> anyhow::Result<ExitCode> {
+    let (client, current) = plugin::client().await?;
+    let ns = if a.scope.all_namespaces { None } else { Some(a.scope.namespace.unwrap_or(current)) };
+    let f = Filters {
+        status: a.status,
+        since: a.since.as_deref().map(crate::cli::parse_time).transpose()?,
+        until: a.until.as_deref().map(crate::cli::parse_time).transpose()?,
+        model: a.model,
+        destination: a.destination,
+        mapping_status: a.mapping_status,
+    };
+    let rows = plugin::overview(&client, ns.as_deref(), &f).await?;
+    let text = match a.output {
+        Format::Table | Format::Wide if rows.is_empty() => {
+            format!("No Mappings found{}.\n", ns.map(|n| format!(" in namespace {n}")).unwrap_or_default())
+        }
+        Format::Table => plugin::overview::table(&rows, ns.is_none(), Timestamp::now()),
+        Format::Wide => plugin::overview::table(&rows, true, Timestamp::now()),
+        Format::Json => serde_json::to_string_pretty(&serde_json::json!({ "items": rows }))? + "\n",
+        Format::Yaml => serde_yaml_ng::to_string(&serde_json::json!({ "items": rows }))?,
+    };
+    crate::cli::out(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn request(req: Request, a: RequestArgs) -> anyhow::Result<ExitCode> {
+    let (client, current) = plugin::client().await?;
+    let ns = a.namespace.unwrap_or(current);
+    let wait = a
+        .wait
+        .as_deref()
+        .map(|w| humantime::parse_duration(w).map_err(|_| anyhow::anyhow!("--wait {w:?}: a duration such as 30s or 10m")))
+        .transpose()?;
+    let answer = plugin::request(&client, &ns, req, &a.name, wait).await?;
+    crate::cli::out(&format!("{}\n", answer.message));
+    Ok(if answer.phase == Some(retl::api::SyncPhase::Failed) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// `kubectl retl history MAPPING` (the cluster form of `retl history`).
+pub async fn history(mapping: &str, namespace: Option<String>, format: Format) -> anyhow::Result<ExitCode> {
+    let (client, current) = plugin::client().await?;
+    let ns = namespace.unwrap_or(current);
+    let syncs = plugin::history(&client, &ns, mapping).await?;
+    let list = || serde_json::json!({"apiVersion": "v1", "kind": "List", "items": syncs});
+    let text = match format {
+        Format::Table | Format::Wide if syncs.is_empty() => format!("Mapping {ns}/{mapping} has no Syncs.\n"),
+        Format::Table | Format::Wide => plugin::history_table(&syncs, Timestamp::now()),
+        Format::Json => serde_json::to_string_pretty(&list())? + "\n",
+        Format::Yaml => serde_yaml_ng::to_string(&list())?,
+    };
+    crate::cli::out(&text);
+    Ok(ExitCode::SUCCESS)
+}
