@@ -140,7 +140,8 @@ pub async fn run(settings: Settings) -> Result<(), ControllerError> {
     Ok(())
 }
 
-fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+/// `K`s in namespace `ns`, or in every namespace when `None`.
+pub(crate) fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {

@@ -38,22 +38,12 @@ pub async fn client() -> Result<(Client, String), PluginError> {
     Ok((client, namespace))
 }
 
-fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
 async fn list<K>(client: &Client, ns: Option<&str>, what: &str) -> Result<Vec<K>, PluginError>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let where_ = ns.map(|n| format!("in namespace {n}")).unwrap_or_else(|| "in all namespaces".into());
-    api::<K>(client, ns)
+    crate::controller::run::api::<K>(client, ns)
         .list(&ListParams::default())
         .await
         .map(|l| l.items)
@@ -191,31 +181,32 @@ pub async fn request(client: &Client, ns: &str, req: Request, name: &str, wait: 
 
 async fn wait_finished(client: &Client, ns: &str, sync: &str, wait: Duration) -> Result<SyncPhase, PluginError> {
     let syncs: Api<Sync> = Api::namespaced(client.clone(), ns);
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if let Ok(Some(s)) = syncs.get_opt(sync).await
-            && let Some(phase) = s.status.as_ref().and_then(|st| st.phase).filter(|p| p.is_finished())
-        {
-            return Ok(phase);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(PluginError::Timeout { what: format!("Sync {ns}/{sync}"), waited: wait });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let finished = || async { syncs.get_opt(sync).await.ok().flatten()?.status?.phase.filter(|p| p.is_finished()) };
+    poll(wait, &format!("Sync {ns}/{sync}"), finished).await
 }
 
 async fn wait_reset(client: &Client, ns: &str, mapping: &str, token: &str, wait: Duration) -> Result<(), PluginError> {
     let mappings: Api<Mapping> = Api::namespaced(client.clone(), ns);
+    let handled = || async {
+        let m = mappings.get_opt(mapping).await.ok().flatten()?;
+        (m.status?.last_handled_reset.as_deref() == Some(token)).then_some(())
+    };
+    poll(wait, &format!("the reset of Mapping {ns}/{mapping}"), handled).await
+}
+
+/// Asks `check` every half second until it answers, for at most `wait`.
+async fn poll<T, F, Fut>(wait: Duration, what: &str, check: F) -> Result<T, PluginError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        if let Ok(Some(m)) = mappings.get_opt(mapping).await
-            && m.status.as_ref().and_then(|s| s.last_handled_reset.as_deref()) == Some(token)
-        {
-            return Ok(());
+        if let Some(v) = check().await {
+            return Ok(v);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(PluginError::Timeout { what: format!("the reset of Mapping {ns}/{mapping}"), waited: wait });
+            return Err(PluginError::Timeout { what: what.to_string(), waited: wait });
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -109,14 +109,7 @@ pub fn ensure_built() -> Result<PathBuf, BuildError> {
     if dir.join(".complete").exists() {
         return Ok(dir);
     }
-    std::fs::create_dir_all(&root).map_err(cache_err(&root))?;
-    let lock_path = root.join(".lock");
-    let lock = std::fs::File::create(&lock_path).map_err(cache_err(&lock_path))?;
-    // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
-    unsafe {
-        use std::os::fd::AsRawFd;
-        libc::flock(lock.as_raw_fd(), libc::LOCK_EX);
-    }
+    let _lock = crate::go_tool::lock_cache(&root).map_err(|(path, source)| BuildError::Cache { path, source })?;
     if dir.join(".complete").exists() {
         return Ok(dir);
     }

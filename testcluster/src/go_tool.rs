@@ -77,14 +77,7 @@ impl GoTool {
         if dir.join(".complete").exists() {
             return Ok(dir.join(self.name));
         }
-        std::fs::create_dir_all(&root).map_err(cache_err(&root))?;
-        let lock_path = root.join(".lock");
-        let lock = std::fs::File::create(&lock_path).map_err(cache_err(&lock_path))?;
-        // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
-        unsafe {
-            use std::os::fd::AsRawFd;
-            libc::flock(lock.as_raw_fd(), libc::LOCK_EX);
-        }
+        let _lock = lock_cache(&root).map_err(|(path, source)| GoToolError::Cache { path, source })?;
         if dir.join(".complete").exists() {
             return Ok(dir.join(self.name));
         }
@@ -121,6 +114,21 @@ impl GoTool {
         eprintln!("built {} {} in {:.0} s", self.name, self.version, started.elapsed().as_secs_f64());
         Ok(dir.join(self.name))
     }
+}
+
+/// Creates the cache folder `root` and takes its build lock, held until the
+/// returned file is dropped, so that test binaries started together build
+/// once. The error names the path that failed.
+pub(crate) fn lock_cache(root: &Path) -> Result<std::fs::File, (PathBuf, std::io::Error)> {
+    std::fs::create_dir_all(root).map_err(|e| (root.to_path_buf(), e))?;
+    let lock_path = root.join(".lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| (lock_path, e))?;
+    // SAFETY: flock on a file descriptor we own; released when `lock` is closed.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        libc::flock(lock.as_raw_fd(), libc::LOCK_EX);
+    }
+    Ok(lock)
 }
 
 /// The real helm the chart is tested with (its module has no replace
