@@ -20,6 +20,7 @@ fn destination(http: &HttpDestination, secrets: &SecretValues) -> Arc<dyn Destin
         type_: retl::api::DestinationType::Http,
         http: Some(http.clone()),
         file: None,
+        segment: None,
         actions: vec![action()],
     };
     retl::destination::build("sink", &spec, secrets, std::path::Path::new(".")).expect("destination")
