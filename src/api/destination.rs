@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Condition, SecretKeyRef};
 
-/// Where records go. Each type declares its actions, and each action the
-/// fields its payload carries; Mappings map model columns onto those fields.
+/// Where records go. A Destination declares its actions, and each action the
+/// fields its payload carries (a `segment` Destination has its actions built
+/// in); Mappings map model columns onto those fields.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "retl.dev",

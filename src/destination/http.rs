@@ -50,14 +50,13 @@ impl HttpDestination {
         let mut headers = HeaderMap::new();
         for h in &s.headers {
             let value = match (&h.value, &h.value_from) {
-                (Some(v), None) => v.clone(),
+                (Some(v), None) => v,
                 (None, Some(r)) => secrets
                     .get(&(r.name.clone(), r.key.clone()))
-                    .cloned()
                     .ok_or_else(|| DestinationError::MissingSecret { name: r.name.clone(), key: r.key.clone() })?,
                 _ => return Err(config(format!("header {:?} needs exactly one of value and valueFrom", h.name))),
             };
-            let (name, value) = transport::header(name, &h.name, &value)?;
+            let (name, value) = transport::header(name, &h.name, value, h.value_from.is_some())?;
             headers.insert(name, value);
         }
         let method = match s.method {

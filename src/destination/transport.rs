@@ -91,8 +91,9 @@ struct Retry {
 }
 
 impl HttpTransport {
-    /// A transport for `destination`; `headers` go with every request and
-    /// are masked in replies, as every value in `secrets` is.
+    /// A transport for `destination`; `headers` go with every request, and
+    /// those marked sensitive are masked in replies, as every value in
+    /// `secrets` is.
     pub fn new(
         destination: &str,
         url: Url,
@@ -109,7 +110,9 @@ impl HttpTransport {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .build()
             .map_err(|e| config(format!("cannot build the HTTP client ({})", e.without_url())))?;
-        let sent: Vec<String> = headers.values().filter_map(|v| v.to_str().ok().map(str::to_string)).collect();
+        // Headers marked sensitive carry credentials: masked as they are
+        // sent too (`Basic <base64 of key:>` is no form of the key itself).
+        let sent: Vec<String> = headers.values().filter(|v| v.is_sensitive()).filter_map(|v| v.to_str().ok().map(str::to_string)).collect();
         let masker = Masker::from_values(secrets.values().map(String::as_str).chain(sent.iter().map(String::as_str)));
         for value in headers.values_mut() {
             value.set_sensitive(true);
@@ -222,11 +225,13 @@ impl HttpTransport {
     }
 }
 
-/// A request header whose value may come from a Secret.
-pub fn header(destination: &str, name: &str, value: &str) -> Result<(HeaderName, HeaderValue), DestinationError> {
+/// A request header; `secret` when its value comes from a Secret (it is
+/// then masked wherever a reply echoes it).
+pub fn header(destination: &str, name: &str, value: &str, secret: bool) -> Result<(HeaderName, HeaderValue), DestinationError> {
     let config = |message: String| DestinationError::Config { destination: destination.to_string(), message };
     let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| config(format!("{name:?} is not a valid header name")))?;
-    let value = HeaderValue::from_str(value).map_err(|_| config(format!("the value of header {name} is not valid in HTTP")))?;
+    let mut value = HeaderValue::from_str(value).map_err(|_| config(format!("the value of header {name} is not valid in HTTP")))?;
+    value.set_sensitive(secret);
     Ok((name, value))
 }
 
@@ -234,7 +239,9 @@ pub fn header(destination: &str, name: &str, value: &str) -> Result<(HeaderName,
 pub fn basic_auth(user: &str, password: &str) -> (HeaderName, HeaderValue) {
     let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{user}:{password}"));
     // Base64 is always a valid header value.
-    (AUTHORIZATION, HeaderValue::from_str(&format!("Basic {encoded}")).unwrap_or(HeaderValue::from_static("Basic")))
+    let mut value = HeaderValue::from_str(&format!("Basic {encoded}")).unwrap_or(HeaderValue::from_static("Basic"));
+    value.set_sensitive(true);
+    (AUTHORIZATION, value)
 }
 
 /// A transport error in words, without the URL (it may carry credentials).

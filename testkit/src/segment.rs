@@ -90,7 +90,12 @@ impl Drop for SegmentServer {
 impl SegmentServer {
     /// Starts a server on an ephemeral port of 127.0.0.1 that takes `write_key`.
     pub async fn start(write_key: &str) -> std::io::Result<SegmentServer> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        SegmentServer::start_on("127.0.0.1:0", write_key).await
+    }
+
+    /// Starts a server on the given address.
+    pub async fn start_on(addr: &str, write_key: &str) -> std::io::Result<SegmentServer> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
         let (shared, auth) = (state.clone(), format!("Basic {}", base64(format!("{write_key}:").as_bytes())));

@@ -100,7 +100,8 @@ fn run(dir: &Path) -> (std::collections::BTreeMap<String, Value>, Option<i32>, S
 }
 
 fn sql(dir: &Path, statement: &str) {
-    assert!(retl(dir, &["sql", "-f", ".", "--source", "wh", statement]).status.success(), "{statement}");
+    let source = if dir.join("source.yaml").exists() { "warehouse" } else { "wh" };
+    assert!(retl(dir, &["sql", "-f", ".", "--source", source, statement]).status.success(), "{statement}");
 }
 
 fn of_type<'a>(messages: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -288,6 +289,42 @@ async fn bad_segment_manifests_say_what_to_fix() {
         assert!(!said.contains(&form), "{form} in {said}");
     }
     assert!(said.contains("***"), "the server's echo arrived, masked: {said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_runs_as_its_readme_says() {
+    let server = SegmentServer::start("test-write-key").await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/segment");
+    for f in ["source.yaml", "warehouse.sql", "model.yaml", "destination.yaml", "mappings.yaml"] {
+        let text = std::fs::read_to_string(src.join(f)).unwrap();
+        std::fs::write(tmp.path().join(f), text.replace("http://127.0.0.1:8090", &server.base_url())).unwrap();
+    }
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_retl"))
+            .args(["run", "-f", ".", "-o", "json"])
+            .current_dir(tmp.path())
+            .env("RETL_SECRET_SEGMENT_WRITEKEY", "test-write-key")
+            .output()
+            .unwrap();
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+        let loaded = |m: &str| {
+            list["items"].as_array().unwrap().iter().find(|s| s["spec"]["mappingRef"]["name"] == m).unwrap()["status"]["loaded"].clone()
+        };
+        (out.status.code(), loaded("users-identify"), loaded("users-signed-up"))
+    };
+    let (code, identify, track) = run();
+    assert_eq!((code, identify["succeeded"].as_u64(), track["succeeded"].as_u64()), (Some(0), Some(5), Some(5)));
+    let messages = server.messages();
+    let edsger = messages.iter().find(|m| m["type"] == "identify" && m["userId"] == "4").unwrap();
+    assert_eq!(edsger["traits"], json!({"email": "edsger@example.com", "name": "Edsger Dijkstra", "plan": "free"}), "skipNulls");
+    let ada = messages.iter().find(|m| m["type"] == "track" && m["userId"] == "1").unwrap();
+    assert_eq!((ada["event"].as_str(), ada["timestamp"].as_str()), (Some("Signed Up"), Some("2024-03-01T09:15:00Z")));
+
+    sql(tmp.path(), "UPDATE users SET plan = 'pro' WHERE id = 3");
+    let (_, identify, track) = run();
+    assert_eq!((identify["succeeded"].as_u64(), track["succeeded"].as_u64(), track["skipped"].as_u64()), (Some(1), Some(0), Some(1)));
+    assert_eq!(server.messages().len(), 11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,11 @@
-//! The engine suite: every case in `cases.rs`, `safety.rs` and `limits.rs` against every warehouse
+//! The engine suite: every case in `cases.rs`, `safety.rs`, `limits.rs` and `segment.rs` against every warehouse
 //! fixture in `fixture.rs`, through the public API.
 
 mod cases;
 mod fixture;
 mod limits;
 mod safety;
+mod segment;
 mod support;
 
 /// Every case, from the files that hold them.
@@ -12,6 +13,7 @@ mod all {
     pub use super::cases::*;
     pub use super::limits::*;
     pub use super::safety::*;
+    pub use super::segment::*;
 }
 
 macro_rules! suite {
@@ -59,6 +61,7 @@ macro_rules! all_cases {
             runaway_templates_and_bad_values_fail_one_record,
             the_largest_settings_neither_abort_nor_hang,
             state_writes_cancelled_at_any_moment_leave_no_transaction_behind,
+            segment_messages_from_every_warehouse,
         );
     };
 }
