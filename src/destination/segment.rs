@@ -177,7 +177,10 @@ pub struct SegmentDestination {
 enum Verdict {
     Accepted,
     /// 400 or 413: the request (some message in it) is malformed or too large.
-    Malformed(String),
+    Malformed {
+        code: String,
+        message: String,
+    },
     /// Any other refusal, for every message of the request.
     Refused {
         code: String,
@@ -239,13 +242,13 @@ impl SegmentDestination {
             };
             match verdict {
                 Verdict::Accepted => part.iter().for_each(|(i, _)| out[*i] = Some(Delivery::Accepted)),
-                Verdict::Malformed(_) if part.len() > 1 => {
+                Verdict::Malformed { .. } if part.len() > 1 => {
                     let (a, b) = part.split_at(part.len() / 2);
                     parts.extend([b, a]);
                 }
-                Verdict::Malformed(why) => {
-                    let message = format!("the API refused this message: {why}");
-                    out[part[0].0] = Some(Delivery::Rejected { code: "HTTP_400".into(), message });
+                Verdict::Malformed { code, message } => {
+                    let message = format!("the API refused this message: {message}");
+                    part.iter().for_each(|(i, _)| out[*i] = Some(Delivery::Rejected { code: code.clone(), message: message.clone() }));
                 }
                 Verdict::Refused { code, message } => {
                     for (i, _) in part {
@@ -266,11 +269,11 @@ fn read(status: StatusCode, text: &str) -> Result<Verdict, String> {
     // Errors come as `{"success": false, "message": "..."}`: the message
     // reads better than its JSON.
     let said = serde_json::from_str::<Value>(text).ok().and_then(|v| v.get("message").and_then(Value::as_str).map(snippet));
-    let message = format!("HTTP {status}: {}", said.unwrap_or_else(|| snippet(text)));
+    let (code, message) = (format!("HTTP_{}", status.as_u16()), format!("HTTP {status}: {}", said.unwrap_or_else(|| snippet(text))));
     Ok(if status == StatusCode::BAD_REQUEST || status == StatusCode::PAYLOAD_TOO_LARGE {
-        Verdict::Malformed(message)
+        Verdict::Malformed { code, message }
     } else {
-        Verdict::Refused { code: format!("HTTP_{}", status.as_u16()), message }
+        Verdict::Refused { code, message }
     })
 }
 
