@@ -90,6 +90,7 @@ pub async fn child(args: &[String]) -> Result<(), Error> {
         trigger: SyncTrigger::Manual,
         replay_of: None,
         lock_wait: retl::engine::DEFAULT_LOCK_WAIT,
+        rate_share: Default::default(),
     };
     let started = Instant::now();
     let report = run_sync(&ctx, warehouse.as_ref(), destination, &Quiet, &CancellationToken::new()).await;

@@ -7,6 +7,9 @@ pub const READY: &str = "Ready";
 pub const COMPLETE: &str = "Complete";
 /// A Sync finished as Failed.
 pub const FAILED: &str = "Failed";
+/// A Sync of a Destination with `maxConcurrentSyncs` got one of its slots
+/// (False while it waits for one).
+pub const ADMITTED: &str = "Admitted";
 
 /// Reasons of conditions and Events.
 pub mod reason {
@@ -33,6 +36,10 @@ pub mod reason {
     /// The worker's pod did not start within the Mapping's startup deadline.
     pub const WORKER_NOT_STARTED: &str = "WorkerNotStarted";
     pub const STATE_ERROR: &str = "StateError";
+    /// The Destination's `maxConcurrentSyncs` Syncs are running; this one waits.
+    pub const WAITING_FOR_DESTINATION: &str = "WaitingForDestination";
+    /// A slot of the Destination was free: the Sync's Job was created.
+    pub const ADMITTED: &str = "Admitted";
 }
 
 /// Labels every Sync carries, so `kubectl get syncs -l ...` filters like the

@@ -47,6 +47,38 @@ pub struct DestinationSpec {
     /// `properties` of an object field.
     #[serde(default)]
     pub actions: Vec<Action>,
+    /// Most Syncs of this Destination's Mappings that run at once (default:
+    /// no limit; 1 with a `rateLimit`). Others stay Pending with reason
+    /// `WaitingForDestination` until one finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_concurrent_syncs: Option<u32>,
+    /// The rate all of this Destination's Mappings together may send at.
+    /// Each running Sync gets an equal share: the rate divided by
+    /// `maxConcurrentSyncs`, so the sum never exceeds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// A Destination's shared rate limit.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Most records per second over all Syncs (1 to 1000000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub records_per_second: Option<u32>,
+    /// Most requests (batches) per second over all Syncs (1 to 100000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub requests_per_second: Option<u32>,
+}
+
+impl DestinationSpec {
+    /// How many Syncs of this Destination may run at once, if limited.
+    pub fn sync_slots(&self) -> Option<u32> {
+        self.max_concurrent_syncs.or(self.rate_limit.as_ref().map(|_| 1))
+    }
 }
 
 /// Kind of destination.

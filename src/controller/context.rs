@@ -19,13 +19,23 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The HTTP client alerts are posted with (Slack webhooks).
     pub http: reqwest::Client,
+    /// Held while a Sync of a limited Destination is admitted and its Job
+    /// created (see `admission`).
+    pub admission: tokio::sync::Mutex<()>,
     recorder: EventRecorder,
 }
 
 impl Context {
     pub fn new(client: Client, worker: WorkerSettings, metrics: Arc<Metrics>, instance: Option<String>, http: reqwest::Client) -> Context {
         let instance = instance.unwrap_or_else(|| FIELD_MANAGER.into());
-        Context { recorder: EventRecorder::new(client.clone(), FIELD_MANAGER, &instance), client, worker, metrics, http }
+        Context {
+            recorder: EventRecorder::new(client.clone(), FIELD_MANAGER, &instance),
+            client,
+            worker,
+            metrics,
+            http,
+            admission: Default::default(),
+        }
     }
 
     /// Records an Event (the in-app notification channel) about `object`,

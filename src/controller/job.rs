@@ -36,6 +36,8 @@ pub fn build(sync: &Sync, mapping: &Mapping, settings: &WorkerSettings) -> Job {
     let labels: BTreeMap<String, String> = [
         (SYNC_LABEL.to_string(), naming::job_name(&name)),
         (crate::api::conditions::label::MAPPING.to_string(), naming::label_value(mapping.metadata.name.as_deref().unwrap_or_default())),
+        // Counted by the Destination's admission (maxConcurrentSyncs).
+        (crate::api::conditions::label::DESTINATION.to_string(), naming::label_value(&mapping.spec.destination_ref.name)),
     ]
     .into();
     let owner = sync.controller_owner_ref(&());

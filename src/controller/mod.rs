@@ -16,6 +16,7 @@ pub async fn client(component: &str) -> Result<kube::Client, error::ControllerEr
     kube::Client::try_from(config).map_err(error::ControllerError::Client)
 }
 
+pub mod admission;
 pub mod alert_gather;
 pub mod context;
 pub mod destination;

@@ -16,7 +16,7 @@ use serde_json::json;
 use super::context::{Context, FIELD_MANAGER};
 use super::error::ControllerError;
 use super::metrics::{RecordLabels, SyncLabels};
-use super::sync_plan::{JobState, plan};
+use super::sync_plan::{Admission, JobState, plan, wants_worker};
 use super::{job, naming};
 use crate::api::conditions::label;
 use crate::api::{Mapping, Sync, SyncSpec, SyncTrigger};
@@ -53,8 +53,14 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, C
         job_state = super::worker_start::job_state(&client, j).await.map_err(ControllerError::api("read the pods of", "Job", &job_name))?;
     }
 
+    // A Destination's slots, asked for only when a worker would start.
+    let (admission, _slot) = match &mapping {
+        Some(m) if wants_worker(&sync, &job_state) => super::admission::check(&ctx, &ns, m).await?,
+        _ => (Admission::Unlimited, None),
+    };
+
     // Plan, without a client.
-    let p = plan(&sync, mapping.as_ref(), job_state, Timestamp::now());
+    let p = plan(&sync, mapping.as_ref(), job_state, &admission, Timestamp::now());
 
     // Apply: the Job, a replay.
     if p.create_job

@@ -54,6 +54,8 @@ pub struct Loader<'a> {
     pub cancel: &'a CancellationToken,
     pub scope: &'a StateScope,
     pub mapper: &'a FieldMapper,
+    /// The sync's share of its Destination's rate limit.
+    pub budget: super::Budget,
 }
 
 impl Loader<'_> {
@@ -152,6 +154,8 @@ impl Loader<'_> {
         };
         // Updates and deletes have a snapshot entry already, which is all
         // the next diff needs; only records new to the snapshot are marked.
+        // The Destination's shared budget, before anything is marked or sent.
+        self.budget.wait(batch.len()).await;
         let new: Vec<&str> = batch.iter().filter(|(r, _)| r.kind == ChangeKind::Added).map(|(r, _)| r.key.as_str()).collect();
         if !new.is_empty() {
             self.warehouse.mark_in_flight(self.scope, &self.ctx.sync_name, &new).await?;

@@ -7,6 +7,7 @@
 //! and counts), never a client, an object's metadata or a watch.
 
 mod abandoned;
+mod budget;
 pub mod codes;
 mod error;
 mod guard;
@@ -17,6 +18,7 @@ mod tally;
 pub use tally::skip;
 
 pub use abandoned::fail_abandoned_runs;
+pub use budget::{Budget, Share};
 pub use error::EngineError;
 pub use run::{PlanReport, plan_sync, run_sync, run_sync_until};
 
@@ -49,6 +51,8 @@ pub struct SyncContext {
     /// How long to wait while another sync of the Mapping holds its lock
     /// before giving up as `SyncInProgress` ([`DEFAULT_LOCK_WAIT`]).
     pub lock_wait: std::time::Duration,
+    /// This sync's share of its Destination's rate limit.
+    pub rate_share: Share,
 }
 
 /// How long a sync waits for another sync of its Mapping to finish.

@@ -184,7 +184,8 @@ async fn steps(
     }
 
     // Map, load and commit, batch by batch.
-    let loader = Loader { ctx, warehouse, destination, observer, cancel, scope, mapper: &mapper };
+    let budget = super::Budget::new(&ctx.rate_share, destination.batch_size().clamp(1, crate::destination::MAX_BATCH_SIZE) as u32);
+    let loader = Loader { ctx, warehouse, destination, observer, cancel, scope, mapper: &mapper, budget };
     let canceled = loader.run(tally).await?;
     Ok(Step::Loaded { canceled })
 }

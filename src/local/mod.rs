@@ -234,6 +234,7 @@ fn context(r: &Resolved<'_>, request: &SyncRequest) -> SyncContext {
         trigger: request.trigger,
         replay_of: request.replay_of.clone(),
         lock_wait: engine::DEFAULT_LOCK_WAIT,
+        rate_share: engine::Share::whole(&r.destination.object.spec),
     }
 }
 

@@ -163,6 +163,7 @@ async fn resolve(client: &Client, ns: &str, sync: &Sync) -> Result<Resolved, (&'
         trigger: sync.spec.trigger,
         replay_of: sync.spec.replay_of.clone(),
         lock_wait: engine::DEFAULT_LOCK_WAIT,
+        rate_share: engine::Share::per_admitted_sync(&destination.spec),
     };
     Ok(Resolved { ctx, source, destination, secrets })
 }

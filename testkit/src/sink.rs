@@ -91,6 +91,8 @@ struct State {
     headers: Vec<BTreeMap<String, String>>,
     in_flight: u64,
     max_in_flight: u64,
+    /// When each answered request arrived.
+    arrivals: Vec<std::time::Instant>,
 }
 
 /// A running sink; it stops when dropped.
@@ -195,6 +197,13 @@ impl Sink {
         lock(&self.state).max_in_flight
     }
 
+    /// The most requests that arrived within any one second (a sliding window).
+    pub fn max_requests_per_second(&self) -> usize {
+        let arrivals = lock(&self.state).arrivals.clone();
+        let window = Duration::from_secs(1);
+        (0..arrivals.len()).map(|i| arrivals[i..].iter().take_while(|t| t.duration_since(arrivals[i]) < window).count()).max().unwrap_or(0)
+    }
+
     /// Headers of every request so far (names lower case).
     pub fn headers(&self) -> Vec<BTreeMap<String, String>> {
         lock(&self.state).headers.clone()
@@ -209,6 +218,7 @@ impl Sink {
         s.dropped = 0;
         s.headers.clear();
         s.max_in_flight = 0;
+        s.arrivals.clear();
     }
 }
 
@@ -230,6 +240,7 @@ async fn handle(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Result<Resp
         let mut s = lock(&state);
         s.in_flight += 1;
         s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        s.arrivals.push(std::time::Instant::now());
         s.behaviour.stall
     };
     if let Some(d) = stall {

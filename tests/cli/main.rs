@@ -336,6 +336,22 @@ async fn secrets_come_from_manifests_or_the_environment_and_never_show() {
     assert_eq!(sink.headers().last().unwrap()["authorization"], "from-manifest");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_run_keeps_to_the_destinations_rate_limit() {
+    let sink = Sink::start().await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    http_setup(tmp.path(), 40, &sink.url(), "  rateLimit: {recordsPerSecond: 20}");
+    let started = Instant::now();
+    let run = retl(tmp.path(), &["run", "-f", "."]);
+    let elapsed = started.elapsed();
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(sink.latest().len(), 40);
+    // 4 batches of 10 at 20 records a second: the first at once, then one every half second.
+    assert!(elapsed >= Duration::from_millis(1400), "40 records at 20 a second: {elapsed:?}");
+    let per_second = sink.max_requests_per_second();
+    assert!(per_second <= 3, "2 batches of 10 a second (+1 of jitter), saw {per_second}");
+}
+
 #[test]
 fn bad_manifests_and_references_say_what_to_fix() {
     let tmp = tempfile::tempdir().unwrap();

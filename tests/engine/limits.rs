@@ -22,6 +22,8 @@ fn destination(http: &HttpDestination, secrets: &SecretValues) -> Arc<dyn Destin
         file: None,
         segment: None,
         actions: vec![action()],
+        max_concurrent_syncs: None,
+        rate_limit: None,
     };
     retl::destination::build("sink", &spec, secrets, std::path::Path::new(".")).expect("destination")
 }

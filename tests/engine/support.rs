@@ -130,6 +130,7 @@ impl Env {
             trigger,
             replay_of: replay_of.map(str::to_string),
             lock_wait: retl::engine::DEFAULT_LOCK_WAIT,
+            rate_share: Default::default(),
         }
     }
 
@@ -144,6 +145,8 @@ impl Env {
             file: None,
             segment: None,
             actions: vec![action()],
+            max_concurrent_syncs: None,
+            rate_limit: None,
         };
         retl::destination::build("sink", &spec, &Default::default(), Path::new(".")).expect("destination")
     }

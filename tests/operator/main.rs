@@ -6,6 +6,7 @@
 //! ServiceAccounts, so RBAC applies to every call they make.
 
 mod alerts;
+mod budget;
 mod cluster;
 mod crds;
 mod events;

@@ -36,6 +36,32 @@ pub struct SyncPlan {
     pub requeue_after: Option<std::time::Duration>,
 }
 
+/// Whether a Sync may start its worker: a Destination with
+/// `maxConcurrentSyncs` admits that many Syncs at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// No limit: no condition to show.
+    Unlimited,
+    /// A slot was free (the caller holds it while it creates the Job).
+    Admitted,
+    /// Every slot is taken; why, for the `Admitted` condition.
+    Waiting(String),
+}
+
+/// How often a Sync waiting for its Destination looks again.
+pub const ADMISSION_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Whether [`plan`] would start a worker for `sync` (so that the caller
+/// asks for an [`Admission`] only then).
+pub fn wants_worker(sync: &Sync, job: &JobState) -> bool {
+    let status = sync.status.as_ref();
+    match status.and_then(|s| s.phase) {
+        None => true,
+        Some(SyncPhase::Pending) => *job == JobState::NotFound && status.is_some_and(|s| s.job_name.is_none()),
+        Some(_) => false,
+    }
+}
+
 /// What the Job says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobState {
@@ -68,7 +94,7 @@ impl JobState {
     }
 }
 
-pub fn plan(sync: &Sync, mapping: Option<&Mapping>, job: JobState, now: Timestamp) -> SyncPlan {
+pub fn plan(sync: &Sync, mapping: Option<&Mapping>, job: JobState, admission: &Admission, now: Timestamp) -> SyncPlan {
     let name = sync.metadata.name.clone().unwrap_or_default();
     let annotations = sync.metadata.annotations.clone().unwrap_or_default();
     let old = sync.status.clone().unwrap_or_default();
@@ -77,18 +103,14 @@ pub fn plan(sync: &Sync, mapping: Option<&Mapping>, job: JobState, now: Timestam
     let generation = sync.metadata.generation;
 
     match status.phase {
+        None if mapping.is_none() => {
+            status.phase = Some(SyncPhase::Pending);
+            let why = format!("Mapping {:?} does not exist in this namespace", sync.spec.mapping_ref.name);
+            fail(&mut status, reason::REFERENCE_NOT_FOUND, &why, now);
+        }
         None => {
             status.phase = Some(SyncPhase::Pending);
-            status.job_name = Some(naming::job_name(&name));
-            out.create_job = mapping.is_some();
-            if mapping.is_none() {
-                fail(
-                    &mut status,
-                    reason::REFERENCE_NOT_FOUND,
-                    &format!("Mapping {:?} does not exist in this namespace", sync.spec.mapping_ref.name),
-                    now,
-                );
-            }
+            admit(&mut status, &mut out, &name, admission, generation, now);
         }
         Some(SyncPhase::Pending) | Some(SyncPhase::InProgress) => {
             let cancel = annotations.get(annotation::CANCEL).filter(|t| old.last_handled_cancel.as_ref() != Some(*t));
@@ -126,7 +148,8 @@ pub fn plan(sync: &Sync, mapping: Option<&Mapping>, job: JobState, now: Timestam
                         "the sync's Job was deleted before it finished; what the destination acknowledged is committed, and the next sync sends the rest",
                         now,
                     ),
-                    JobState::NotFound => out.create_job = mapping.is_some(),
+                    JobState::NotFound if mapping.is_some() => admit(&mut status, &mut out, &name, admission, generation, now),
+                    JobState::NotFound => {}
                     JobState::Succeeded => fail(
                         &mut status,
                         reason::WORKER_DIED,
@@ -187,6 +210,24 @@ pub fn plan(sync: &Sync, mapping: Option<&Mapping>, job: JobState, now: Timestam
         out.status = Some(status);
     }
     out
+}
+
+/// Starts the worker when admitted; else the Sync stays Pending, saying why.
+fn admit(status: &mut SyncStatus, out: &mut SyncPlan, name: &str, admission: &Admission, generation: Option<i64>, now: Timestamp) {
+    let (admitted, why, message) = match admission {
+        Admission::Unlimited => (true, None, String::new()),
+        Admission::Admitted => (true, Some(reason::ADMITTED), "a slot of the Destination was free; the worker starts".to_string()),
+        Admission::Waiting(message) => (false, Some(reason::WAITING_FOR_DESTINATION), message.clone()),
+    };
+    if let Some(why) = why {
+        set_condition(&mut status.conditions, conditions::ADMITTED, admitted, why, &message, generation, now);
+    }
+    if admitted {
+        status.job_name = Some(naming::job_name(name));
+        out.create_job = true;
+    } else {
+        out.requeue_after = Some(ADMISSION_RETRY);
+    }
 }
 
 fn fail(status: &mut SyncStatus, why: &str, message: &str, now: Timestamp) {

@@ -26,7 +26,7 @@ fn now() -> Timestamp {
 
 #[test]
 fn a_new_sync_gets_a_job_labels_and_pending() {
-    let p = plan(&sync(""), Some(&mapping()), JobState::NotFound, now());
+    let p = plan(&sync(""), Some(&mapping()), JobState::NotFound, &Admission::Unlimited, now());
     assert!(p.create_job);
     let st = p.status.unwrap();
     assert_eq!(st.phase, Some(SyncPhase::Pending));
@@ -47,7 +47,7 @@ fn a_dead_worker_fails_the_sync_and_the_counts_still_add_up() {
         (JobState::NotFound, reason::WORKER_DIED),
         (JobState::Succeeded, reason::WORKER_DIED),
     ] {
-        let p = plan(&s, Some(&mapping()), job.clone(), now());
+        let p = plan(&s, Some(&mapping()), job.clone(), &Admission::Unlimited, now());
         let st = p.status.unwrap();
         assert_eq!((st.phase, st.reason.as_deref()), (Some(SyncPhase::Failed), Some(why)), "{job:?}");
         let l: &LoadedCounts = &st.loaded;
@@ -60,14 +60,14 @@ fn a_dead_worker_fails_the_sync_and_the_counts_still_add_up() {
         assert!(p.events.iter().any(|e| e.warning && e.reason == reason::FAILED));
         assert_eq!(p.labels[label::STATUS], "failed");
     }
-    assert_eq!(plan(&s, Some(&mapping()), JobState::Running, now()).status, None, "no write when nothing changed");
+    assert_eq!(plan(&s, Some(&mapping()), JobState::Running, &Admission::Unlimited, now()).status, None, "no write when nothing changed");
 }
 
 #[test]
 fn cancel_before_the_worker_starts_ends_it_right_away() {
     let mut s = sync("phase: Pending\njobName: users-1\n");
     s.metadata.annotations = Some([(annotation::CANCEL.to_string(), "c1".to_string())].into());
-    let p = plan(&s, Some(&mapping()), JobState::Running, now());
+    let p = plan(&s, Some(&mapping()), JobState::Running, &Admission::Unlimited, now());
     assert!(p.delete_job);
     let st = p.status.unwrap();
     assert_eq!((st.phase, st.last_handled_cancel.as_deref()), (Some(SyncPhase::Canceled), Some("c1")));
@@ -76,7 +76,7 @@ fn cancel_before_the_worker_starts_ends_it_right_away() {
 
     let mut running = sync("phase: InProgress\njobName: users-1\n");
     running.metadata.annotations = s.metadata.annotations.clone();
-    let p = plan(&running, Some(&mapping()), JobState::Running, now());
+    let p = plan(&running, Some(&mapping()), JobState::Running, &Admission::Unlimited, now());
     let st = p.status.unwrap();
     assert_eq!(st.phase, Some(SyncPhase::InProgress), "a running worker stops itself at the next batch boundary");
     assert_eq!(st.last_handled_cancel.as_deref(), Some("c1"));
@@ -87,13 +87,13 @@ fn finished_syncs_replay_once_per_token_and_announce_their_outcome_once() {
     let mut s =
         sync("phase: PartiallySuccessful\njobName: users-1\nerrors: [{code: HTTP_422, count: 2, message: bad, recommendedAction: fix}]\n");
     s.metadata.annotations = Some([(annotation::REPLAY.to_string(), "r1".to_string())].into());
-    let p = plan(&s, Some(&mapping()), JobState::Succeeded, now());
+    let p = plan(&s, Some(&mapping()), JobState::Succeeded, &Admission::Unlimited, now());
     assert_eq!(p.replay, Some(NewReplay { name: naming::replay_sync("users-1", "r1"), replay_of: "users-1".into() }));
     let ev = &p.events[0];
     assert!(ev.warning && ev.message.contains("HTTP_422"), "{ev:?}");
     s.status = p.status.clone();
     s.metadata.labels = Some(p.labels.clone());
-    let again = plan(&s, Some(&mapping()), JobState::Succeeded, now());
+    let again = plan(&s, Some(&mapping()), JobState::Succeeded, &Admission::Unlimited, now());
     assert_eq!(again.replay, None);
     assert!(again.events.is_empty());
     assert_eq!(again.status, None, "finished Syncs are immutable history");
@@ -104,14 +104,43 @@ fn a_worker_that_never_starts_fails_at_the_startup_deadline_with_the_pods_messag
     let s = sync("phase: Pending\njobName: users-1\n");
     let since = now() - jiff::SignedDuration::from_secs(60);
     let why = "pod users-1-abcde: ErrImagePull: image \"x\" not found".to_string();
-    let early = plan(&s, Some(&mapping()), JobState::Waiting { since, why: why.clone() }, now());
+    let early = plan(&s, Some(&mapping()), JobState::Waiting { since, why: why.clone() }, &Admission::Unlimited, now());
     let phase = early.status.as_ref().map_or(Some(SyncPhase::Pending), |st| st.phase);
     assert!(phase == Some(SyncPhase::Pending) && !early.delete_job, "still within the default 300 s");
     assert_eq!(early.requeue_after, Some(std::time::Duration::from_secs(30)));
     let late = now() + jiff::SignedDuration::from_secs(300);
-    let p = plan(&s, Some(&mapping()), JobState::Waiting { since, why }, late);
+    let p = plan(&s, Some(&mapping()), JobState::Waiting { since, why }, &Admission::Unlimited, late);
     let st = p.status.unwrap();
     assert_eq!((st.phase, st.reason.as_deref()), (Some(SyncPhase::Failed), Some(reason::WORKER_NOT_STARTED)));
     assert!(st.message.unwrap().contains("ErrImagePull: image \"x\" not found"));
     assert!(p.delete_job, "the pod must not start later");
+}
+
+#[test]
+fn a_sync_waits_for_a_slot_of_its_destination_then_starts() {
+    let waiting = Admission::Waiting("Destination \"crm\" runs at most 1 Sync at a time (maxConcurrentSyncs); running: users-0".into());
+    let p = plan(&sync(""), Some(&mapping()), JobState::NotFound, &waiting, now());
+    assert!(!p.create_job, "no worker while every slot is taken");
+    assert_eq!(p.requeue_after, Some(ADMISSION_RETRY), "it looks again soon");
+    let st = p.status.unwrap();
+    assert_eq!((st.phase, st.job_name.as_deref()), (Some(SyncPhase::Pending), None));
+    let c = st.conditions.iter().find(|c| c.type_ == conditions::ADMITTED).unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", reason::WAITING_FOR_DESTINATION));
+    assert!(c.message.contains("maxConcurrentSyncs"), "{c:?}");
+
+    // Still waiting: a Pending Sync without a Job is not a dead worker.
+    let mut s = sync("");
+    s.status = Some(st);
+    assert!(wants_worker(&s, &JobState::NotFound));
+    let p = plan(&s, Some(&mapping()), JobState::NotFound, &waiting, now());
+    assert!(!p.create_job && p.status.is_none(), "nothing changed: {p:?}");
+    let p = plan(&s, Some(&mapping()), JobState::NotFound, &Admission::Admitted, now());
+    assert!(p.create_job);
+    let st = p.status.unwrap();
+    assert_eq!((st.phase, st.job_name.as_deref()), (Some(SyncPhase::Pending), Some("users-1")));
+    let c = st.conditions.iter().find(|c| c.type_ == conditions::ADMITTED).unwrap();
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", reason::ADMITTED));
+    let mut started = s.clone();
+    started.status = Some(st);
+    assert!(!wants_worker(&started, &JobState::NotFound), "a Job was made: its loss is a dead worker, not a wait");
 }
