@@ -17,7 +17,7 @@ mod postgres_stage;
 mod postgres_state;
 pub(crate) mod rows;
 mod runs;
-mod server;
+pub(crate) mod server;
 mod sqlite;
 mod sqlite_hash;
 mod sqlite_lock;

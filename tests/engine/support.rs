@@ -142,6 +142,8 @@ impl Env {
             type_: retl::api::DestinationType::Http,
             http: Some(http.clone()),
             file: None,
+            postgres: None,
+            mysql: None,
             actions: vec![action()],
         };
         retl::destination::build("sink", &spec, &Default::default(), Path::new(".")).expect("destination")
