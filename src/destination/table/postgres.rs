@@ -133,7 +133,7 @@ impl Dialect for Postgres {
                AND i.indimmediate AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = a.attnum) \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'f') ORDER BY a.attnum",
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'f', 'v', 'm') ORDER BY a.attnum",
         )
         .bind(&schema)
         .bind(&t.table)
@@ -171,7 +171,9 @@ impl Dialect for Postgres {
         let sqlx::Error::Database(db) = e else { return transport_class(e) };
         let code = db.code().unwrap_or_default().to_string();
         match (code.get(..2).unwrap_or_default(), code.as_str()) {
-            ("23", _) => Class::Row(codes::CONSTRAINT_VIOLATION),
+            // 21000: two records of one statement hit one row (keys equal once cast to
+            // the column's type); split up, each lands in turn.
+            ("23" | "21", _) => Class::Row(codes::CONSTRAINT_VIOLATION),
             ("22", _) => Class::Row(codes::INVALID_VALUE),
             // RAISE in a trigger: the table's own rule refused the row.
             ("P0", _) => Class::Row(codes::REJECTED),

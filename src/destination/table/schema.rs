@@ -116,6 +116,12 @@ impl Target {
                 _ => {}
             }
         }
+        if s.schema.is_none() && s.table.contains('.') {
+            return Err(format!(
+                "spec.{field}.table {:?} has a dot; put the schema in spec.{field}.schema and the bare table name in table",
+                s.table
+            ));
+        }
         Ok(Target {
             field,
             schema: s.schema.clone(),
