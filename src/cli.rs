@@ -124,6 +124,9 @@ pub enum Command {
     Replay(crate::plugin_cli::RequestArgs),
     /// Stop a running Sync in the cluster (`retl.dev/cancel`).
     Cancel(crate::plugin_cli::RequestArgs),
+    /// Every failed record of a Sync (in the cluster, or with -f DIR of a
+    /// local run), from the record log in the warehouse, a page at a time.
+    Records(crate::plugin_cli::RecordsArgs),
     /// Print the CustomResourceDefinitions, or write them to a directory.
     Crds {
         /// Write one file per CRD into this directory instead of printing.
@@ -270,12 +273,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::History { cluster_mapping: Some(m), namespace, output, .. } => {
-            let format = match output {
-                Output::Table => crate::plugin_cli::Format::Table,
-                Output::Json => crate::plugin_cli::Format::Json,
-                Output::Yaml => crate::plugin_cli::Format::Yaml,
-            };
-            crate::plugin_cli::history(&m, namespace, format).await
+            crate::plugin_cli::history(&m, namespace, output.into()).await
         }
         Command::History { dir: None, .. } => {
             Err(anyhow::anyhow!("history: pass -f DIR (a local run's manifests) or a MAPPING in the cluster"))
@@ -320,6 +318,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reset(a) => crate::plugin_cli::request(retl::plugin::Request::Reset, a).await,
         Command::Replay(a) => crate::plugin_cli::request(retl::plugin::Request::Replay, a).await,
         Command::Cancel(a) => crate::plugin_cli::request(retl::plugin::Request::Cancel, a).await,
+        Command::Records(a) => crate::plugin_cli::records(a).await,
         Command::Worker { sync } => {
             let client = retl::controller::client("worker").await?;
             let phase = retl::worker::run(client, &sync).await?;

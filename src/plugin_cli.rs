@@ -53,6 +53,39 @@ pub enum Format {
     Yaml,
 }
 
+impl From<crate::cli::Output> for Format {
+    fn from(o: crate::cli::Output) -> Format {
+        match o {
+            crate::cli::Output::Table => Format::Table,
+            crate::cli::Output::Json => Format::Json,
+            crate::cli::Output::Yaml => Format::Yaml,
+        }
+    }
+}
+
+/// `kubectl retl records SYNC` (and `retl records -f DIR SYNC`).
+#[derive(Args, Debug)]
+pub struct RecordsArgs {
+    /// The Sync.
+    sync: String,
+    /// A local run's manifests: read that run's history instead of a cluster's.
+    #[arg(short = 'f', long = "filename", conflicts_with = "namespace")]
+    dir: Option<std::path::PathBuf>,
+    /// The namespace (default: the current context's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// Skip this many failed records (the page before said where the next starts).
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+    /// Records per page (at most 10000).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    limit: u64,
+    /// table (each record with its error, recommended action and payload),
+    /// wide (one line per record), json or yaml.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    output: Format,
+}
+
 /// `kubectl retl sync-now|reset MAPPING`, `replay|cancel SYNC`.
 #[derive(Args, Debug)]
 pub struct RequestArgs {
@@ -115,6 +148,30 @@ pub async fn history(mapping: &str, namespace: Option<String>, format: Format) -
         Format::Table | Format::Wide => plugin::history_table(&syncs, Timestamp::now()),
         Format::Json => serde_json::to_string_pretty(&list())? + "\n",
         Format::Yaml => serde_yaml_ng::to_string(&list())?,
+    };
+    crate::cli::out(&text);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn records(a: RecordsArgs) -> anyhow::Result<ExitCode> {
+    let (page, again) = match &a.dir {
+        Some(dir) => {
+            let page = retl::local::records::records(dir, &a.sync, a.offset, a.limit).await?;
+            (page, format!("retl records -f {} {}", dir.display(), a.sync))
+        }
+        None => {
+            let (client, current) = plugin::client().await?;
+            let ns = a.namespace.clone().unwrap_or(current);
+            let page = plugin::records::page(&client, &ns, &a.sync, a.offset, a.limit).await?;
+            (page, format!("kubectl retl records {} -n {ns}", a.sync))
+        }
+    };
+    let limit = if a.limit != 50 { format!(" --limit {}", a.limit) } else { String::new() };
+    let text = match a.output {
+        Format::Table => retl::local::records::text(&page, &format!("{again}{limit}")),
+        Format::Wide => retl::local::records::wide(&page),
+        Format::Json => serde_json::to_string_pretty(&page)? + "\n",
+        Format::Yaml => serde_yaml_ng::to_string(&page)?,
     };
     crate::cli::out(&text);
     Ok(ExitCode::SUCCESS)

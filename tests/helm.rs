@@ -249,4 +249,28 @@ fn every_values_file_renders_what_the_api_server_accepts() {
         let account = docs.iter().any(|d| d["kind"] == "ServiceAccount" && d["metadata"]["namespace"] == ns);
         assert!(bound && account, "{ns} gets the workers' account and binding");
     }
+
+    // With the Prometheus Operator's CRDs (from its Go module) installed, the
+    // ServiceMonitor and PrometheusRule are accepted against their schemas.
+    install_prometheus_operator_crds(cluster);
+    let yaml = template("retl-dry", &[], &["--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.prometheusRule.enabled=true"]);
+    let applied = accepted_by_the_api_server(cluster, &yaml);
+    for created in
+        ["servicemonitor.monitoring.coreos.com/retl-operator created", "prometheusrule.monitoring.coreos.com/retl-operator created"]
+    {
+        assert!(applied.contains(created), "{applied}");
+    }
+}
+
+/// The ServiceMonitor and PrometheusRule CRDs, as the Prometheus Operator ships them.
+fn install_prometheus_operator_crds(cluster: &TestCluster) {
+    let dir = testcluster::go_tool::PROMETHEUS_OPERATOR.dir().unwrap_or_else(|e| panic!("{e}")).join("example/prometheus-operator-crd");
+    for crd in ["servicemonitors", "prometheusrules"] {
+        let file = dir.join(format!("monitoring.coreos.com_{crd}.yaml"));
+        let out = cluster.kubectl().run(&["apply", "--server-side", "--force-conflicts", "-f", &file.display().to_string()], None).unwrap();
+        assert!(out.success(), "{}", out.stderr);
+        let name = format!("crd/{crd}.monitoring.coreos.com");
+        let out = cluster.kubectl().run(&["wait", "--for=condition=Established", &name, "--timeout=60s"], None).unwrap();
+        assert!(out.success(), "{}", out.stderr);
+    }
 }

@@ -7,6 +7,7 @@ mod alerts;
 mod manifests;
 pub mod output;
 pub mod print;
+pub mod records;
 mod resolve;
 mod strict;
 

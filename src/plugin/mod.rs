@@ -6,6 +6,7 @@
 //! sees the API server's refusal, not a partial overview.
 
 pub mod overview;
+pub mod records;
 
 use std::time::Duration;
 

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 
 use super::{
-    Column, DiffCounts, DiffRequest, HistoryFilter, LogCount, RecordOutcome, StagedChange, StateScope, SyncLock, SyncRun, Warehouse,
-    WarehouseError,
+    Column, DiffCounts, DiffRequest, HistoryFilter, LogCount, LoggedFailure, RecordOutcome, StagedChange, StateScope, SyncLock, SyncRun,
+    Warehouse, WarehouseError,
 };
 use crate::mask::Masker;
 
@@ -67,6 +67,9 @@ impl Warehouse for Masked {
     }
     async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<LogCount>, WarehouseError> {
         self.mask(self.inner.log_counts(scope, sync).await)
+    }
+    async fn failed_records(&self, scope: &StateScope, sync: &str, offset: u64, limit: u64) -> Result<Vec<LoggedFailure>, WarehouseError> {
+        self.mask(self.inner.failed_records(scope, sync, offset, limit).await)
     }
     async fn lock_sync(&self, scope: &StateScope, wait: std::time::Duration) -> Result<Option<SyncLock>, WarehouseError> {
         self.mask(self.inner.lock_sync(scope, wait).await)

@@ -15,6 +15,7 @@ mod mysql_state;
 mod postgres;
 mod postgres_stage;
 mod postgres_state;
+mod record_log;
 pub(crate) mod rows;
 mod runs;
 pub(crate) mod server;
@@ -25,6 +26,8 @@ mod sqlite_state;
 mod state_tx;
 
 pub use error::WarehouseError;
+pub use record_log::{LogCount, LoggedFailure};
+pub(crate) use record_log::{failed_records_sql, log_counts_sql, read_failed_records, read_log_counts};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -239,41 +242,6 @@ pub struct SyncRun {
     pub status_json: String,
 }
 
-/// How many records of a sync's record log share an operation, an outcome
-/// (`delivered`, `skipped`, `rejected`) and a code (the skip reason or the
-/// error code).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogCount {
-    pub kind: ChangeKind,
-    pub outcome: String,
-    pub code: Option<String>,
-    pub count: u64,
-}
-
-/// The statement that counts a sync's record log (`{l}` the log table, `{p}`
-/// the sync's placeholder), the same in every dialect.
-pub(crate) fn log_counts_sql(log_table: &str, placeholder: &str) -> String {
-    format!("SELECT op, outcome, code, COUNT(*) AS n FROM {log_table} WHERE sync = {placeholder} GROUP BY op, outcome, code")
-}
-
-/// Reads the rows of [`log_counts_sql`].
-pub(crate) fn read_log_counts<R>(rows: &[R]) -> Result<Vec<LogCount>, sqlx::Error>
-where
-    R: sqlx::Row,
-    &'static str: sqlx::ColumnIndex<R>,
-    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    rows.iter()
-        .map(|r| {
-            let op: String = r.try_get("op")?;
-            let n: i64 = r.try_get("n")?;
-            Ok(LogCount { kind: sqlite::parse_kind(&op), outcome: r.try_get("outcome")?, code: r.try_get("code")?, count: n.max(0) as u64 })
-        })
-        .collect()
-}
-
 /// Filters of `retl history` (the filters of the sync overview).
 #[derive(Clone, Debug, Default)]
 pub struct HistoryFilter {
@@ -345,6 +313,12 @@ pub trait Warehouse: Send + Sync {
     /// What a sync's record log holds, counted (for a sync that died before
     /// it could save its counts).
     async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<LogCount>, WarehouseError>;
+
+    /// Up to `limit` of a sync's rejected records from its record log,
+    /// after skipping `offset` of them, in the order they were committed:
+    /// every failed record with its error and payload, not only the samples
+    /// a Sync's status holds (`kubectl retl records`, `retl records`).
+    async fn failed_records(&self, scope: &StateScope, sync: &str, offset: u64, limit: u64) -> Result<Vec<LoggedFailure>, WarehouseError>;
 
     /// Inserts or replaces a row of the sync-run table.
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError>;

@@ -253,6 +253,19 @@ impl Warehouse for PostgresWarehouse {
         super::read_log_counts(&rows).map_err(|e| self.state_err("read", e))
     }
 
+    async fn failed_records(
+        &self,
+        scope: &StateScope,
+        sync: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<super::LoggedFailure>, WarehouseError> {
+        let sql = super::failed_records_sql(&self.table("log", scope), "k", ["$1", "$2", "$3"]);
+        let (limit, offset) = super::record_log::page_bounds(offset, limit);
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(sync).bind(limit).bind(offset).fetch_all(&self.pool).await;
+        super::read_failed_records(&rows.map_err(|e| self.state_err("read", e))?).map_err(|e| self.state_err("read", e))
+    }
+
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
         super::postgres_state::save_run(self, run).await
     }

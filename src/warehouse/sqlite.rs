@@ -322,6 +322,16 @@ impl Warehouse for SqliteWarehouse {
         super::sqlite_state::log_counts(self, scope, sync).await
     }
 
+    async fn failed_records(
+        &self,
+        scope: &StateScope,
+        sync: &str,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<super::LoggedFailure>, WarehouseError> {
+        super::sqlite_state::failed_records(self, scope, sync, offset, limit).await
+    }
+
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
         super::sqlite_state::save_run(self, run).await
     }

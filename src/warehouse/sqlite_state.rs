@@ -119,6 +119,19 @@ pub async fn log_counts(wh: &SqliteWarehouse, scope: &StateScope, sync: &str) ->
     super::read_log_counts(&rows).map_err(|e| state_err("read", e))
 }
 
+pub async fn failed_records(
+    wh: &SqliteWarehouse,
+    scope: &StateScope,
+    sync: &str,
+    offset: u64,
+    limit: u64,
+) -> Result<Vec<super::LoggedFailure>, WarehouseError> {
+    let sql = super::failed_records_sql(&wh.table("log", scope), "k", ["?", "?", "?"]);
+    let (limit, offset) = super::record_log::page_bounds(offset, limit);
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(sync).bind(limit).bind(offset).fetch_all(&wh.pool).await;
+    super::read_failed_records(&rows.map_err(|e| state_err("read", e))?).map_err(|e| state_err("read", e))
+}
+
 pub async fn save_run(wh: &SqliteWarehouse, run: &SyncRun) -> Result<(), WarehouseError> {
     let sql = format!(
         "INSERT OR REPLACE INTO {} (namespace, sync, mapping, mapping_uid, model, destination, trigger_kind, phase,

@@ -36,6 +36,8 @@ pub enum GoToolError {
     Cache { path: PathBuf, source: std::io::Error },
     #[error("`go install {package}@{version}` failed (exit {code}); its output is in {log}")]
     Build { package: &'static str, version: &'static str, code: i32, log: PathBuf },
+    #[error("`go mod download {module}@{version}` failed: {detail}; it needs Go and the Go module proxy")]
+    Download { module: &'static str, version: &'static str, detail: String },
     #[error("{env}={path} does not exist")]
     Missing { env: &'static str, path: PathBuf },
 }
@@ -151,3 +153,33 @@ pub const GLUA: GoTool = GoTool {
     use_env: "RETL_GLUA",
     cache_env: "RETL_GLUA_CACHE",
 };
+
+/// Files a Go module ships (CRDs, say), from the Go module proxy: `go mod
+/// download` puts the module's source, read-only, into Go's module cache
+/// (kept between runs) and says where.
+pub struct GoModule {
+    pub path: &'static str,
+    pub version: &'static str,
+}
+
+impl GoModule {
+    /// The module's directory in Go's module cache, downloaded first when missing.
+    pub fn dir(&self) -> Result<PathBuf, GoToolError> {
+        let no_go = |detail: String| GoToolError::Download { module: self.path, version: self.version, detail };
+        let out = Command::new("go")
+            .args(["mod", "download", "-json", &format!("{}@{}", self.path, self.version)])
+            .env_remove("GOFLAGS")
+            .current_dir(std::env::temp_dir())
+            .output()
+            .map_err(|e| no_go(e.to_string()))?;
+        let info: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| no_go(format!("unreadable answer: {e}")))?;
+        match (info["Dir"].as_str(), info["Error"].as_str()) {
+            (Some(dir), None) if out.status.success() => Ok(PathBuf::from(dir)),
+            (_, error) => Err(no_go(error.unwrap_or("no directory in its answer").to_string())),
+        }
+    }
+}
+
+/// The Prometheus Operator, whose module ships the CRDs of ServiceMonitor
+/// and PrometheusRule (`example/prometheus-operator-crd/`).
+pub const PROMETHEUS_OPERATOR: GoModule = GoModule { path: "github.com/prometheus-operator/prometheus-operator", version: "v0.94.1" };

@@ -127,6 +127,38 @@ fn plan_changes_nothing_and_history_filters() {
 }
 
 #[test]
+fn records_pages_every_failed_record_of_a_past_sync() {
+    let (_tmp, dir) = quickstart();
+    retl(&dir, &["run", "-f", "."]);
+    let history = text(&retl(&dir, &["history", "-f", "."]));
+    let sync = history.lines().nth(1).and_then(|l| l.split_whitespace().next()).unwrap().to_string();
+
+    let first = retl(&dir, &["records", "-f", ".", &sync, "--limit", "1"]);
+    let out = text(&first);
+    assert!(first.status.success(), "{out}");
+    assert!(out.contains(&format!("Sync default/{sync}: failed records 1-1 of 2")), "{out}");
+    assert!(out.contains("Recommended action:") && out.contains("Payload: {"), "{out}");
+    assert!(out.contains(&format!("Next page: retl records -f . {sync} --limit 1 --offset 1")), "{out}");
+
+    let second = retl(&dir, &["records", "-f", ".", &sync, "--limit", "1", "--offset", "1", "-o", "json"]);
+    let page: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&second)));
+    assert_eq!((page["total"].as_u64(), page["offset"].as_u64(), page.get("nextOffset")), (Some(2), Some(1), None), "{page:#}");
+    let both = [&first.stdout[..], &second.stdout[..]].concat();
+    let both = String::from_utf8_lossy(&both);
+    for code in ["MISSING_REQUIRED_FIELD", "PROPERTY_NOT_ACCEPTED"] {
+        assert!(both.contains(code), "each failed record once, over the two pages: {both}");
+    }
+    let item = &page["items"][0];
+    assert!(item["payload"].is_object() && !item["recommendedAction"].as_str().unwrap().is_empty(), "{item:#}");
+
+    let wide = text(&retl(&dir, &["records", "-f", ".", &sync, "-o", "wide"]));
+    assert_eq!(wide.lines().count(), 3, "a header and one line per record: {wide}");
+    let nope = retl(&dir, &["records", "-f", ".", "no-such-sync"]);
+    assert_eq!(nope.status.code(), Some(2), "{}", text(&nope));
+    assert!(text(&nope).contains("retl history -f ."), "{}", text(&nope));
+}
+
+#[test]
 fn reset_and_replay() {
     let (_tmp, dir) = quickstart();
     let first = text(&retl(&dir, &["run", "-f", "."]));

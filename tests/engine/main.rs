@@ -1,9 +1,10 @@
-//! The engine suite: every case in `cases.rs`, `safety.rs` and `limits.rs` against every warehouse
+//! The engine suite: every case in `cases.rs`, `safety.rs`, `limits.rs` and `record_log.rs` against every warehouse
 //! fixture in `fixture.rs`, through the public API.
 
 mod cases;
 mod fixture;
 mod limits;
+mod record_log;
 mod safety;
 mod support;
 
@@ -11,6 +12,7 @@ mod support;
 mod all {
     pub use super::cases::*;
     pub use super::limits::*;
+    pub use super::record_log::*;
     pub use super::safety::*;
 }
 
@@ -59,6 +61,7 @@ macro_rules! all_cases {
             runaway_templates_and_bad_values_fail_one_record,
             the_largest_settings_neither_abort_nor_hang,
             state_writes_cancelled_at_any_moment_leave_no_transaction_behind,
+            every_failed_record_is_in_the_record_log_page_by_page,
         );
     };
 }

@@ -1,16 +1,23 @@
 //! `kubectl retl`: the retl binary installed as `kubectl-retl` on PATH,
 //! found and run by the real kubectl against the real control plane: the
-//! sync overview with its filters, and sync-now, reset, replay and cancel
-//! with `--wait`.
+//! sync overview with its filters, sync-now, reset, replay and cancel with
+//! `--wait`, and every failed record of a Sync from a PostgreSQL Source's
+//! record log, read with the user's own RBAC.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use super::cluster::{Cluster, Setup, cluster, retl};
+use super::warehouses::{run_sql, server_url};
 
 /// `kubectl ARGS` with `kubectl-retl` on PATH.
 fn kubectl(c: &Cluster, args: &[&str]) -> (i32, String) {
+    kubectl_with(c, &cluster().kubectl().kubeconfig, args)
+}
+
+/// `kubectl ARGS` with `kubectl-retl` on PATH, as the user of `kubeconfig`.
+fn kubectl_with(c: &Cluster, kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String) {
     let bin: PathBuf = c.ns.dir().join("plugin-bin");
     if !bin.join("kubectl-retl").exists() {
         std::fs::create_dir_all(&bin).unwrap();
@@ -20,7 +27,7 @@ fn kubectl(c: &Cluster, args: &[&str]) -> (i32, String) {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let out = Command::new(&k.program)
         .args(args)
-        .env("KUBECONFIG", &k.kubeconfig)
+        .env("KUBECONFIG", kubeconfig)
         .env("KUBECACHEDIR", &k.cache_dir)
         .env("PATH", path)
         .env_remove("RUST_LOG")
@@ -99,4 +106,89 @@ async fn kubectl_retl_shows_the_overview_and_runs_requests() {
     let (code, out) = kubectl(&c, &["retl", "sync-now", "nope", "-n", &ns]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("cannot annotate Mapping") && out.contains("NotFound"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_retl_records_pages_every_failed_record_with_the_users_rbac() {
+    let url = server_url("RETL_TEST_POSTGRES_URL");
+    let schema = format!("e2e_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let create = format!("CREATE TABLE {schema}.people (id bigint PRIMARY KEY, email text)");
+    let fill = format!("INSERT INTO {schema}.people SELECT i, 'p' || i || '@example.com' FROM generate_series(1, 30) i");
+    run_sql(&url, &[&format!("CREATE SCHEMA {schema}"), &create, &fill]).await;
+    let c = Cluster::start(Setup::default()).await;
+    let ns = c.ns.name().to_string();
+    c.ns.apply_yaml(&format!(
+        r#"apiVersion: v1
+kind: Secret
+metadata: {{name: warehouse}}
+stringData: {{url: "{url}"}}
+---
+apiVersion: retl.dev/v1alpha1
+kind: Source
+metadata: {{name: pg}}
+spec: {{type: postgres, stateSchema: {schema}_state, postgres: {{urlSecretRef: {{name: warehouse, key: url}}}}}}
+---
+apiVersion: retl.dev/v1alpha1
+kind: Model
+metadata: {{name: people}}
+spec: {{sourceRef: {{name: pg}}, primaryKey: id, query: "SELECT id, email FROM {schema}.people"}}
+---
+apiVersion: retl.dev/v1alpha1
+kind: Mapping
+metadata: {{name: people-api}}
+spec: {{modelRef: {{name: people}}, destinationRef: {{name: api}}, action: upsert, fields: [{{to: id, from: id}}, {{to: email, from: email}}]}}
+"#
+    ))
+    .unwrap();
+    c.wait_ready("mapping", "people-api").await;
+    c.sink.set(|b| b.reject_keys.extend((1..=15).map(|k| k.to_string())));
+    let (code, out) = kubectl(&c, &["retl", "sync-now", "people-api", "-n", &ns, "--wait", "90s"]);
+    assert!(code == 0 && out.contains("finished PartiallySuccessful"), "{out}");
+    let sync = c.syncs().into_iter().find(|s| s["spec"]["mappingRef"]["name"] == "people-api").unwrap();
+    let name = sync["metadata"]["name"].as_str().unwrap().to_string();
+    assert_eq!(sync["status"]["failedRecords"].as_array().unwrap().len(), 10, "the status keeps 10 samples: {sync:#}");
+
+    // Every one of the 15, over two pages, each with its error, payload and recommended action.
+    let (code, out) = kubectl(&c, &["retl", "records", &name, "-n", &ns, "--limit", "10"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("Sync {ns}/{name}: failed records 1-10 of 15")), "{out}");
+    assert!(out.contains(&format!("Next page: kubectl retl records {name} -n {ns} --limit 10 --offset 10")), "{out}");
+    assert_eq!(out.matches("Recommended action: ").count(), 10, "{out}");
+    println!("--- kubectl retl records {name} -n {ns} --limit 10\n{out}");
+    let (code, out) = kubectl(&c, &["retl", "records", &name, "-n", &ns, "--limit", "10", "--offset", "10", "-o", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let page: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((page["total"].as_u64(), page["items"].as_array().map(Vec::len)), (Some(15), Some(5)), "{page:#}");
+    let (_, first) = kubectl(&c, &["retl", "records", &name, "-n", &ns, "-o", "json"]);
+    let all: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let mut keys: Vec<u64> = all["items"].as_array().unwrap().iter().map(|r| r["key"].as_str().unwrap().parse().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, (1..=15).collect::<Vec<_>>(), "{all:#}");
+    let item = &all["items"][0];
+    assert_eq!((item["code"].as_str(), item["operation"].as_str()), (Some("INVALID_RECORD"), Some("added")), "{item:#}");
+    assert!(
+        item["payload"]["email"].as_str().unwrap().ends_with("@example.com") && item["message"].as_str().unwrap().contains("not valid")
+    );
+    assert!(!out.contains(&url) && !first.contains(&url), "the warehouse URL (a Secret) is never printed");
+
+    // A user who may read Syncs and the objects they refer to, but not Secrets.
+    c.ns.apply_yaml(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: viewer}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: retl-viewer}\n\
+         rules: [{apiGroups: [retl.dev], resources: [syncs, mappings, models, sources], verbs: [get, list]}]\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: retl-viewer}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: retl-viewer}\n\
+         subjects: [{kind: ServiceAccount, name: viewer}]\n",
+    )
+    .unwrap();
+    let dir = c.ns.dir().join("viewer");
+    let tc = cluster();
+    testcluster::credentials::issue(&tc.client(), tc.endpoint(), &ns, "viewer", None, &dir).await.unwrap();
+    let (code, out) = kubectl_with(&c, &dir.join("kubeconfig"), &["retl", "records", &name, "-n", &ns]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("cannot read the credentials of Source") && out.contains("Forbidden"), "{out}");
+    assert!(out.contains("you need `get` on that Secret") && !out.contains(&url), "{out}");
+    let (code, out) = kubectl_with(&c, &dir.join("kubeconfig"), &["retl", "overview", "-n", &ns]);
+    assert!(code == 0 && out.contains("people-api"), "the overview needs no Secret: {out}");
+    run_sql(&url, &[&format!("DROP SCHEMA {schema} CASCADE"), &format!("DROP SCHEMA IF EXISTS {schema}_state CASCADE")]).await;
 }

@@ -9,12 +9,12 @@ use testcluster::wait_until;
 
 use super::cluster::{Cluster, Setup, count};
 
-fn server_url(var: &str) -> String {
+pub(super) fn server_url(var: &str) -> String {
     std::env::var(var)
         .unwrap_or_else(|_| panic!("{var} is not set: run the tests with scripts/test, which finds or starts the test servers and sets it"))
 }
 
-async fn run_sql(url: &str, statements: &[&str]) {
+pub(super) async fn run_sql(url: &str, statements: &[&str]) {
     let wh_type = if url.starts_with("mysql") { "mysql" } else { "postgres" };
     let spec: retl::api::SourceSpec = serde_json::from_value(serde_json::json!({
         "type": wh_type,

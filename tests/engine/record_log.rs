@@ -1,0 +1,55 @@
+//! The record log as people read it (`retl records`, `kubectl retl
+//! records`): every failed record of a sync, with its error and payload,
+//! page by page, not only the samples a Sync's status keeps.
+
+use retl::api::ChangeKind;
+use retl::warehouse::StateScope;
+
+use super::fixture::Fixture;
+use super::support::Env;
+
+pub async fn every_failed_record_is_in_the_record_log_page_by_page(fx: Fixture) {
+    let env = Env::new(fx, 30).await;
+    let m = env.mapping();
+    env.sink.set(|b| b.reject_keys.extend((1..=22).map(|k| k.to_string())));
+    env.exec("UPDATE {users} SET email = NULL WHERE id = 30").await;
+    let (sync, r) = env.sync(&m).await;
+    assert_eq!((r.loaded.succeeded, r.loaded.failed), (7, 23), "{r:#?}");
+    assert!(r.failed_records.len() <= 10, "the status keeps samples only: {r:#?}");
+
+    let scope = StateScope::from_uid(&env.mapping_uid);
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    loop {
+        let page = env.wh.failed_records(&scope, &sync, offset, 10).await.unwrap();
+        assert!(page.len() <= 10, "a page holds at most its limit");
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len() as u64;
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 23, "every failed record, each once: {seen:#?}");
+    let mut keys: Vec<u32> = seen.iter().map(|f| f.key.as_deref().unwrap().parse().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, (1..=22).chain([30]).collect::<Vec<_>>());
+
+    let refused = seen.iter().find(|f| f.key.as_deref() == Some("5")).unwrap();
+    assert_eq!((refused.kind, refused.code.as_str()), (ChangeKind::Added, "INVALID_RECORD"));
+    assert!(refused.message.contains("not valid"), "the destination's own message: {refused:?}");
+    let payload: serde_json::Value = serde_json::from_str(refused.payload.as_deref().unwrap()).unwrap();
+    assert_eq!(payload["email"], "u5@example.com", "the payload as sent");
+    let missing = seen.iter().find(|f| f.key.as_deref() == Some("30")).unwrap();
+    assert_eq!(missing.code, "MISSING_REQUIRED_FIELD", "rejected before sending: {missing:?}");
+    assert!(missing.at_ms > 0);
+
+    // The next sync retries them; its log is its own, the first one's stays.
+    env.sink.set(|b| b.reject_keys.clear());
+    let (next, r) = env.sync(&m).await;
+    assert_eq!((r.extracted.retried, r.loaded.succeeded, r.loaded.failed), (23, 22, 1), "{r:#?}");
+    let failed = env.wh.failed_records(&scope, &next, 0, 100).await.unwrap();
+    assert_eq!(failed.iter().map(|f| f.key.as_deref()).collect::<Vec<_>>(), [Some("30")]);
+    assert_eq!(env.wh.failed_records(&scope, &sync, 0, 100).await.unwrap().len(), 23, "history stays");
+    assert!(env.wh.failed_records(&scope, &sync, 23, 10).await.unwrap().is_empty(), "past the end: nothing");
+    assert!(env.wh.failed_records(&scope, "no-such-sync", 0, 10).await.unwrap().is_empty());
+}
