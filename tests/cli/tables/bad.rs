@@ -56,6 +56,12 @@ pub async fn bad_settings_say_what_to_fix(kind: Kind) {
     let message = s["failedRecords"][0]["message"].as_str().unwrap_or_default().to_string();
     assert!(message.contains("does not exist") && message.contains(&format!("spec.{field}.createTable: true")), "{s:#}");
     assert_eq!(db.count_tables().await, 0, "nothing was created");
+
+    // A typo in the settings is an error before anything runs, naming the field.
+    let manifest = std::fs::read_to_string(tmp.path().join("all.yaml")).unwrap();
+    std::fs::write(tmp.path().join("all.yaml"), manifest.replace("    table: contacts", "    tabel: contacts")).unwrap();
+    let out = super::retl(tmp.path(), &db, &["run", "-f", "."]);
+    assert!(text(&out).contains(&format!("unknown field \"spec.{field}.tabel\" (did you mean \"spec.{field}.table\"?)")), "{}", text(&out));
     db.drop().await;
 }
 
