@@ -9,6 +9,7 @@ mod error;
 mod file;
 pub(crate) mod http;
 mod reply;
+mod table;
 
 pub use error::DestinationError;
 pub use http::limits::{MAX_BATCH_SIZE, MAX_IN_FLIGHT};
@@ -75,12 +76,13 @@ pub fn build(
             let settings = spec.file.as_ref().ok_or_else(|| missing("file"))?;
             Ok(Arc::new(file::FileDestination::new(settings, base_dir)))
         }
+        DestinationType::Postgres | DestinationType::Mysql => Ok(Arc::new(table::TableDestination::new(name, spec, secrets)?)),
     }
 }
 
 /// Every Secret reference a Destination needs resolved before [`build`].
 pub fn secret_refs(spec: &DestinationSpec) -> Vec<SecretKeyRef> {
-    spec.http.iter().flat_map(|h| h.headers.iter().filter_map(|x| x.value_from.clone())).collect()
+    spec.http.iter().flat_map(|h| h.headers.iter().filter_map(|x| x.value_from.clone())).chain(table::secret_refs(spec)).collect()
 }
 
 /// One record as an HTTP batch carries it, borrowing the payload (a batch is

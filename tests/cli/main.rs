@@ -5,6 +5,7 @@
 mod alerts;
 mod manifests;
 mod safety;
+mod tables;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

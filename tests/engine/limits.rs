@@ -20,6 +20,8 @@ fn destination(http: &HttpDestination, secrets: &SecretValues) -> Arc<dyn Destin
         type_: retl::api::DestinationType::Http,
         http: Some(http.clone()),
         file: None,
+        postgres: None,
+        mysql: None,
         actions: vec![action()],
         max_concurrent_syncs: None,
         rate_limit: None,

@@ -143,6 +143,8 @@ impl Env {
             type_: retl::api::DestinationType::Http,
             http: Some(http.clone()),
             file: None,
+            postgres: None,
+            mysql: None,
             actions: vec![action()],
             max_concurrent_syncs: None,
             rate_limit: None,
