@@ -4,7 +4,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, SecretKeyRef};
+use super::{Condition, SecretKeyRef, ServerSource};
 
 /// Where records go. A Destination declares its actions, and each action the
 /// fields its payload carries (a `segment` Destination has its actions built
@@ -26,9 +26,10 @@ use super::{Condition, SecretKeyRef};
 #[serde(rename_all = "camelCase")]
 pub struct DestinationSpec {
     /// Kind of destination: `http` (a webhook or any JSON API), `segment`
-    /// (a Segment-compatible batch tracking API) or `file` (JSON lines, for
-    /// local runs and debugging). The settings go in the field of the same
-    /// name.
+    /// (a Segment-compatible batch tracking API), `postgres` or `mysql`
+    /// (upserts into a table of PostgreSQL or MySQL/MariaDB) or `file`
+    /// (JSON lines, for local runs and debugging). The settings go in the
+    /// field of the same name.
     #[serde(rename = "type")]
     pub type_: DestinationType,
     /// Settings of an `http` destination.
@@ -40,6 +41,12 @@ pub struct DestinationSpec {
     /// Settings of a `segment` destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment: Option<SegmentDestination>,
+    /// Settings of a `postgres` destination: a table in PostgreSQL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<TableDestination>,
+    /// Settings of a `mysql` destination: a table in MySQL or MariaDB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mysql: Option<TableDestination>,
     /// The actions this destination accepts; a Mapping names one. A
     /// `segment` destination has its actions and their fields built in
     /// (docs/destinations.md): leave this out, or list some of them to
@@ -88,6 +95,8 @@ pub enum DestinationType {
     Http,
     File,
     Segment,
+    Postgres,
+    Mysql,
 }
 
 /// One action of a destination (for example `identify` or `upsertContact`):
@@ -289,6 +298,61 @@ pub struct SegmentDestination {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 600_000))]
     pub initial_backoff_millis: Option<u32>,
+}
+
+/// A table in PostgreSQL or MySQL/MariaDB. Added and updated records are
+/// upserted by key, deleted ones deleted; each batch is one transaction, and
+/// a row the server refuses (a constraint, a value that does not fit) fails
+/// alone with the server's message while the rest of its batch lands. The
+/// connection settings (and their Secrets) are those of a Source.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableDestination {
+    /// How to reach the server: the same settings as a Source's.
+    #[serde(flatten)]
+    pub connection: ServerSource,
+    /// Name of the table the records go to.
+    #[schemars(length(min = 1, max = 128))]
+    pub table: String,
+    /// Schema (PostgreSQL) or database (MySQL) of the table. Default: the
+    /// connection's current schema (the first of its `search_path`) or database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub schema: Option<String>,
+    /// The column that holds the Model's primary key (default `id`). It
+    /// needs a unique index (a PRIMARY KEY will do): upserts and deletes find
+    /// their row by it. Its value is always the record's key, never a mapped
+    /// field, so no action may have a field of this name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub key_column: Option<String>,
+    /// SQL type of the key column when retl creates the table: `string`
+    /// (default; `text` in PostgreSQL, `VARCHAR(255)` in MySQL) or `integer`
+    /// (`bigint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<TableKeyType>,
+    /// Create the table when it does not exist (default false): the key
+    /// column as its primary key and one column per field of the actions,
+    /// typed after the field. An existing table is never altered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_table: bool,
+    /// Records per transaction (default 500; 1 to 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub batch_size: Option<u32>,
+    /// Transactions in flight at once, each on its own connection (default 2; 1 to 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 16))]
+    pub max_in_flight: Option<u32>,
+}
+
+/// SQL type of a table destination's key column when retl creates the table.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TableKeyType {
+    #[default]
+    String,
+    Integer,
 }
 
 /// Observed state of a Destination.

@@ -12,6 +12,7 @@ mod file;
 pub(crate) mod http;
 mod reply;
 mod segment;
+mod table;
 pub mod transport;
 
 pub use error::DestinationError;
@@ -95,6 +96,7 @@ fn kind(t: DestinationType) -> &'static dyn Kind {
         DestinationType::Http => &http::Http,
         DestinationType::File => &file::File,
         DestinationType::Segment => &segment::Segment,
+        DestinationType::Postgres | DestinationType::Mysql => &table::Table,
     }
 }
 

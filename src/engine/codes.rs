@@ -28,6 +28,10 @@ pub const DESTINATION_UNAVAILABLE: &str = "DESTINATION_UNAVAILABLE";
 pub const NO_RESULT: &str = "NO_RESULT";
 /// The destination rejected the record without a code of its own.
 pub const REJECTED: &str = "REJECTED";
+/// A table destination's row broke a constraint of the table (CHECK, NOT NULL, unique, foreign key).
+pub const CONSTRAINT_VIOLATION: &str = "CONSTRAINT_VIOLATION";
+/// A table destination's table does not fit the action (a column or the table missing, no unique key, no privilege).
+pub const TABLE_MISMATCH: &str = "TABLE_MISMATCH";
 /// Rejections whose codes did not fit in the Sync's error summary.
 pub const OTHER_ERRORS: &str = "OTHER_ERRORS";
 
@@ -68,6 +72,12 @@ pub fn recommended_action(code: &str) -> String {
             "Check that the destination is up and reachable and that its credentials are valid; the records are retried on the next syncs."
         }
         NO_RESULT => "Check the destination's reply format; the record is retried on the next syncs.",
+        CONSTRAINT_VIOLATION => {
+            "The destination table refused the row (see the constraint in the message): fix the data in the warehouse or filter such rows out in the Model, or change the constraint; the record is retried on the next syncs with fresh data."
+        }
+        TABLE_MISMATCH => {
+            "Make the destination table fit the Destination as the message says (the key column with a unique index, a column per action field, INSERT, UPDATE and DELETE granted to retl's user), or set createTable: true; the records are retried on the next syncs."
+        }
         OTHER_ERRORS => {
             "Fix the errors summarised first; then look up the remaining records' codes in the record log (or the next sync's summary)."
         }

@@ -18,7 +18,7 @@ mod postgres_state;
 mod record_log;
 pub(crate) mod rows;
 mod runs;
-mod server;
+pub(crate) mod server;
 mod sqlite;
 mod sqlite_hash;
 mod sqlite_lock;

@@ -6,6 +6,7 @@ mod alerts;
 mod manifests;
 mod safety;
 mod segment;
+mod tables;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

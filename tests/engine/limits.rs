@@ -21,6 +21,8 @@ fn destination(http: &HttpDestination, secrets: &SecretValues) -> Arc<dyn Destin
         http: Some(http.clone()),
         file: None,
         segment: None,
+        postgres: None,
+        mysql: None,
         actions: vec![action()],
         max_concurrent_syncs: None,
         rate_limit: None,

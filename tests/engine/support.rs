@@ -144,6 +144,8 @@ impl Env {
             http: Some(http.clone()),
             file: None,
             segment: None,
+            postgres: None,
+            mysql: None,
             actions: vec![action()],
             max_concurrent_syncs: None,
             rate_limit: None,
