@@ -29,7 +29,8 @@ pub async fn check<'a>(ctx: &'a Context, ns: &str, mapping: &Mapping) -> Result<
     let Some(slots) = destination.spec.sync_slots() else { return Ok((Admission::Unlimited, None)) };
     let guard = ctx.admission.lock().await;
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = format!("{}={}", label::DESTINATION, naming::label_value(name));
+    // Only retl's Jobs (they carry the Sync label), of this Destination.
+    let selector = format!("{},{}={}", super::job::SYNC_LABEL, label::DESTINATION, naming::label_value(name));
     let listed =
         jobs.list(&ListParams::default().labels(&selector)).await.map_err(ControllerError::api("list", "Jobs of Destination", name))?;
     let running: Vec<String> =

@@ -19,6 +19,7 @@ mod record_log;
 pub(crate) mod rows;
 mod runs;
 pub(crate) mod server;
+pub(crate) mod server_options;
 mod sqlite;
 mod sqlite_hash;
 mod sqlite_lock;

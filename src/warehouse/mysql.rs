@@ -7,11 +7,9 @@
 //! writes RFC 3339 timestamps), and hashed with `MD5` (the only 128-bit
 //! hash both have, and cheap in C; see docs/warehouses.md).
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use futures::FutureExt;
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlSslMode};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
 use super::rows::{RowDecoder, describe_columns, query_err, stage_suffix};
@@ -20,7 +18,7 @@ use super::{
     Column, DiffCounts, DiffMode, DiffRequest, HistoryFilter, RecordOutcome, StageCounts, StagedChange, StateScope, SyncRun, Warehouse,
     WarehouseError,
 };
-use crate::api::{SourceSpec, TlsMode};
+use crate::api::SourceSpec;
 
 pub struct MysqlWarehouse {
     pub(super) pool: MySqlPool,
@@ -51,7 +49,8 @@ pub(super) fn text(s: &str) -> String {
 impl MysqlWarehouse {
     pub async fn connect(source_name: &str, spec: &SourceSpec, secrets: &super::SecretValues) -> Result<Self, WarehouseError> {
         let target = ServerTarget::resolve(source_name, "mysql", spec.mysql.as_ref(), secrets)?;
-        let options = options(&target).map_err(|message| WarehouseError::Config { source_name: source_name.to_string(), message })?;
+        let options = super::server_options::mysql(&target)
+            .map_err(|message| WarehouseError::Config { source_name: source_name.to_string(), message })?;
         let timeout = target.statement_timeout;
         let pool = MySqlPoolOptions::new()
             .max_connections(4)
@@ -146,41 +145,6 @@ impl MysqlWarehouse {
     async fn run(&self, action: &'static str, sql: String) -> Result<u64, WarehouseError> {
         self.pool.execute(AssertSqlSafe(sql)).await.map(|r| r.rows_affected()).map_err(|e| self.state_err(action, e))
     }
-}
-
-fn options(t: &ServerTarget) -> Result<MySqlConnectOptions, String> {
-    let mut o = match &t.url {
-        Some(url) => MySqlConnectOptions::from_str(url)
-            .map_err(|e| format!("the connection URL in spec.mysql.urlSecretRef is not valid ({})", t.redact(&e.to_string())))?,
-        None => {
-            let mut o = MySqlConnectOptions::new().port(t.port.unwrap_or(3306));
-            if let Some(h) = &t.host {
-                o = o.host(h);
-            }
-            if let Some(d) = &t.database {
-                o = o.database(d);
-            }
-            if let Some(u) = &t.user {
-                o = o.username(u);
-            }
-            if let Some(p) = &t.password {
-                o = o.password(p);
-            }
-            o
-        }
-    };
-    if let Some(mode) = t.tls {
-        o = o.ssl_mode(match mode {
-            TlsMode::Disable => MySqlSslMode::Disabled,
-            TlsMode::Prefer => MySqlSslMode::Preferred,
-            TlsMode::Require => MySqlSslMode::Required,
-            TlsMode::VerifyCa => MySqlSslMode::VerifyCa,
-            TlsMode::VerifyFull => MySqlSslMode::VerifyIdentity,
-        });
-    }
-    // The model's SQL must mean what it means in the user's own client: no
-    // PIPES_AS_CONCAT. UTC makes TIMESTAMP values come out the same everywhere.
-    Ok(o.pipes_as_concat(false).timezone(Some("+00:00".to_string())).charset("utf8mb4"))
 }
 
 #[async_trait]

@@ -11,16 +11,14 @@
 //! the cheapest stable hash the server has; see docs/warehouses.md). This
 //! file connects, describes models and commits what the destination answered.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
 use super::rows::{describe_columns, query_err, quote_ident, stage_suffix};
 use super::server::{CommitPlan, Failure, ServerTarget, classify, connect_message, now_ms};
 use super::{Column, DiffCounts, DiffRequest, HistoryFilter, RecordOutcome, StagedChange, StateScope, SyncRun, Warehouse, WarehouseError};
-use crate::api::{SourceSpec, TlsMode};
+use crate::api::SourceSpec;
 
 pub struct PostgresWarehouse {
     pool: PgPool,
@@ -109,48 +107,13 @@ impl PostgresWarehouse {
     }
 }
 
-/// Connection options from the Source's settings.
+/// Connection options from the Source's settings. Not waiting for the WAL
+/// flush saves a disk sync per committed batch. A retl crash loses nothing
+/// (the server has the commit); a crash of the server itself may forget its
+/// last fraction of a second of commits, which the next sync then sends
+/// again (at least once, never lost).
 fn options(t: &ServerTarget) -> Result<PgConnectOptions, String> {
-    let mut o = match &t.url {
-        Some(url) => PgConnectOptions::from_str(url)
-            .map_err(|e| format!("the connection URL in spec.postgres.urlSecretRef is not valid ({})", t.redact(&e.to_string())))?,
-        None => {
-            let mut o = PgConnectOptions::new_without_pgpass();
-            if let Some(h) = &t.host {
-                o = o.host(h);
-            }
-            o = o.port(t.port.unwrap_or(5432));
-            if let Some(d) = &t.database {
-                o = o.database(d);
-            }
-            if let Some(u) = &t.user {
-                o = o.username(u);
-            }
-            if let Some(p) = &t.password {
-                o = o.password(p);
-            }
-            o
-        }
-    };
-    if let Some(mode) = t.tls {
-        o = o.ssl_mode(match mode {
-            TlsMode::Disable => PgSslMode::Disable,
-            TlsMode::Prefer => PgSslMode::Prefer,
-            TlsMode::Require => PgSslMode::Require,
-            TlsMode::VerifyCa => PgSslMode::VerifyCa,
-            TlsMode::VerifyFull => PgSslMode::VerifyFull,
-        });
-    }
-    // UTC makes timestamps come out the same whatever the server's zone.
-    // Not waiting for the WAL flush saves a disk sync per committed batch. A
-    // retl crash loses nothing (the server has the commit); a crash of the
-    // server itself may forget its last fraction of a second of commits,
-    // which the next sync then sends again (at least once, never lost).
-    let mut settings = vec![("TimeZone".to_string(), "UTC".to_string()), ("synchronous_commit".to_string(), "off".to_string())];
-    if let Some(s) = t.statement_timeout {
-        settings.push(("statement_timeout".to_string(), format!("{s}s")));
-    }
-    Ok(o.application_name("retl").options(settings))
+    super::server_options::postgres(t, vec![("synchronous_commit".to_string(), "off".to_string())])
 }
 
 #[async_trait]

@@ -9,19 +9,15 @@
 //! value that does not fit its column fails its row instead of being cut
 //! or zeroed.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use futures::FutureExt;
 use serde_json::Value;
-use sqlx::mysql::{
-    MySql, MySqlArguments, MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions, MySqlSslMode,
-};
+use sqlx::mysql::{MySql, MySqlArguments, MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPool, MySqlPoolOptions};
 use sqlx::query::Query;
 use sqlx::{AssertSqlSafe, Connection, Executor, Transaction};
 
 use super::schema::{Class, Dialect, TableInfo, Target, Tx, transport_class, utc_datetime};
-use crate::api::{FieldType, TableKeyType, TlsMode};
+use crate::api::{FieldType, TableKeyType};
 use crate::engine::codes;
 use crate::warehouse::server::{Failure, ServerTarget, classify, connect_message};
 
@@ -42,7 +38,7 @@ fn quote(name: &str) -> String {
 
 impl Mysql {
     pub fn new(server: ServerTarget, connections: usize) -> Result<Mysql, String> {
-        let options = options(&server)?;
+        let options = crate::warehouse::server_options::mysql(&server)?;
         let timeout = server.statement_timeout;
         let pool = MySqlPoolOptions::new()
             .max_connections(connections as u32)
@@ -72,40 +68,6 @@ impl Mysql {
             .connect_lazy_with(options.clone());
         Ok(Mysql { pool, options, server })
     }
-}
-
-fn options(t: &ServerTarget) -> Result<MySqlConnectOptions, String> {
-    let mut o = match &t.url {
-        Some(url) => MySqlConnectOptions::from_str(url)
-            .map_err(|e| format!("the connection URL in spec.mysql.urlSecretRef is not valid ({})", t.redact(&e.to_string())))?,
-        None => {
-            let mut o = MySqlConnectOptions::new().port(t.port.unwrap_or(3306));
-            if let Some(h) = &t.host {
-                o = o.host(h);
-            }
-            if let Some(d) = &t.database {
-                o = o.database(d);
-            }
-            if let Some(u) = &t.user {
-                o = o.username(u);
-            }
-            if let Some(p) = &t.password {
-                o = o.password(p);
-            }
-            o
-        }
-    };
-    if let Some(mode) = t.tls {
-        o = o.ssl_mode(match mode {
-            TlsMode::Disable => MySqlSslMode::Disabled,
-            TlsMode::Prefer => MySqlSslMode::Preferred,
-            TlsMode::Require => MySqlSslMode::Required,
-            TlsMode::VerifyCa => MySqlSslMode::VerifyCa,
-            TlsMode::VerifyFull => MySqlSslMode::VerifyIdentity,
-        });
-    }
-    // UTC: DATETIME values are written as UTC, and TIMESTAMP columns read them so.
-    Ok(o.pipes_as_concat(false).timezone(Some("+00:00".to_string())).charset("utf8mb4"))
 }
 
 fn qualified(t: &Target) -> String {

@@ -7,15 +7,13 @@
 //! fails with the server's own message. A conflict on another unique index
 //! than the key's is an error (the row fails), never an update of another row.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgPool, PgPoolOptions, PgSslMode, Postgres as Pg};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgPool, PgPoolOptions, Postgres as Pg};
 use sqlx::{AssertSqlSafe, Connection, Transaction};
 
 use super::schema::{Class, Dialect, TableInfo, Target, Tx, transport_class, utc_datetime};
-use crate::api::{FieldType, TableKeyType, TlsMode};
+use crate::api::{FieldType, TableKeyType};
 use crate::engine::codes;
 use crate::warehouse::server::{Failure, ServerTarget, classify, connect_message};
 
@@ -31,54 +29,15 @@ fn quote(name: &str) -> String {
 
 impl Postgres {
     pub fn new(server: ServerTarget, connections: usize) -> Result<Postgres, String> {
-        let options = options(&server)?;
+        // Unlike a warehouse's, commits wait for the server's disk: a batch
+        // retl counts as delivered must survive a crash of the server.
+        let options = crate::warehouse::server_options::postgres(&server, vec![])?;
         let pool = PgPoolOptions::new()
             .max_connections(connections as u32)
             .acquire_timeout(server.connect_timeout)
             .connect_lazy_with(options.clone());
         Ok(Postgres { pool, options, server })
     }
-}
-
-/// Connection options from the settings. Unlike a warehouse's, commits wait
-/// for the server's disk: a batch that retl counts as delivered must
-/// survive a crash of the server.
-fn options(t: &ServerTarget) -> Result<PgConnectOptions, String> {
-    let mut o = match &t.url {
-        Some(url) => PgConnectOptions::from_str(url)
-            .map_err(|e| format!("the connection URL in spec.postgres.urlSecretRef is not valid ({})", t.redact(&e.to_string())))?,
-        None => {
-            let mut o = PgConnectOptions::new_without_pgpass().port(t.port.unwrap_or(5432));
-            if let Some(h) = &t.host {
-                o = o.host(h);
-            }
-            if let Some(d) = &t.database {
-                o = o.database(d);
-            }
-            if let Some(u) = &t.user {
-                o = o.username(u);
-            }
-            if let Some(p) = &t.password {
-                o = o.password(p);
-            }
-            o
-        }
-    };
-    if let Some(mode) = t.tls {
-        o = o.ssl_mode(match mode {
-            TlsMode::Disable => PgSslMode::Disable,
-            TlsMode::Prefer => PgSslMode::Prefer,
-            TlsMode::Require => PgSslMode::Require,
-            TlsMode::VerifyCa => PgSslMode::VerifyCa,
-            TlsMode::VerifyFull => PgSslMode::VerifyFull,
-        });
-    }
-    // UTC: a datetime without a zone means the same whatever the server's.
-    let mut settings = vec![("TimeZone".to_string(), "UTC".to_string())];
-    if let Some(s) = t.statement_timeout {
-        settings.push(("statement_timeout".to_string(), format!("{s}s")));
-    }
-    Ok(o.application_name("retl").options(settings))
 }
 
 /// `"schema"."table"`, or the bare table (the current schema) without a schema.
