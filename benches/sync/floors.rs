@@ -72,6 +72,7 @@ pub async fn sink_ceiling(url: &str, rows: u64) -> Result<f64, Error> {
                     "name": format!("User Number {i}"), "plan": "pro", "mrr": 123.45,
                     "createdAt": "2020-01-01T00:00:01+00:00",
                     "attrs": {"tags": ["a", "b"], "seats": 1, "company": "Company 1"}}),
+                id: retl::destination::record_id("bench", &i.to_string(), ChangeKind::Added, "h"),
             })
             .collect(),
     );

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Condition, SecretKeyRef, ServerSource};
 
-/// Where records go. Each type declares its actions, and each action the
-/// fields its payload carries; Mappings map model columns onto those fields.
+/// Where records go. A Destination declares its actions, and each action the
+/// fields its payload carries (a `segment` Destination has its actions built
+/// in); Mappings map model columns onto those fields.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "retl.dev",
@@ -17,17 +18,18 @@ use super::{Condition, SecretKeyRef, ServerSource};
     status = "DestinationStatus",
     shortname = "dest",
     category = "retl",
-    doc = "Where records go (an HTTP API, a JSON-lines file, ...) and the actions it accepts.",
+    doc = "Where records go (an HTTP API, a Segment-compatible tracking API, a JSON-lines file, ...) and the actions it accepts.",
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationSpec {
-    /// Kind of destination: `http` (a webhook or any JSON API), `postgres`
-    /// or `mysql` (upserts into a table of PostgreSQL or MySQL/MariaDB) or
-    /// `file` (JSON lines, for local runs and debugging). The settings go in
-    /// the field of the same name.
+    /// Kind of destination: `http` (a webhook or any JSON API), `segment`
+    /// (a Segment-compatible batch tracking API), `postgres` or `mysql`
+    /// (upserts into a table of PostgreSQL or MySQL/MariaDB) or `file`
+    /// (JSON lines, for local runs and debugging). The settings go in the
+    /// field of the same name.
     #[serde(rename = "type")]
     pub type_: DestinationType,
     /// Settings of an `http` destination.
@@ -36,13 +38,20 @@ pub struct DestinationSpec {
     /// Settings of a `file` destination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileDestination>,
+    /// Settings of a `segment` destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentDestination>,
     /// Settings of a `postgres` destination: a table in PostgreSQL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<TableDestination>,
     /// Settings of a `mysql` destination: a table in MySQL or MariaDB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mysql: Option<TableDestination>,
-    /// The actions this destination accepts; a Mapping names one.
+    /// The actions this destination accepts; a Mapping names one. A
+    /// `segment` destination has its actions and their fields built in
+    /// (docs/destinations.md): leave this out, or list some of them to
+    /// allow only those, or to make a built-in field `required` or fix the
+    /// `properties` of an object field.
     #[serde(default)]
     pub actions: Vec<Action>,
     /// Most Syncs of this Destination's Mappings that run at once (default:
@@ -85,6 +94,7 @@ impl DestinationSpec {
 pub enum DestinationType {
     Http,
     File,
+    Segment,
     Postgres,
     Mysql,
 }
@@ -243,6 +253,51 @@ pub struct FileDestination {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]
     pub batch_size: Option<u32>,
+}
+
+/// A Segment-compatible batch tracking API (Segment, or an API that speaks
+/// its `/v1/batch` format, such as RudderStack's). Each request carries up
+/// to `batchSize` messages and at most 500,000 bytes, each message at most
+/// 32,000 bytes; the write key goes as HTTP basic auth. Deletes are
+/// skipped (reason `DeletesNotSupported`): Segment deletes users through
+/// its separate regulations API.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SegmentDestination {
+    /// Base URL of the tracking API; batches go to `<baseUrl>/v1/batch`
+    /// (default `https://api.segment.io`; EU workspaces use
+    /// `https://events.eu1.segmentapis.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// The Secret key that holds the source's write key.
+    pub write_key_secret_ref: SecretKeyRef,
+    /// Messages per request (default 100; 1 to 2500, the API's limit).
+    /// Fewer go when 500,000 bytes are reached first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 2500))]
+    pub batch_size: Option<u32>,
+    /// Seconds one request may take before it counts as timed out (default 30; 1 to 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_seconds: Option<u32>,
+    /// Requests in flight at once (default 4; 1 to 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub max_in_flight: Option<u32>,
+    /// Most requests per second (default: no limit; 1 to 100000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub requests_per_second: Option<u32>,
+    /// Retries of a request answered 429 or 5xx, timed out or cut off,
+    /// with exponential backoff, inside one sync (default 5; 0 to 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub max_retries: Option<u32>,
+    /// First backoff delay in milliseconds, doubled on each retry (default
+    /// 500; 1 to 600000); a `Retry-After` reply header takes precedence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 600_000))]
+    pub initial_backoff_millis: Option<u32>,
 }
 
 /// A table in PostgreSQL or MySQL/MariaDB. Added and updated records are

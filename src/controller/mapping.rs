@@ -133,12 +133,9 @@ async fn validate(client: &kube::Client, ns: &str, m: &Mapping) -> Result<Option
     let Some(dest) = dests.get_opt(dest_name).await.map_err(ControllerError::api("get", "Destination", dest_name))? else {
         return Ok(missing("Destination", dest_name));
     };
-    let Some(action) = dest.spec.actions.iter().find(|a| a.name == m.spec.action) else {
-        let known: Vec<&str> = dest.spec.actions.iter().map(|a| a.name.as_str()).collect();
-        return Ok(Some(Problem::blocking(
-            reason::INVALID_SPEC,
-            format!("Destination {dest_name:?} has no action {:?} (its actions: {})", m.spec.action, known.join(", ")),
-        )));
+    let action = match crate::destination::find_action(dest_name, &dest.spec, &m.spec.action) {
+        Ok(action) => action,
+        Err(message) => return Ok(Some(Problem::blocking(reason::INVALID_SPEC, message))),
     };
     let columns: Vec<String> = model.status.as_ref().map(|s| s.columns.iter().map(|c| c.name.clone()).collect()).unwrap_or_default();
     if columns.is_empty() {
@@ -147,7 +144,7 @@ async fn validate(client: &kube::Client, ns: &str, m: &Mapping) -> Result<Option
             format!("Model {model_name:?} is not ready yet (its columns are not known)"),
         )));
     }
-    if let Err(e) = FieldMapper::new(&m.spec.fields, action, m.spec.skip_nulls, &columns) {
+    if let Err(e) = FieldMapper::new(&m.spec.fields, &action, m.spec.skip_nulls, &columns) {
         return Ok(Some(Problem::blocking(reason::INVALID_SPEC, e.to_string())));
     }
     let source_name = &model.spec.source_ref.name;

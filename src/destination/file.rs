@@ -7,8 +7,19 @@ use async_trait::async_trait;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use super::{Delivery, Destination, DestinationError, OutRecord, operation};
-use crate::api;
+use super::{Delivery, Destination, DestinationError, Kind, OutRecord, operation};
+use crate::api::{self, DestinationSpec};
+use crate::warehouse::SecretValues;
+
+/// The `file` type.
+pub struct File;
+
+impl Kind for File {
+    fn build(&self, name: &str, spec: &DestinationSpec, _: &SecretValues, base_dir: &Path) -> super::Built {
+        let settings = spec.file.as_ref().ok_or_else(|| super::missing_settings(name, "file"))?;
+        Ok(std::sync::Arc::new(FileDestination::new(settings, base_dir)))
+    }
+}
 
 pub struct FileDestination {
     path: PathBuf,
@@ -20,7 +31,7 @@ impl FileDestination {
         let path = Path::new(&settings.path);
         FileDestination {
             path: if path.is_absolute() { path.to_path_buf() } else { base_dir.join(path) },
-            batch_size: (settings.batch_size.unwrap_or(500) as usize).clamp(1, super::http::limits::MAX_BATCH_SIZE),
+            batch_size: (settings.batch_size.unwrap_or(500) as usize).clamp(1, super::MAX_BATCH_SIZE),
         }
     }
 

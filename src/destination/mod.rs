@@ -2,25 +2,30 @@
 //!
 //! One trait, [`Destination`], one file per type. The engine hands a
 //! destination one batch at a time and needs one [`Delivery`] per record
-//! back, in order. A new destination touches one new file and one line in
-//! [`build`].
+//! back, in order. Every HTTP type sends through the one
+//! [`transport::HttpTransport`] (retries, timeouts, rate limit, headers,
+//! masking) and only encodes batches and reads replies. A new destination
+//! type is one new file implementing [`Kind`] and one line in [`kind`].
 
 mod error;
 mod file;
 pub(crate) mod http;
 mod reply;
+mod segment;
 mod table;
+pub mod transport;
 
 pub use error::DestinationError;
-pub use http::limits::{MAX_BATCH_SIZE, MAX_IN_FLIGHT};
+pub use transport::limits::{MAX_BATCH_SIZE, MAX_IN_FLIGHT};
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::api::{ChangeKind, DestinationSpec, DestinationType, SecretKeyRef};
+use crate::api::{Action, ChangeKind, DestinationSpec, DestinationType, SecretKeyRef};
 use crate::warehouse::SecretValues;
 
 /// One record as sent.
@@ -32,6 +37,11 @@ pub struct OutRecord {
     pub kind: ChangeKind,
     /// The mapped payload (`null` for deletes).
     pub payload: Value,
+    /// A stable id of this change ([`record_id`]): the same Mapping, key,
+    /// operation and row values give the same id, so a batch sent again
+    /// after a crash carries the same ids and receivers that deduplicate
+    /// by id (Segment's `messageId`) apply it once.
+    pub id: String,
 }
 
 /// What the destination did with one record.
@@ -54,35 +64,81 @@ pub trait Destination: Send + Sync {
     /// order; `Err` means the whole batch could not be delivered even after
     /// retries (unreachable, or 429/5xx to the end).
     async fn send(&self, action: &str, batch: &[OutRecord]) -> Result<Vec<Delivery>, DestinationError>;
+    /// For a change kind this destination does not send, the skip reason
+    /// (from [`crate::engine::skip`]) that such records get instead.
+    fn skip_reason(&self, _kind: ChangeKind) -> Option<&'static str> {
+        None
+    }
+}
+
+/// What [`Kind::build`] returns.
+pub type Built = Result<Arc<dyn Destination>, DestinationError>;
+
+/// One destination type: how a spec of that type becomes a destination,
+/// and what callers need to know before building one.
+pub trait Kind: Sync {
+    /// Builds the destination; an invalid spec is a [`DestinationError::Config`]
+    /// (the Destination's Ready condition shows it).
+    fn build(&self, name: &str, spec: &DestinationSpec, secrets: &SecretValues, base_dir: &Path) -> Built;
+    /// The Secret keys the spec names, resolved before [`Kind::build`].
+    fn secret_refs(&self, _spec: &DestinationSpec) -> Vec<SecretKeyRef> {
+        Vec::new()
+    }
+    /// The actions a Mapping may name: by default those the spec declares.
+    fn actions<'a>(&self, _name: &str, spec: &'a DestinationSpec) -> Result<Cow<'a, [Action]>, DestinationError> {
+        Ok(Cow::Borrowed(&spec.actions))
+    }
+}
+
+/// Every destination type. A new type adds its line here.
+fn kind(t: DestinationType) -> &'static dyn Kind {
+    match t {
+        DestinationType::Http => &http::Http,
+        DestinationType::File => &file::File,
+        DestinationType::Segment => &segment::Segment,
+        DestinationType::Postgres | DestinationType::Mysql => &table::Table,
+    }
 }
 
 /// Builds the destination a Destination spec describes.
-pub fn build(
-    name: &str,
-    spec: &DestinationSpec,
-    secrets: &SecretValues,
-    base_dir: &Path,
-) -> Result<Arc<dyn Destination>, DestinationError> {
-    let missing = |field: &str| DestinationError::Config {
-        destination: name.to_string(),
-        message: format!("type is {field} but spec.{field} is missing"),
-    };
-    match spec.type_ {
-        DestinationType::Http => {
-            let settings = spec.http.as_ref().ok_or_else(|| missing("http"))?;
-            Ok(Arc::new(http::HttpDestination::new(name, settings, secrets)?))
-        }
-        DestinationType::File => {
-            let settings = spec.file.as_ref().ok_or_else(|| missing("file"))?;
-            Ok(Arc::new(file::FileDestination::new(settings, base_dir)))
-        }
-        DestinationType::Postgres | DestinationType::Mysql => Ok(Arc::new(table::TableDestination::new(name, spec, secrets)?)),
-    }
+pub fn build(name: &str, spec: &DestinationSpec, secrets: &SecretValues, base_dir: &Path) -> Built {
+    kind(spec.type_).build(name, spec, secrets, base_dir)
 }
 
 /// Every Secret reference a Destination needs resolved before [`build`].
 pub fn secret_refs(spec: &DestinationSpec) -> Vec<SecretKeyRef> {
-    spec.http.iter().flat_map(|h| h.headers.iter().filter_map(|x| x.value_from.clone())).chain(table::secret_refs(spec)).collect()
+    kind(spec.type_).secret_refs(spec)
+}
+
+/// The actions a Mapping may name on this Destination: those it declares,
+/// or for a type with built-in actions (`segment`) those.
+pub fn actions<'a>(name: &str, spec: &'a DestinationSpec) -> Result<Cow<'a, [Action]>, DestinationError> {
+    kind(spec.type_).actions(name, spec)
+}
+
+/// The action `action` of Destination `name`, or what to fix.
+pub fn find_action(name: &str, spec: &DestinationSpec, action: &str) -> Result<Action, String> {
+    let actions = actions(name, spec).map_err(|e| e.to_string())?;
+    actions.iter().find(|a| a.name == action).cloned().ok_or_else(|| {
+        let known: Vec<&str> = actions.iter().map(|a| a.name.as_str()).collect();
+        format!("Destination {name:?} has no action {action:?} (its actions: {}); fix the Mapping's spec.action", known.join(", "))
+    })
+}
+
+/// "type is X but spec.X is missing".
+pub(crate) fn missing_settings(name: &str, field: &str) -> DestinationError {
+    DestinationError::Config { destination: name.to_string(), message: format!("type is {field} but spec.{field} is missing") }
+}
+
+/// Names the ids of [`record_id`] (a UUID of retl's own).
+const RECORD_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1c_2a4e_93d7_4b0e_8a51_3c9e_d2f4_7b61);
+
+/// The stable id of one change: a name-based UUID (version 5) of the
+/// Mapping's UID, the key, the operation and the row's hash.
+pub fn record_id(mapping_uid: &str, key: &str, kind: ChangeKind, hash: &str) -> String {
+    // Lengths first, so that no two different inputs make the same name.
+    let name = format!("{}:{mapping_uid}|{}:{key}|{}|{hash}", mapping_uid.len(), key.len(), operation(kind));
+    uuid::Uuid::new_v5(&RECORD_ID_NAMESPACE, name.as_bytes()).to_string()
 }
 
 /// One record as an HTTP batch carries it, borrowing the payload (a batch is

@@ -17,6 +17,11 @@ pub const PROPERTY_NOT_ACCEPTED: &str = "PROPERTY_NOT_ACCEPTED";
 pub const TEMPLATE_ERROR: &str = "TEMPLATE_ERROR";
 /// A column or JSON value the mapping reads has the wrong shape for this row.
 pub const INVALID_VALUE: &str = "INVALID_VALUE";
+/// The record has none of the identities the destination's action needs
+/// (a segment message without userId and anonymousId).
+pub const MISSING_IDENTITY: &str = "MISSING_IDENTITY";
+/// The record encodes to more than the destination takes in one message.
+pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
 /// The destination could not be reached, or kept answering 429/5xx, for the whole batch.
 pub const DESTINATION_UNAVAILABLE: &str = "DESTINATION_UNAVAILABLE";
 /// The destination's reply did not say what happened to the record.
@@ -57,6 +62,12 @@ pub fn recommended_action(code: &str) -> String {
             "Use \"customize object\" (fields[].object) or \"customize array\" (fields[].array) to send only the properties the destination accepts."
         }
         TEMPLATE_ERROR => "Fix the Liquid template in the Mapping; every variable it uses must exist in the row (`row.<column>`).",
+        MISSING_IDENTITY => {
+            "Map userId or anonymousId (every segment action but alias needs one), or filter rows without either out in the Model."
+        }
+        MESSAGE_TOO_LARGE => {
+            "Send less with this record: map fewer or shorter traits or properties (a segment message takes at most 32,000 bytes)."
+        }
         DESTINATION_UNAVAILABLE => {
             "Check that the destination is up and reachable and that its credentials are valid; the records are retried on the next syncs."
         }

@@ -234,9 +234,13 @@ impl Loader<'_> {
         if !self.ctx.mapping.send.contains(&change.kind) {
             return settle(OutcomeKind::Skipped { reason: skip::NOT_SELECTED.into() }, None);
         }
+        if let Some(reason) = self.destination.skip_reason(change.kind) {
+            return settle(OutcomeKind::Skipped { reason: reason.into() }, None);
+        }
+        let id = |key: &str| crate::destination::record_id(&self.ctx.mapping_uid, key, change.kind, &change.hash);
         if change.kind == ChangeKind::Deleted {
             let key = change.key.clone().unwrap_or_default();
-            return Prepared::Send(OutRecord { key, kind: change.kind, payload: Value::Null }, change.hash);
+            return Prepared::Send(OutRecord { id: id(&key), key, kind: change.kind, payload: Value::Null }, change.hash);
         }
         let row = match change.row {
             Some(Ok(row)) => row,
@@ -253,7 +257,7 @@ impl Loader<'_> {
                 reject(codes::DUPLICATE_PRIMARY_KEY, format!("several rows have the primary key {k:?}; none of them is sent"), Some(p))
             }
             (_, _, Err((e, partial))) => reject(&e.code, e.message, Some(partial)),
-            (_, Some(k), Ok(p)) => Prepared::Send(OutRecord { key: k.clone(), kind: change.kind, payload: p }, change.hash),
+            (_, Some(k), Ok(p)) => Prepared::Send(OutRecord { id: id(k), key: k.clone(), kind: change.kind, payload: p }, change.hash),
         }
     }
 }

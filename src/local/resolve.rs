@@ -60,15 +60,8 @@ pub fn resolve<'a>(m: &'a Manifests, namespace: &str, mapping: &'a Loaded<Mappin
     let source = m.sources.get(&key(source_name)).ok_or_else(|| missing("Source", source_name))?;
     let destination =
         m.destinations.get(&key(&spec.destination_ref.name)).ok_or_else(|| missing("Destination", &spec.destination_ref.name))?;
-    let action = destination.object.spec.actions.iter().find(|a| a.name == spec.action).cloned().ok_or_else(|| LocalError::Reference {
-        mapping: mname.clone(),
-        message: format!(
-            "Destination {:?} has no action {:?} (its actions: {})",
-            spec.destination_ref.name,
-            spec.action,
-            destination.object.spec.actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-    })?;
+    let action = crate::destination::find_action(&spec.destination_ref.name, &destination.object.spec, &spec.action)
+        .map_err(|message| LocalError::Reference { mapping: mname.clone(), message })?;
     let mut refs = crate::warehouse::secret_refs(&source.object.spec);
     refs.extend(crate::destination::secret_refs(&destination.object.spec));
     let mut secrets = SecretValues::new();

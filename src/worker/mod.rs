@@ -145,13 +145,8 @@ async fn resolve(client: &Client, ns: &str, sync: &Sync) -> Result<Resolved, (&'
     let dest_name = &mapping.spec.destination_ref.name;
     let destination: Destination =
         Api::namespaced(client.clone(), ns).get(dest_name).await.map_err(|e| missing("Destination", dest_name, e))?;
-    let action = destination
-        .spec
-        .actions
-        .iter()
-        .find(|a| a.name == mapping.spec.action)
-        .cloned()
-        .ok_or_else(|| (reason::INVALID_SPEC, format!("Destination {dest_name:?} has no action {:?}", mapping.spec.action)))?;
+    let action = crate::destination::find_action(dest_name, &destination.spec, &mapping.spec.action)
+        .map_err(|message| (reason::INVALID_SPEC, message))?;
     let mut refs = crate::warehouse::secret_refs(&source.spec);
     refs.extend(crate::destination::secret_refs(&destination.spec));
     let secrets = crate::controller::secrets::read(client, ns, &refs).await?;

@@ -1,10 +1,11 @@
 //! The `retl` binary as a user runs it: the quickstart, plan, history,
 //! reset, replay, bad input, a killed run and Ctrl-C; `safety.rs`: secrets,
-//! deadlines and a closed stdout.
+//! deadlines and a closed stdout; `segment.rs`: the segment destination.
 
 mod alerts;
 mod manifests;
 mod safety;
+mod segment;
 mod tables;
 
 use std::path::{Path, PathBuf};

@@ -20,6 +20,7 @@ fn destination(http: &HttpDestination, secrets: &SecretValues) -> Arc<dyn Destin
         type_: retl::api::DestinationType::Http,
         http: Some(http.clone()),
         file: None,
+        segment: None,
         postgres: None,
         mysql: None,
         actions: vec![action()],

@@ -1,4 +1,4 @@
-//! The engine suite: every case in `cases.rs`, `safety.rs`, `limits.rs` and `record_log.rs` against every warehouse
+//! The engine suite: every case in `cases.rs`, `safety.rs`, `limits.rs`, `record_log.rs` and `segment.rs` against every warehouse
 //! fixture in `fixture.rs`, through the public API.
 
 mod cases;
@@ -6,6 +6,7 @@ mod fixture;
 mod limits;
 mod record_log;
 mod safety;
+mod segment;
 mod support;
 
 /// Every case, from the files that hold them.
@@ -14,6 +15,7 @@ mod all {
     pub use super::limits::*;
     pub use super::record_log::*;
     pub use super::safety::*;
+    pub use super::segment::*;
 }
 
 macro_rules! suite {
@@ -62,6 +64,7 @@ macro_rules! all_cases {
             the_largest_settings_neither_abort_nor_hang,
             state_writes_cancelled_at_any_moment_leave_no_transaction_behind,
             every_failed_record_is_in_the_record_log_page_by_page,
+            segment_messages_from_every_warehouse,
         );
     };
 }

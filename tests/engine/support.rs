@@ -143,6 +143,7 @@ impl Env {
             type_: retl::api::DestinationType::Http,
             http: Some(http.clone()),
             file: None,
+            segment: None,
             postgres: None,
             mysql: None,
             actions: vec![action()],

@@ -17,6 +17,7 @@ mod lifecycle;
 mod long_names;
 mod plugin;
 mod rbac;
+mod segment;
 mod warehouses;
 
 use std::time::Duration;

@@ -13,7 +13,7 @@ fn spec(url: &str) -> api::HttpDestination {
 }
 
 fn rec(key: &str) -> OutRecord {
-    OutRecord { key: key.into(), kind: ChangeKind::Added, payload: serde_json::json!({}) }
+    OutRecord { key: key.into(), kind: ChangeKind::Added, payload: serde_json::json!({}), id: format!("id-{key}") }
 }
 
 #[test]
@@ -25,8 +25,11 @@ fn the_largest_values_a_spec_can_carry_are_capped() {
     s.initial_backoff_millis = Some(u32::MAX);
     s.timeout_seconds = Some(u32::MAX);
     let d = HttpDestination::new("d", &s, &SecretValues::new()).expect("destination");
-    assert_eq!((d.batch_size(), d.max_in_flight(), d.max_retries), (limits::MAX_BATCH_SIZE, limits::MAX_IN_FLIGHT, limits::MAX_RETRIES));
-    let delays: Vec<Duration> = d.backoff().build().collect();
+    assert_eq!(
+        (d.batch_size(), d.max_in_flight(), d.transport.max_retries),
+        (limits::MAX_BATCH_SIZE, limits::MAX_IN_FLIGHT, limits::MAX_RETRIES)
+    );
+    let delays: Vec<Duration> = d.transport.backoff().build().collect();
     assert_eq!(delays.len(), limits::MAX_RETRIES);
     // Jitter adds at most the delay itself.
     assert!(delays[0] <= 2 * limits::MAX_INITIAL_BACKOFF, "first retry after {:?}", delays[0]);
@@ -41,7 +44,7 @@ async fn a_batch_is_retried_for_a_bounded_time_only() {
     s.max_retries = Some(u32::MAX);
     s.initial_backoff_millis = Some(50);
     let mut d = HttpDestination::new("d", &s, &SecretValues::new()).expect("destination");
-    d.max_retry_time = Duration::from_secs(2);
+    d.transport.max_retry_time = Duration::from_secs(2);
     let started = Instant::now();
     let err = d.send("a", &[rec("1")]).await.expect_err("always 503");
     assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());

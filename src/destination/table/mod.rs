@@ -48,6 +48,19 @@ const DOWN_FOR: Duration = Duration::from_secs(30);
 const MAX_BATCH_SIZE: usize = 10_000;
 const MAX_IN_FLIGHT: usize = 16;
 
+/// The `postgres` and `mysql` types.
+pub struct Table;
+
+impl super::Kind for Table {
+    fn build(&self, name: &str, spec: &DestinationSpec, secrets: &SecretValues, _: &std::path::Path) -> super::Built {
+        Ok(Arc::new(TableDestination::new(name, spec, secrets)?))
+    }
+
+    fn secret_refs(&self, spec: &DestinationSpec) -> Vec<SecretKeyRef> {
+        secret_refs(spec).collect()
+    }
+}
+
 /// The Secrets of a table destination's connection.
 pub fn secret_refs(spec: &DestinationSpec) -> impl Iterator<Item = SecretKeyRef> + '_ {
     [&spec.postgres, &spec.mysql]
