@@ -393,16 +393,3 @@ pub async fn values_json_cannot_carry_fail_that_record(fx: Fixture) {
     assert!(r.failed_records[0].message.contains("cast it in the model"), "{r:#?}");
     assert_eq!(env.sink.latest().len(), 2);
 }
-
-pub async fn replies_without_results_accept_or_reject_the_whole_batch(fx: Fixture) {
-    let env = Env::new(fx, 12).await;
-    env.sink.set(|b| b.per_record_results = false);
-    let (_, r) = env.sync(&env.mapping()).await;
-    assert_eq!((r.phase, r.loaded.succeeded), (SyncPhase::Successful, 12), "a 2xx without results accepts the batch");
-    env.exec("UPDATE {users} SET email = 'z@example.com'").await;
-    env.sink.set(|b| b.always_status = Some(422));
-    let (_, r) = env.sync(&env.mapping()).await;
-    assert_eq!((r.phase, r.loaded.failed), (SyncPhase::Failed, 12));
-    assert_eq!(r.errors[0].code, "HTTP_422");
-    assert!(r.errors[0].message.contains("forced status 422"), "the reply's body is shown: {:?}", r.errors[0]);
-}

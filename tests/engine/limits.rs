@@ -193,3 +193,16 @@ pub async fn the_largest_settings_neither_abort_nor_hang(fx: Fixture) {
     assert_eq!(env.sink.requests(), 1, "one batch: 30 records are well within the largest batch");
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
 }
+
+pub async fn replies_without_results_accept_or_reject_the_whole_batch(fx: Fixture) {
+    let env = Env::new(fx, 12).await;
+    env.sink.set(|b| b.per_record_results = false);
+    let (_, r) = env.sync(&env.mapping()).await;
+    assert_eq!((r.phase, r.loaded.succeeded), (SyncPhase::Successful, 12), "a 2xx without results accepts the batch");
+    env.exec("UPDATE {users} SET email = 'z@example.com'").await;
+    env.sink.set(|b| b.always_status = Some(422));
+    let (_, r) = env.sync(&env.mapping()).await;
+    assert_eq!((r.phase, r.loaded.failed), (SyncPhase::Failed, 12));
+    assert_eq!(r.errors[0].code, "HTTP_422");
+    assert!(r.errors[0].message.contains("forced status 422"), "the reply's body is shown: {:?}", r.errors[0]);
+}
