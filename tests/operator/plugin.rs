@@ -85,7 +85,8 @@ async fn kubectl_retl_shows_the_overview_and_runs_requests() {
     let name = latest["metadata"]["name"].as_str().unwrap().to_string();
     let (code, out) = kubectl(&c, &["retl", "replay", &name, "-n", &ns, "--wait", "90s"]);
     assert!(code == 0 && out.contains(&format!("Sync {name}-replay-")) && out.contains("finished Successful"), "{out}");
-    c.sink.set(|b| b.stall = Some(Duration::from_millis(300)));
+    // Slow enough that the cancel lands before the sync ends, even on a loaded machine.
+    c.sink.set(|b| b.stall = Some(Duration::from_secs(2)));
     c.sql("UPDATE users SET email = 'x' || email");
     let (code, out) = kubectl(&c, &["retl", "sync-now", "users-api", "-n", &ns]);
     assert_eq!(code, 0, "{out}");
