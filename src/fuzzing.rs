@@ -11,7 +11,7 @@ fn split(data: &[u8]) -> Option<(&str, &str)> {
     Some(text.split_once('\n').unwrap_or((text, "")))
 }
 
-fn row(json: &str) -> crate::warehouse::Row {
+fn row(json: &str) -> crate::record::Row {
     match serde_json::from_str::<serde_json::Value>(json) {
         Ok(serde_json::Value::Object(row)) => row,
         _ => serde_json::Map::new(),

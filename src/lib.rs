@@ -9,6 +9,7 @@ pub mod fuzzing;
 pub mod local;
 pub mod mask;
 pub mod plugin;
+pub mod record;
 pub mod schedule;
 pub mod telemetry;
 pub mod warehouse;

@@ -109,7 +109,8 @@ async fn a_duplicate_with_one_copy_unchanged_is_caught(wh: &dyn Warehouse, table
         .iter()
         .map(|c| RecordOutcome { key: c.key.clone(), hash: c.hash.clone(), kind: c.kind, result: OutcomeKind::Delivered })
         .collect();
-    wh.commit(&scope, "first", &delivered).await.unwrap();
+    wh.commit(&scope, "first", &[], &delivered).await.unwrap();
+    wh.merge(&scope).await.unwrap();
     wh.drop_stage(&scope, "first").await.unwrap();
 
     wh.execute(&format!("INSERT INTO {table} VALUES (1, 'a2')")).await.unwrap();

@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, ObjectRef};
+use super::{ChangeKind, Condition, ObjectRef};
 
 /// Sends a Model's rows to one action of a Destination, on a schedule or on
 /// request. Like a CronJob, it creates Syncs and keeps their history.
@@ -144,15 +144,6 @@ fn default_history() -> u32 {
 }
 fn default_retry_window() -> String {
     "336h".to_string()
-}
-
-/// A kind of change found by diffing the model against the last delivered state.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    Added,
-    Updated,
-    Deleted,
 }
 
 /// Concurrency policy of a Mapping, as in CronJob.

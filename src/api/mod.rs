@@ -17,6 +17,7 @@ mod source;
 mod sync;
 mod sync_alert;
 
+pub use crate::record::ChangeKind;
 pub use common::*;
 pub use destination::*;
 pub use mapping::*;

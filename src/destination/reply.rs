@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::Delivery;
 use super::OutRecord;
 use crate::api::HttpReplies;
-use crate::engine::codes;
+use crate::record::codes;
 
 /// What a reply says about the records of its batch: `Ok(Some)` one
 /// delivery per record, `Ok(None)` nothing per record (the status decides

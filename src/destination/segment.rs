@@ -37,7 +37,7 @@ use serde_json::{Map, Value, json};
 use super::transport::{self, HttpTransport, Knobs, snippet};
 use super::{Built, Delivery, Destination, DestinationError, Kind, OutRecord};
 use crate::api::{self, Action, ActionField, ChangeKind, DestinationSpec, FieldType, SecretKeyRef};
-use crate::engine::{codes, skip};
+use crate::record::{codes, skip};
 use crate::warehouse::SecretValues;
 
 /// Most bytes of one request.

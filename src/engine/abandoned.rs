@@ -5,8 +5,9 @@
 use jiff::Timestamp;
 
 use super::SyncReport;
-use super::tally::{Tally, skip};
+use super::tally::Tally;
 use crate::api::{SyncPhase, conditions::reason};
+use crate::record::skip;
 use crate::warehouse::{HistoryFilter, StateScope, SyncRun, Warehouse, WarehouseError};
 
 /// How long [`fail_abandoned_runs`] waits for the Mapping's lock: a sync that

@@ -16,11 +16,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::tally::{Tally, skip};
-use super::{EngineError, Observer, SyncContext, codes};
+use super::tally::Tally;
+use super::{EngineError, Observer, SyncContext};
 use crate::api::ChangeKind;
 use crate::destination::{Delivery, Destination, DestinationError, OutRecord};
 use crate::fieldmap::FieldMapper;
+use crate::record::codes;
+use crate::record::skip;
 use crate::warehouse::{OutcomeKind, RecordOutcome, StageFlag, StagedChange, StateScope, Warehouse};
 
 /// Staged changes read per page.
@@ -35,7 +37,14 @@ enum Answered {
     Settled { seen: u64, outcomes: Vec<(RecordOutcome, Option<Value>)> },
     /// A batch the destination answered (or failed to). The permit keeps the
     /// batch counted against the memory bound until it is committed.
-    Batch { hashes: Vec<String>, records: Vec<OutRecord>, result: Result<Vec<Delivery>, DestinationError>, held: OwnedSemaphorePermit },
+    Batch {
+        /// The batch's number in this sync (its in-flight mark).
+        number: i64,
+        hashes: Vec<String>,
+        records: Vec<OutRecord>,
+        result: Result<Vec<Delivery>, DestinationError>,
+        held: OwnedSemaphorePermit,
+    },
 }
 
 /// What to do with one staged change.
@@ -103,6 +112,7 @@ impl Loader<'_> {
         let sending = Arc::new(Semaphore::new(in_flight));
         let held = Arc::new(Semaphore::new(2 * in_flight));
         let mut batch: Vec<(OutRecord, String)> = Vec::with_capacity(batch_size);
+        let mut number = 0;
         while let Some(page) = pages.recv().await {
             let seen = page.len() as u64;
             let mut outcomes = Vec::new();
@@ -118,7 +128,8 @@ impl Loader<'_> {
                                 continue;
                             }
                             let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                            self.dispatch(full, &sending, &held, &done, sends).await?;
+                            number += 1;
+                            self.dispatch(number, full, &sending, &held, &done, sends).await?;
                         }
                     }
                     Prepared::Send(..) => {} // canceled: counted as skipped at the end
@@ -130,7 +141,7 @@ impl Loader<'_> {
             }
         }
         if !batch.is_empty() {
-            self.dispatch(batch, &sending, &held, &done, sends).await?;
+            self.dispatch(number + 1, batch, &sending, &held, &done, sends).await?;
         }
         Ok(false)
     }
@@ -142,6 +153,7 @@ impl Loader<'_> {
     /// once the model no longer returns them).
     async fn dispatch(
         &self,
+        number: i64,
         batch: Vec<(OutRecord, String)>,
         sending: &Arc<Semaphore>,
         held: &Arc<Semaphore>,
@@ -158,7 +170,7 @@ impl Loader<'_> {
         self.budget.wait(batch.len()).await;
         let new: Vec<&str> = batch.iter().filter(|(r, _)| r.kind == ChangeKind::Added).map(|(r, _)| r.key.as_str()).collect();
         if !new.is_empty() {
-            self.warehouse.mark_in_flight(self.scope, &self.ctx.sync_name, &new).await?;
+            self.warehouse.mark_in_flight(self.scope, &self.ctx.sync_name, number, &new).await?;
         }
         let destination = self.destination.clone();
         let action = self.ctx.action.name.clone();
@@ -168,7 +180,7 @@ impl Loader<'_> {
             let result = destination.send(&action, &records).await;
             drop(slot);
             // The committer only goes away when the sync already failed.
-            let _ = done.send(Answered::Batch { hashes, records, result, held }).await;
+            let _ = done.send(Answered::Batch { number, hashes, records, result, held }).await;
         };
         // A poisoned lock only means another send panicked; the set is still usable.
         let mut sends = sends.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -189,6 +201,7 @@ impl Loader<'_> {
             let mut payloads = Vec::new();
             // Released once the batches they count are committed, not before.
             let mut committing = Vec::new();
+            let mut numbers = Vec::new();
             for item in answered {
                 match item {
                     Answered::Settled { seen, outcomes: settled } => {
@@ -198,8 +211,9 @@ impl Loader<'_> {
                             payloads.push(p);
                         }
                     }
-                    Answered::Batch { hashes, records, result, held } => {
+                    Answered::Batch { number, hashes, records, result, held } => {
                         committing.push(held);
+                        numbers.push(number);
                         for (o, p) in answer(hashes, records, result) {
                             outcomes.push(o);
                             payloads.push(Some(p));
@@ -210,7 +224,7 @@ impl Loader<'_> {
             if outcomes.is_empty() {
                 continue;
             }
-            self.warehouse.commit(self.scope, &self.ctx.sync_name, &outcomes).await?;
+            self.warehouse.commit(self.scope, &self.ctx.sync_name, &numbers, &outcomes).await?;
             drop(committing);
             for (o, p) in outcomes.iter().zip(&payloads) {
                 tally.record(o, p.as_ref());

@@ -8,14 +8,13 @@
 
 mod abandoned;
 mod budget;
-pub mod codes;
 mod error;
 mod guard;
 mod load;
 mod run;
 mod tally;
 
-pub use tally::skip;
+pub use crate::record::{codes, skip};
 
 pub use abandoned::fail_abandoned_runs;
 pub use budget::{Budget, Share};

@@ -7,12 +7,13 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::load::Loader;
-use super::tally::{Tally, skip};
+use super::tally::Tally;
 use super::{EngineError, Observer, SyncContext, SyncReport, guard};
 use crate::api::{ExtractedCounts, SyncPhase, SyncTrigger, conditions::reason};
 use crate::destination::Destination;
 use crate::fieldmap::FieldMapper;
-use crate::warehouse::{DiffCounts, DiffMode, DiffRequest, StateScope, SyncLock, SyncRun, Warehouse, kind_name};
+use crate::record::skip;
+use crate::warehouse::{DiffCounts, DiffMode, DiffRequest, StateScope, SyncLock, SyncRun, Warehouse};
 
 /// Runs one sync to its end and returns what happened. Never panics and
 /// never returns early: every failure becomes a Failed report with a reason
@@ -79,6 +80,13 @@ async fn run_inner(
         Ok(lock) => (Some(lock), steps(ctx, warehouse, destination, observer, cancel, &scope, &mut tally, &report).await),
         Err(e) => (None, Err(e)),
     };
+    if lock.is_some() {
+        // What this sync committed moves into the snapshot, however it
+        // ended. Should this fail, the next sync merges it before it diffs.
+        if let Err(e) = warehouse.merge(&scope).await {
+            tracing::warn!(sync = %ctx.sync_name, error = %e, "could not merge the sync's records into the snapshot; the next sync does");
+        }
+    }
     let (phase, why, message) = match result {
         Ok(Step::Loaded { canceled }) => {
             let rest = tally.unaccounted();
@@ -152,13 +160,19 @@ async fn steps(
     warehouse.save_run(&run_row(ctx, report)).await?;
     let window = retry_window(&ctx.mapping.retry_window)?;
     let now_ms = Timestamp::now().as_millisecond();
-    warehouse.prune(scope, now_ms - window).await?;
+    // What a dead sync committed but did not merge goes into the snapshot
+    // first, so the diff below does not find it again.
+    let merged = warehouse.merge(scope).await?;
+    if merged > 0 {
+        tracing::info!(sync = %ctx.sync_name, records = merged, "records a stopped sync delivered are merged into the snapshot");
+    }
     // Records a dead sync sent without committing their outcome: whether or
     // not the destination has them, the diff below now treats them as sent.
     let recovered = warehouse.recover_in_flight(scope).await?;
     if recovered > 0 {
         tracing::info!(sync = %ctx.sync_name, records = recovered, "records a stopped sync had in flight are sent again (or deleted)");
     }
+    warehouse.prune(scope, now_ms - window).await?;
     if ctx.trigger == SyncTrigger::Reset {
         // A reset forgets what was delivered, so its own diff can no longer
         // see that the model went empty: look before forgetting. Resetting
@@ -324,8 +338,8 @@ async fn plan_pages(
                 continue;
             }
             let flagged = match change.flag {
-                Some(StageFlag::NullKey) => Some(super::codes::NULL_PRIMARY_KEY),
-                Some(StageFlag::DuplicateKey) => Some(super::codes::DUPLICATE_PRIMARY_KEY),
+                Some(StageFlag::NullKey) => Some(crate::record::codes::NULL_PRIMARY_KEY),
+                Some(StageFlag::DuplicateKey) => Some(crate::record::codes::DUPLICATE_PRIMARY_KEY),
                 _ => None,
             };
             if let Some(code) = flagged {
@@ -335,14 +349,14 @@ async fn plan_pages(
             let payload = match &change.row {
                 None => Ok(Value::Null),
                 Some(Ok(row)) => mapper.map(row).map_err(|(e, _)| e.code),
-                Some(Err(_)) => Err(super::codes::UNSUPPORTED_VALUE.to_string()),
+                Some(Err(_)) => Err(crate::record::codes::UNSUPPORTED_VALUE.to_string()),
             };
             match payload {
                 Ok(p) => {
                     plan.to_send[change.kind as usize] += 1;
                     if plan.samples.len() < samples {
                         let key = change.key.clone().unwrap_or_default();
-                        plan.samples.push((key, kind_name(change.kind).to_string(), p));
+                        plan.samples.push((key, change.kind.name().to_string(), p));
                     }
                 }
                 Err(code) => *fails.entry(code).or_default() += 1,

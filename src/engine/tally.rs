@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::codes;
 use crate::api::conditions::reason;
 use crate::api::{ChangeKind, ErrorSummary, ExtractedCounts, FailedRecord, LoadedCounts, SkipSummary, SyncPhase};
+use crate::record::{codes, skip};
 use crate::warehouse::{OutcomeKind, RecordOutcome};
 
 /// Most failed records kept as samples in a Sync's status.
@@ -35,29 +35,6 @@ pub const MAX_CODE_BYTES: usize = 128;
 /// count together under [`codes::OTHER_ERRORS`], so `errors` stays small
 /// even when a destination puts a record's id into its code.
 pub const MAX_ERROR_CODES: usize = 20;
-
-/// Reasons a record is skipped.
-pub mod skip {
-    pub const NOT_SELECTED: &str = "NotSelected";
-    pub const RETRY_WINDOW_EXPIRED: &str = "RetryWindowExpired";
-    pub const CANCELED: &str = "Canceled";
-    pub const NOT_PROCESSED: &str = "NotProcessed";
-    pub const GUARD_TRIPPED: &str = "GuardTripped";
-    pub const DELETES_NOT_SUPPORTED: &str = "DeletesNotSupported";
-
-    pub fn message(reason: &str) -> &'static str {
-        match reason {
-            NOT_SELECTED => "the change kind is not in the Mapping's spec.send",
-            RETRY_WINDOW_EXPIRED => "the record kept failing for the whole retry window and was dropped",
-            CANCELED => "the sync was canceled before the record was sent; the next sync sends it",
-            GUARD_TRIPPED => "a guard stopped the sync before anything was sent",
-            DELETES_NOT_SUPPORTED => {
-                "the destination type does not delete (segment: deletes go through Segment's regulations API, not the tracking API; see docs/destinations.md)"
-            }
-            _ => "the sync stopped before the record was sent; the next sync sends it",
-        }
-    }
-}
 
 #[derive(Default, Debug)]
 pub struct Tally {
@@ -113,7 +90,7 @@ impl Tally {
     fn add_sample(&mut self, o: &RecordOutcome, code: &str, message: &str, payload: Option<&Value>) {
         let mut sample = FailedRecord {
             key: truncate(o.key.as_deref().unwrap_or_default(), MAX_TEXT_BYTES).into_owned(),
-            operation: crate::warehouse::kind_name(o.kind).to_string(),
+            operation: o.kind.name().to_string(),
             code: code.to_string(),
             message: truncate(message, MAX_TEXT_BYTES).into_owned(),
             recommended_action: codes::recommended_action(code),

@@ -18,8 +18,8 @@ pub use error::{MappingError, RecordError};
 use serde_json::{Map, Value};
 
 use crate::api::{Action, ActionField, FieldMapping, FieldType, PropertyMapping};
-use crate::engine::codes;
-use crate::warehouse::Row;
+use crate::record::Row;
+use crate::record::codes;
 use template::Template;
 use value::{ValuePath, coerce, fits, json_container};
 

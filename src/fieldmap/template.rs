@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::liquid_for::{ForBlock, NoTableRow};
 pub use super::liquid_for::{MAX_ITERATIONS, MAX_RENDER_TIME};
-use crate::warehouse::Row;
+use crate::record::Row;
 
 /// Most bytes one render may write.
 pub const MAX_OUTPUT_BYTES: usize = 1024 * 1024;

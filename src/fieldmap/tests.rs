@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::{FieldMapper, MappingError};
 use crate::api::{Action, FieldMapping};
-use crate::warehouse::Row;
+use crate::record::Row;
 
 const ACTION: &str = r#"
 name: trackOrder

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::api::FieldType;
-use crate::warehouse::Row;
+use crate::record::Row;
 
 /// Where a value comes from: a column, maybe followed by a path into the
 /// JSON held in that column (`attrs.address.city`).

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::LocalError;
-use crate::engine::codes::recommended_action;
+use crate::record::codes::recommended_action;
 use crate::warehouse::{self, LoggedFailure, StateScope, Warehouse, WarehouseError};
 
 /// The most records one page may hold: a page is read into memory.
@@ -51,7 +51,7 @@ impl From<LoggedFailure> for RecordView {
         let committed_at = jiff::Timestamp::from_millisecond(f.at_ms).map(|t| t.to_string()).unwrap_or_default();
         RecordView {
             key: f.key,
-            operation: warehouse::kind_name(f.kind),
+            operation: f.kind.name(),
             recommended_action: recommended_action(&f.code),
             code: f.code,
             message: f.message,

@@ -44,8 +44,11 @@ impl Warehouse for Masked {
     async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError> {
         self.mask(self.inner.drop_stage(scope, stage).await)
     }
-    async fn commit(&self, scope: &StateScope, sync: &str, outcomes: &[RecordOutcome]) -> Result<(), WarehouseError> {
-        self.mask(self.inner.commit(scope, sync, outcomes).await)
+    async fn commit(&self, scope: &StateScope, sync: &str, batches: &[i64], outcomes: &[RecordOutcome]) -> Result<(), WarehouseError> {
+        self.mask(self.inner.commit(scope, sync, batches, outcomes).await)
+    }
+    async fn merge(&self, scope: &StateScope) -> Result<u64, WarehouseError> {
+        self.mask(self.inner.merge(scope).await)
     }
     async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
         self.mask(self.inner.save_run(run).await)
@@ -59,8 +62,8 @@ impl Warehouse for Masked {
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
         self.mask(self.inner.execute(sql).await)
     }
-    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError> {
-        self.mask(self.inner.mark_in_flight(scope, sync, keys).await)
+    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, batch: i64, keys: &[&str]) -> Result<(), WarehouseError> {
+        self.mask(self.inner.mark_in_flight(scope, sync, batch, keys).await)
     }
     async fn recover_in_flight(&self, scope: &StateScope) -> Result<u64, WarehouseError> {
         self.mask(self.inner.recover_in_flight(scope).await)

@@ -1,44 +1,40 @@
 //! Warehouses: where models run and where retl keeps its sync state.
 //!
-//! One trait, [`Warehouse`], one file per dialect. The trait is shaped around
-//! the engine's steps so that the heavy lifting (running the model, hashing
-//! rows, diffing against the snapshot) happens inside the warehouse as
-//! set-based SQL, and only changed rows ever leave it, page by page.
+//! One trait, [`Warehouse`], one folder per dialect with the same rooms
+//! (`mod` connects and answers the trait, `stage` diffs, `state` keeps what
+//! syncs commit, `history` reads it back). The trait is shaped around the
+//! engine's steps so that the heavy lifting (running the model, hashing
+//! rows, diffing against the snapshot, merging what was delivered into it)
+//! happens inside the warehouse as set-based SQL, and only changed rows ever
+//! leave it, page by page.
 //!
-//! A new warehouse touches one new file and one line in [`connect`].
+//! A new warehouse touches one new folder and one line in [`connect`].
 
+mod batch_plan;
 mod error;
 mod masked;
 mod mysql;
-mod mysql_json;
-mod mysql_state;
 mod postgres;
-mod postgres_stage;
-mod postgres_state;
 mod record_log;
 pub(crate) mod rows;
 mod runs;
 pub(crate) mod server;
 pub(crate) mod server_options;
 mod sqlite;
-mod sqlite_hash;
-mod sqlite_lock;
-mod sqlite_state;
 mod state_tx;
 
 pub use error::WarehouseError;
 pub use record_log::{LogCount, LoggedFailure};
-pub(crate) use record_log::{failed_records_sql, log_counts_sql, read_failed_records, read_log_counts};
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use async_trait::async_trait;
 
-use crate::api::{ChangeKind, SecretKeyRef, SourceSpec, SourceType};
+use crate::api::{SecretKeyRef, SourceSpec, SourceType};
+use crate::record::ChangeKind;
 
-/// A model row: column name to value, in the query's column order.
-pub type Row = serde_json::Map<String, serde_json::Value>;
+pub use crate::record::{OutcomeKind, RecordOutcome, Row};
 
 /// Secret values a caller resolved beforehand (from the API server, or from
 /// files and the environment in a local run), by reference.
@@ -82,15 +78,6 @@ pub fn secret_refs(spec: &SourceSpec) -> Vec<SecretKeyRef> {
         .flat_map(|s| [s.password_secret_ref.clone(), s.url_secret_ref.clone()])
         .flatten()
         .collect()
-}
-
-/// The name of a change kind as stored and shown: `added`, `updated`, `deleted`.
-pub fn kind_name(kind: ChangeKind) -> &'static str {
-    match kind {
-        ChangeKind::Added => "added",
-        ChangeKind::Updated => "updated",
-        ChangeKind::Deleted => "deleted",
-    }
 }
 
 /// One column a model's query returns.
@@ -204,27 +191,6 @@ pub enum StageFlag {
     Expired,
 }
 
-/// What became of one record; committed in one transaction per batch.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RecordOutcome {
-    pub key: Option<String>,
-    pub hash: String,
-    pub kind: ChangeKind,
-    pub result: OutcomeKind,
-}
-
-/// The result of one record.
-#[derive(Clone, Debug, PartialEq)]
-pub enum OutcomeKind {
-    /// The destination accepted it: the snapshot moves forward.
-    Delivered,
-    /// Not sent on purpose (not selected, or expired): the snapshot moves
-    /// forward so it is not found again.
-    Skipped { reason: String },
-    /// Rejected: kept as a pending failure and retried on later syncs.
-    Rejected { code: String, message: String, payload: Option<String> },
-}
-
 /// One row of the sync-run table: a sync's identity and its final (or
 /// current) status as JSON.
 #[derive(Clone, Debug, PartialEq)]
@@ -295,21 +261,31 @@ pub trait Warehouse: Send + Sync {
     /// Drops a stage; idempotent.
     async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError>;
 
-    /// Records, before a batch is sent, the keys of its records that the
-    /// snapshot does not hold yet: once the request is out, the destination
-    /// may have them, whether or not their outcome is ever committed.
-    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, keys: &[&str]) -> Result<(), WarehouseError>;
+    /// Records, before batch number `batch` of a sync is sent, the keys of
+    /// its records that the snapshot does not hold yet (one row per batch):
+    /// once the request is out, the destination may have them, whether or
+    /// not their outcome is ever committed.
+    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, batch: i64, keys: &[&str]) -> Result<(), WarehouseError>;
 
     /// Moves keys still marked in flight (a sync died between sending them
     /// and committing their outcome) into the snapshot with a hash no row
     /// has, so the next diff sends them again, or sends a delete if the model
     /// no longer returns them. Called by a sync holding the Mapping's lock,
-    /// so no running sync's marks are touched. Returns how many keys moved.
+    /// after [`Self::merge`], so no running sync's marks are touched. Returns
+    /// how many keys moved.
     async fn recover_in_flight(&self, scope: &StateScope) -> Result<u64, WarehouseError>;
 
-    /// Commits the outcomes of one batch atomically: snapshot, pending
-    /// failures, the sync's record log, and the batch's in-flight marks.
-    async fn commit(&self, scope: &StateScope, sync: &str, outcomes: &[RecordOutcome]) -> Result<(), WarehouseError>;
+    /// Commits the outcomes of answered batches atomically, in O(1)
+    /// statements and rows per batch: the acknowledged records as arrays,
+    /// a row per rejected record and its pending failure, and the in-flight
+    /// marks of `batches` cleared. The snapshot moves at [`Self::merge`].
+    async fn commit(&self, scope: &StateScope, sync: &str, batches: &[i64], outcomes: &[RecordOutcome]) -> Result<(), WarehouseError>;
+
+    /// Moves every committed record not merged yet into the snapshot, set
+    /// based (acknowledged upserts and deletes; their keys leave the pending
+    /// failures). A sync merges when it ends, and a sync that starts merges
+    /// what a dead one left before it diffs. Returns how many records moved.
+    async fn merge(&self, scope: &StateScope) -> Result<u64, WarehouseError>;
 
     /// What a sync's record log holds, counted (for a sync that died before
     /// it could save its counts).
@@ -355,4 +331,20 @@ pub fn check_columns(req: &DiffRequest) -> Result<(), WarehouseError> {
         });
     }
     Ok(())
+}
+
+/// Now, in unix milliseconds: the time state rows are stamped with.
+pub(crate) fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// What a stage says it found wrong with a change (`null_key`,
+/// `duplicate_key`, `expired`), as stored.
+pub(crate) fn parse_flag(flag: &str) -> Option<StageFlag> {
+    match flag {
+        "null_key" => Some(StageFlag::NullKey),
+        "duplicate_key" => Some(StageFlag::DuplicateKey),
+        "expired" => Some(StageFlag::Expired),
+        _ => None,
+    }
 }

@@ -1,8 +1,13 @@
 //! Reading a sync's record log: its counts, and its failed records page by
-//! page. The statements are the same in every dialect but for placeholders
-//! and how a key column is read back as text.
+//! page. The statements are the same in every dialect but for placeholders,
+//! an integer type and how a key column is read back as text.
+//!
+//! The log is two tables (state layout 2): `acks`, one row per committed
+//! batch and operation of acknowledged records (keys in an array, `n` of
+//! them), and `records`, a row per rejected record (and per record of
+//! layout 1). Counts add both up without unpacking the arrays.
 
-use crate::api::ChangeKind;
+use crate::record::ChangeKind;
 
 /// How many records of a sync's record log share an operation, an outcome
 /// (`delivered`, `skipped`, `rejected`) and a code (the skip reason or the
@@ -30,10 +35,18 @@ pub struct LoggedFailure {
     pub at_ms: i64,
 }
 
-/// The statement that counts a sync's record log (`log_table` the log
-/// table, `placeholder` the sync's).
-pub(crate) fn log_counts_sql(log_table: &str, placeholder: &str) -> String {
-    format!("SELECT op, outcome, code, COUNT(*) AS n FROM {log_table} WHERE sync = {placeholder} GROUP BY op, outcome, code")
+/// The statement that counts a sync's record log: `records` and `acks` the
+/// tables, `ph` the sync's two placeholders (one per table), `int` the
+/// dialect's name of a 64-bit integer in `CAST`.
+pub(crate) fn log_counts_sql(records: &str, acks: &str, ph: [&str; 2], int: &str) -> String {
+    let [a, b] = ph;
+    format!(
+        "SELECT op, outcome, code, CAST(SUM(n) AS {int}) AS n FROM (
+           SELECT op, outcome, code, COUNT(*) AS n FROM {records} WHERE sync = {a} GROUP BY op, outcome, code
+           UNION ALL
+           SELECT op, outcome, code, SUM(n) AS n FROM {acks} WHERE sync = {b} GROUP BY op, outcome, code
+         ) AS l GROUP BY op, outcome, code"
+    )
 }
 
 /// Reads the rows of [`log_counts_sql`].
@@ -49,12 +62,7 @@ where
         .map(|r| {
             let op: String = r.try_get("op")?;
             let n: i64 = r.try_get("n")?;
-            Ok(LogCount {
-                kind: super::sqlite::parse_kind(&op),
-                outcome: r.try_get("outcome")?,
-                code: r.try_get("code")?,
-                count: n.max(0) as u64,
-            })
+            Ok(LogCount { kind: ChangeKind::parse(&op), outcome: r.try_get("outcome")?, code: r.try_get("code")?, count: n.max(0) as u64 })
         })
         .collect()
 }
@@ -86,7 +94,7 @@ where
             let op: String = r.try_get("op")?;
             Ok(LoggedFailure {
                 key: r.try_get("k")?,
-                kind: super::sqlite::parse_kind(&op),
+                kind: ChangeKind::parse(&op),
                 code: r.try_get::<Option<String>, _>("code")?.unwrap_or_default(),
                 message: r.try_get::<Option<String>, _>("error")?.unwrap_or_default(),
                 payload: r.try_get("payload")?,

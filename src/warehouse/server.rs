@@ -1,16 +1,14 @@
 //! What the PostgreSQL and MySQL/MariaDB warehouses share: reading a
 //! Source's server settings and Secrets, explaining a failed connection
-//! without leaking a secret, turning a batch of outcomes into a few
-//! set-based statements, and reading staged rows back.
+//! without leaking a secret, and reading staged rows back.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::rows::RowDecoder;
-use super::{OutcomeKind, RecordOutcome, Row, SecretValues, WarehouseError, secret_value};
-use crate::api::{ChangeKind, ServerSource, TlsMode};
+use super::{Row, SecretValues, WarehouseError, secret_value};
+use crate::api::{ServerSource, TlsMode};
 
 /// Key of the object a dialect puts in place of a value it cannot carry as
 /// JSON, as `{"$retl_unsupported": "<type>"}`; the record fails with
@@ -156,74 +154,6 @@ pub fn connect_message(target: &ServerTarget, at: &str, user: &str, field: &str,
     target.redact(&text)
 }
 
-/// One batch of outcomes as a few set-based statements. Within a batch each
-/// key counts once (the last outcome wins), which is what applying the
-/// outcomes one by one would leave behind.
-#[derive(Default)]
-pub struct CommitPlan<'a> {
-    /// Delivered or skipped upserts: (key, hash) into the snapshot.
-    pub upsert_snapshot: Vec<(&'a str, &'a str)>,
-    /// Delivered or skipped deletes: keys out of the snapshot.
-    pub delete_snapshot: Vec<&'a str>,
-    /// Settled keys: no longer pending failures.
-    pub clear_pending: Vec<&'a str>,
-    /// Rejected: (key, code, message) into the pending failures.
-    pub upsert_pending: Vec<(&'a str, &'a str, &'a str)>,
-    /// Every outcome, for the sync's record log.
-    pub log: Vec<LogEntry<'a>>,
-    /// Every key of the batch once: no longer in flight.
-    pub keys: Vec<&'a str>,
-}
-
-/// One row of the record log.
-pub struct LogEntry<'a> {
-    pub key: Option<&'a str>,
-    pub op: &'static str,
-    pub outcome: &'static str,
-    pub code: Option<&'a str>,
-    pub error: Option<&'a str>,
-    pub payload: Option<&'a str>,
-}
-
-impl<'a> CommitPlan<'a> {
-    pub fn new(outcomes: &'a [RecordOutcome]) -> CommitPlan<'a> {
-        let mut plan = CommitPlan::default();
-        let mut last: HashMap<&str, usize> = HashMap::new();
-        for (i, o) in outcomes.iter().enumerate() {
-            if let Some(k) = &o.key {
-                last.insert(k.as_str(), i);
-            }
-            let (outcome, code, error, payload) = match &o.result {
-                OutcomeKind::Delivered => ("delivered", None, None, None),
-                OutcomeKind::Skipped { reason } => ("skipped", Some(reason.as_str()), None, None),
-                OutcomeKind::Rejected { code, message, payload } => {
-                    ("rejected", Some(code.as_str()), Some(message.as_str()), payload.as_deref())
-                }
-            };
-            plan.log.push(LogEntry { key: o.key.as_deref(), op: super::kind_name(o.kind), outcome, code, error, payload });
-        }
-        let mut finals: Vec<usize> = last.into_values().collect();
-        finals.sort_unstable();
-        for i in finals {
-            let o = &outcomes[i];
-            let Some(k) = o.key.as_deref() else { continue };
-            plan.keys.push(k);
-            match (&o.result, o.kind) {
-                (OutcomeKind::Rejected { code, message, .. }, _) => plan.upsert_pending.push((k, code.as_str(), message.as_str())),
-                (_, ChangeKind::Deleted) => {
-                    plan.delete_snapshot.push(k);
-                    plan.clear_pending.push(k);
-                }
-                _ => {
-                    plan.upsert_snapshot.push((k, o.hash.as_str()));
-                    plan.clear_pending.push(k);
-                }
-            }
-        }
-        plan
-    }
-}
-
 /// Decodes a staged row's JSON text; a value the dialect marked as not
 /// carriable fails the record with a message naming the column.
 pub fn decode_row(decoder: &RowDecoder, text: &str) -> Result<Row, String> {
@@ -248,33 +178,11 @@ pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
-pub(super) use super::sqlite::{now_ms, parse_flag, parse_kind};
+pub(crate) use super::now_ms;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn outcome(key: &str, kind: ChangeKind, result: OutcomeKind) -> RecordOutcome {
-        RecordOutcome { key: Some(key.into()), hash: format!("h{key}"), kind, result }
-    }
-
-    #[test]
-    fn a_batch_becomes_set_based_statements_with_each_key_once() {
-        let rejected = || OutcomeKind::Rejected { code: "C".into(), message: "m".into(), payload: None };
-        let outcomes = vec![
-            outcome("1", ChangeKind::Added, OutcomeKind::Delivered),
-            outcome("2", ChangeKind::Deleted, OutcomeKind::Delivered),
-            outcome("3", ChangeKind::Added, rejected()),
-            outcome("3", ChangeKind::Added, rejected()),
-            outcome("4", ChangeKind::Updated, OutcomeKind::Skipped { reason: "NotSelected".into() }),
-        ];
-        let plan = CommitPlan::new(&outcomes);
-        assert_eq!(plan.upsert_snapshot, vec![("1", "h1"), ("4", "h4")]);
-        assert_eq!(plan.delete_snapshot, vec!["2"]);
-        assert_eq!(plan.clear_pending, vec!["1", "2", "4"]);
-        assert_eq!(plan.upsert_pending, vec![("3", "C", "m")]);
-        assert_eq!(plan.log.len(), 5, "the log keeps every outcome");
-    }
 
     #[test]
     fn secrets_never_show_in_messages() {

@@ -88,7 +88,7 @@ pub async fn secrets_never_echo(fx: Fixture) {
     let runs =
         env.wh.runs(&HistoryFilter { mapping_uids: vec![StateScope::from_uid(&env.mapping_uid).id], ..Default::default() }).await.unwrap();
     let runs: Vec<&str> = runs.iter().map(|r| r.status_json.as_str()).collect();
-    let (log, pending, sync_runs) = (state_table(&env, "log"), state_table(&env, "pending"), state_table(&env, "sync_runs"));
+    let (log, pending, sync_runs) = (state_table(&env, "records"), state_table(&env, "pending"), state_table(&env, "sync_runs"));
     let mut hits = Vec::new();
     for form in secret_forms() {
         if shown.contains(&form) || runs.iter().any(|r| r.contains(&form)) {

@@ -1,4 +1,4 @@
-//! The engine suite: every case in `cases.rs`, `safety.rs`, `limits.rs`, `record_log.rs` and `segment.rs` against every warehouse
+//! The engine suite: every case in `cases.rs`, `safety.rs`, `limits.rs`, `record_log.rs`, `segment.rs` and `state_layout.rs` against every warehouse
 //! fixture in `fixture.rs`, through the public API.
 
 mod cases;
@@ -7,6 +7,7 @@ mod limits;
 mod record_log;
 mod safety;
 mod segment;
+mod state_layout;
 mod support;
 
 /// Every case, from the files that hold them.
@@ -16,6 +17,7 @@ mod all {
     pub use super::record_log::*;
     pub use super::safety::*;
     pub use super::segment::*;
+    pub use super::state_layout::*;
 }
 
 macro_rules! suite {
@@ -65,6 +67,9 @@ macro_rules! all_cases {
             state_writes_cancelled_at_any_moment_leave_no_transaction_behind,
             every_failed_record_is_in_the_record_log_page_by_page,
             segment_messages_from_every_warehouse,
+            the_record_log_view_shows_every_record,
+            a_kill_between_acknowledgement_and_merge_loses_and_resends_nothing,
+            layout_1_state_is_upgraded_in_place,
         );
     };
 }

@@ -32,8 +32,8 @@ use self::apply::{Failure, Plan};
 use self::schema::{Dialect, TableInfo, Target};
 use super::{Delivery, Destination, DestinationError, OutRecord};
 use crate::api::{ActionField, DestinationSpec, DestinationType, FieldType, SecretKeyRef, TableDestination as Settings};
-use crate::engine::codes;
 use crate::mask::Masker;
+use crate::record::codes;
 use crate::warehouse::{SecretValues, WarehouseError};
 
 /// Retries of a batch that failed for a passing reason (a deadlock, a

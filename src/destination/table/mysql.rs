@@ -18,7 +18,7 @@ use sqlx::{AssertSqlSafe, Connection, Executor, Transaction};
 
 use super::schema::{Class, Dialect, TableInfo, Target, Tx, transport_class, utc_datetime};
 use crate::api::{FieldType, TableKeyType};
-use crate::engine::codes;
+use crate::record::codes;
 use crate::warehouse::server::{Failure, ServerTarget, classify, connect_message};
 
 /// Most placeholders in one statement (the protocol counts them in 16 bits).

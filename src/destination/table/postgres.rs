@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, Connection, Transaction};
 
 use super::schema::{Class, Dialect, TableInfo, Target, Tx, transport_class, utc_datetime};
 use crate::api::{FieldType, TableKeyType};
-use crate::engine::codes;
+use crate::record::codes;
 use crate::warehouse::server::{Failure, ServerTarget, classify, connect_message};
 
 pub struct Postgres {

@@ -2,10 +2,10 @@
 //! and MySQL differ in what their JSON functions accept, and neither keeps
 //! exact decimals or writes RFC 3339 timestamps).
 
-use super::mysql::{quote, text};
-use super::rows::model_subquery;
-use super::server::UNSUPPORTED_MARKER;
-use super::{Column, DiffRequest};
+use super::state::{quote, text};
+use crate::warehouse::rows::model_subquery;
+use crate::warehouse::server::UNSUPPORTED_MARKER;
+use crate::warehouse::{Column, DiffRequest};
 
 /// The JSON text of one model column (SQL NULL for a NULL value).
 fn column_json(c: &Column) -> String {

@@ -4,10 +4,11 @@
 
 use sqlx::{AssertSqlSafe, Executor, Row};
 
-use super::postgres::PostgresWarehouse;
-use super::rows::{RowDecoder, model_subquery, query_err, quote_ident};
-use super::server::{decode_row, literal, parse_flag, parse_kind};
-use super::{Column, DiffCounts, DiffMode, DiffRequest, StageCounts, StagedChange, StateScope, Warehouse, WarehouseError};
+use super::state::Store;
+use crate::record::ChangeKind;
+use crate::warehouse::rows::{RowDecoder, model_subquery, query_err, quote_ident};
+use crate::warehouse::server::{decode_row, literal};
+use crate::warehouse::{Column, DiffCounts, DiffMode, DiffRequest, StageCounts, StagedChange, StateScope, WarehouseError, parse_flag};
 
 /// Memory the server may use for the diff's hash joins, per stage.
 const STAGE_WORK_MEM: &str = "128MB";
@@ -40,11 +41,11 @@ fn model_rows(req: &DiffRequest) -> String {
     )
 }
 
-pub async fn stage(wh: &PostgresWarehouse, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {
-    super::check_columns(req)?;
-    wh.drop_stage(scope, &req.stage).await?;
+pub async fn stage(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {
+    crate::warehouse::check_columns(req)?;
+    drop(wh, scope, &req.stage).await?;
     let m = wh.stage_table(scope, &req.stage);
-    let (s, p, l) = (wh.table("snapshot", scope), wh.table("pending", scope), wh.table("log", scope));
+    let (s, p, r, a) = (wh.table("snapshot", scope), wh.table("pending", scope), wh.table("records", scope), wh.table("acks", scope));
     let replay = match &req.mode {
         DiffMode::Normal => None,
         DiffMode::Replay { sync } => Some(sync),
@@ -54,14 +55,14 @@ pub async fn stage(wh: &PostgresWarehouse, scope: &StateScope, req: &DiffRequest
             sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {} WHERE sync = $1 AND mapping_uid = $2", wh.runs_table())))
                 .bind(sync)
                 .bind(&scope.id)
-                .fetch_one(wh.pool())
+                .fetch_one(&wh.pool)
                 .await
                 .map_err(|e| wh.error("read", e))?;
         if known == 0 {
             return Err(WarehouseError::NothingToReplay { sync: sync.clone() });
         }
     }
-    let mut tx = super::state_tx::StateTx::begin(wh.pool()).await.map_err(|e| wh.error("staged", e))?;
+    let mut tx = crate::warehouse::state_tx::StateTx::begin(&wh.pool).await.map_err(|e| wh.error("staged", e))?;
     let run = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
     // The planner prices building a row's JSON like any other function
     // call and keeps it on one core; priced at what moving a row between
@@ -100,7 +101,8 @@ pub async fn stage(wh: &PostgresWarehouse, scope: &StateScope, req: &DiffRequest
             "CREATE UNLOGGED TABLE {m} AS
              SELECT row_number() OVER (ORDER BY l.k) AS pos, l.k, x.h, x.row, s.h AS sh, x.k IS NOT NULL AS present,
                     true AS changed, p.k IS NOT NULL AS retried, false AS expired, false AS dup
-             FROM (SELECT DISTINCT k FROM {l} WHERE sync = $1 AND k IS NOT NULL) l
+             FROM (SELECT DISTINCT k FROM (SELECT k FROM {r} WHERE sync = $1 AND k IS NOT NULL
+                                    UNION ALL SELECT unnest(keys) FROM {a} WHERE sync = $1) AS logged) l
              LEFT JOIN ({hashed}) AS x ON x.k = l.k LEFT JOIN {s} s ON s.k = l.k LEFT JOIN {p} p ON p.k = l.k"
         ),
     };
@@ -150,13 +152,7 @@ pub async fn stage(wh: &PostgresWarehouse, scope: &StateScope, req: &DiffRequest
     Ok(DiffCounts::from_stage(counts, &req.mode))
 }
 
-pub async fn read(
-    wh: &PostgresWarehouse,
-    scope: &StateScope,
-    stage: &str,
-    after: i64,
-    limit: usize,
-) -> Result<Vec<StagedChange>, WarehouseError> {
+pub async fn read(wh: &Store, scope: &StateScope, stage: &str, after: i64, limit: usize) -> Result<Vec<StagedChange>, WarehouseError> {
     let m = wh.stage_table(scope, stage);
     let sql = format!(
         "SELECT pos, k, COALESCE(h::text, '') AS h, CASE WHEN present THEN row END AS row,
@@ -165,8 +161,7 @@ pub async fn read(
                      WHEN expired THEN 'expired' END AS flag
          FROM {m} WHERE changed AND pos > $1 ORDER BY pos LIMIT $2"
     );
-    let rows =
-        sqlx::query(AssertSqlSafe(sql)).bind(after).bind(limit as i64).fetch_all(wh.pool()).await.map_err(|e| wh.error("read", e))?;
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(after).bind(limit as i64).fetch_all(&wh.pool).await.map_err(|e| wh.error("read", e))?;
     let decoder = RowDecoder;
     rows.iter()
         .map(|r| {
@@ -179,10 +174,20 @@ pub async fn read(
                 key: r.try_get("k").map_err(get_err)?,
                 hash: r.try_get("h").map_err(get_err)?,
                 row: row.map(|t| decode_row(&decoder, &t)),
-                kind: parse_kind(&op),
+                kind: ChangeKind::parse(&op),
                 retried: r.try_get("retried").map_err(get_err)?,
                 flag: flag.as_deref().and_then(parse_flag),
             })
         })
         .collect()
+}
+
+/// Drops a stage; idempotent.
+pub async fn drop(wh: &Store, scope: &StateScope, stage: &str) -> Result<(), WarehouseError> {
+    let m = wh.stage_table(scope, stage);
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS {m}")))
+        .execute(&wh.pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| wh.error("cleaned up", e))
 }

@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{LOCK_POLL, StateScope, SyncLock, WarehouseError};
+use crate::warehouse::{LOCK_POLL, StateScope, SyncLock, WarehouseError};
 
 /// The lock file of one Mapping's syncs.
 pub fn lock_path(database: &Path, prefix: &str, scope: &StateScope) -> PathBuf {

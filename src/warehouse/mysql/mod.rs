@@ -1,0 +1,174 @@
+//! MySQL and MariaDB: models run in the server, rows are hashed and diffed
+//! there, and only changed rows are read out, page by page.
+//!
+//! MySQL has no schemas, so `stateSchema` is a database of its own. Each row
+//! is turned into JSON text column by column (`json`: MariaDB and MySQL
+//! differ in what their JSON functions accept, and neither keeps exact
+//! decimals or writes RFC 3339 timestamps), and hashed with `MD5` (the only
+//! 128-bit hash both have, and cheap in C; see docs/warehouses.md).
+//!
+//! Rooms: this file connects and answers the [`Warehouse`] trait; `stage`
+//! diffs; `state` keeps the state database and what syncs commit into it;
+//! `history` reads the record log and keeps the sync-run table and the
+//! per-Mapping lock.
+
+mod history;
+mod json;
+mod stage;
+mod state;
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use sqlx::mysql::{MySqlConnection, MySqlDatabaseError, MySqlPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, Executor};
+
+use super::rows::{describe_columns, query_err};
+use super::server::{Failure, ServerTarget, classify, connect_message};
+use super::{
+    Column, DiffCounts, DiffRequest, HistoryFilter, LogCount, LoggedFailure, RecordOutcome, StagedChange, StateScope, SyncLock, SyncRun,
+    Warehouse, WarehouseError,
+};
+use crate::api::SourceSpec;
+use state::{Store, quote};
+
+pub struct MysqlWarehouse {
+    st: Store,
+    source_name: String,
+}
+
+impl MysqlWarehouse {
+    pub async fn connect(source_name: &str, spec: &SourceSpec, secrets: &crate::warehouse::SecretValues) -> Result<Self, WarehouseError> {
+        let target = ServerTarget::resolve(source_name, "mysql", spec.mysql.as_ref(), secrets)?;
+        let options = crate::warehouse::server_options::mysql(&target)
+            .map_err(|message| WarehouseError::Config { source_name: source_name.to_string(), message })?;
+        let timeout = target.statement_timeout;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(target.connect_timeout)
+            .after_connect(move |conn, _| {
+                async move {
+                    if let Some(secs) = timeout {
+                        // MariaDB and MySQL name (and scale) this setting differently.
+                        let version: String = sqlx::query_scalar("SELECT VERSION()").fetch_one(&mut *conn).await?;
+                        let sql = if version.contains("MariaDB") {
+                            format!("SET SESSION max_statement_time = {secs}")
+                        } else {
+                            format!("SET SESSION max_execution_time = {}", u64::from(secs) * 1000)
+                        };
+                        conn.execute(AssertSqlSafe(sql)).await?;
+                    }
+                    Ok(())
+                }
+                .boxed()
+            })
+            .connect_lazy_with(options.clone());
+        let st = Store { pool, options, target, db_name: spec.state_schema.clone(), db: quote(&spec.state_schema) };
+        let wh = MysqlWarehouse { st, source_name: source_name.to_string() };
+        wh.probe().await?;
+        Ok(wh)
+    }
+
+    /// Opens one connection outside the pool, so that a failure says why.
+    async fn probe(&self) -> Result<(), WarehouseError> {
+        let (options, target) = (&self.st.options, &self.st.target);
+        let attempt = MySqlConnection::connect_with(options);
+        let failure = match tokio::time::timeout(target.connect_timeout, attempt).await {
+            Err(_) => Failure::TimedOut,
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Ok(Err(e)) => match &e {
+                sqlx::Error::Database(db) => match db.try_downcast_ref::<MySqlDatabaseError>().map(|m| m.number()) {
+                    Some(1045 | 1698) => Failure::AuthRefused(db.message().to_string()),
+                    Some(1049 | 1044) => Failure::NoDatabase(db.message().to_string()),
+                    _ => classify(&e),
+                },
+                _ => classify(&e),
+            },
+        };
+        let at = format!("{}:{}", options.get_host(), options.get_port());
+        Err(WarehouseError::Connect {
+            source_name: self.source_name.clone(),
+            message: connect_message(target, &at, options.get_username(), "mysql", failure),
+        })
+    }
+}
+
+#[async_trait]
+impl Warehouse for MysqlWarehouse {
+    async fn check(&self) -> Result<(), WarehouseError> {
+        self.probe().await
+    }
+
+    async fn describe(&self, query: &str) -> Result<Vec<Column>, WarehouseError> {
+        describe_columns(&self.st.pool, query).await
+    }
+
+    async fn prepare_state(&self, scope: &StateScope) -> Result<(), WarehouseError> {
+        state::prepare(&self.st, scope).await
+    }
+
+    async fn reset(&self, scope: &StateScope) -> Result<(), WarehouseError> {
+        let tables = [self.st.table("snapshot", scope), self.st.table("pending", scope)];
+        super::state_tx::StateTx::execute_all(&self.st.pool, tables.map(|t| format!("DELETE FROM {t}")))
+            .await
+            .map_err(|e| self.st.error("reset", e))
+    }
+
+    async fn stage(&self, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {
+        stage::stage(&self.st, scope, req).await
+    }
+
+    async fn read_stage(&self, scope: &StateScope, stage: &str, after: i64, limit: usize) -> Result<Vec<StagedChange>, WarehouseError> {
+        stage::read(&self.st, scope, stage, after, limit).await
+    }
+
+    async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError> {
+        stage::drop(&self.st, scope, stage).await
+    }
+
+    async fn mark_in_flight(&self, scope: &StateScope, sync: &str, batch: i64, keys: &[&str]) -> Result<(), WarehouseError> {
+        state::mark_in_flight(&self.st, scope, sync, batch, keys).await
+    }
+
+    async fn recover_in_flight(&self, scope: &StateScope) -> Result<u64, WarehouseError> {
+        state::recover_in_flight(&self.st, scope).await
+    }
+
+    async fn commit(&self, scope: &StateScope, sync: &str, batches: &[i64], outcomes: &[RecordOutcome]) -> Result<(), WarehouseError> {
+        state::commit(&self.st, scope, sync, batches, outcomes).await
+    }
+
+    async fn merge(&self, scope: &StateScope) -> Result<u64, WarehouseError> {
+        state::merge(&self.st, scope).await
+    }
+
+    async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<LogCount>, WarehouseError> {
+        history::log_counts(&self.st, scope, sync).await
+    }
+
+    async fn failed_records(&self, scope: &StateScope, sync: &str, offset: u64, limit: u64) -> Result<Vec<LoggedFailure>, WarehouseError> {
+        history::failed_records(&self.st, scope, sync, offset, limit).await
+    }
+
+    async fn save_run(&self, run: &SyncRun) -> Result<(), WarehouseError> {
+        history::save_run(&self.st, run).await
+    }
+
+    async fn runs(&self, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError> {
+        history::runs(&self.st, filter).await
+    }
+
+    async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError> {
+        history::prune(&self.st, scope, older_than_ms).await
+    }
+
+    async fn lock_sync(&self, scope: &StateScope, wait: std::time::Duration) -> Result<Option<SyncLock>, WarehouseError> {
+        history::lock_sync(&self.st, scope, wait).await
+    }
+
+    async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
+        self.st.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|r| r.rows_affected()).map_err(query_err)
+    }
+}
