@@ -358,6 +358,10 @@ impl Warehouse for MysqlWarehouse {
         super::mysql_state::lock_sync(self, scope, &self.options, wait).await
     }
 
+    async fn sample_row(&self, req: &DiffRequest, key: Option<&str>) -> Result<Vec<super::SampledRow>, WarehouseError> {
+        super::sample::mysql(self, req, key).await
+    }
+
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
         self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|r| r.rows_affected()).map_err(query_err)
     }

@@ -273,6 +273,10 @@ impl Warehouse for PostgresWarehouse {
         super::postgres_state::lock_sync(self, scope, wait).await
     }
 
+    async fn sample_row(&self, req: &DiffRequest, key: Option<&str>) -> Result<Vec<super::SampledRow>, WarehouseError> {
+        super::sample::postgres(self, req, key).await
+    }
+
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
         self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|r| r.rows_affected()).map_err(query_err)
     }

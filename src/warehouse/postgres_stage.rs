@@ -30,7 +30,7 @@ fn column_json(c: &Column) -> String {
 }
 
 /// `SELECT k, row` of the model: the key as text and the row as JSON text.
-fn model_rows(req: &DiffRequest) -> String {
+pub(super) fn model_rows(req: &DiffRequest) -> String {
     let cols: Vec<String> = req.columns.iter().map(column_json).collect();
     format!(
         "SELECT (q.{pk})::text AS k, row_to_json(r)::text AS row FROM ({query}) AS q CROSS JOIN LATERAL (SELECT {cols}) AS r",

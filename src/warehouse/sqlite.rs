@@ -175,26 +175,9 @@ impl Warehouse for SqliteWarehouse {
         let (s, p, l) = (self.table("snapshot", scope), self.table("pending", scope), self.table("log", scope));
         self.drop_stage(scope, &req.stage).await?;
 
-        // Each column is carried as JSON; BLOBs (which JSON cannot hold) are
-        // wrapped so the decoder turns them into base64 text.
-        let pk = quote_ident(&req.primary_key);
-        let pairs: Vec<String> = req
-            .columns
-            .iter()
-            .map(|c| {
-                let q = format!("q.{}", quote_ident(&c.name));
-                format!(
-                    "'{}', CASE WHEN typeof({q}) = 'blob' THEN json_object('{}', hex({q})) ELSE {q} END",
-                    c.name.replace('\'', "''"),
-                    super::rows::BLOB_MARKER
-                )
-            })
-            .collect();
         let create_model = format!(
-            "CREATE TABLE {m} AS SELECT k, row, retl_hash(row) AS h, COUNT(*) OVER (PARTITION BY k) AS n
-             FROM (SELECT CAST(q.{pk} AS TEXT) AS k, json_object({}) AS row FROM ({}) AS q)",
-            pairs.join(", "),
-            model_subquery(&req.query)
+            "CREATE TABLE {m} AS SELECT k, row, retl_hash(row) AS h, COUNT(*) OVER (PARTITION BY k) AS n FROM ({})",
+            model_rows(req)
         );
         self.pool.execute(AssertSqlSafe(create_model)).await.map_err(query_err)?;
         self.exec("staged", format!("CREATE INDEX {} ON {m} (k)", quote_ident(&format!("{}_i", m.trim_matches('"'))))).await?;
@@ -354,9 +337,37 @@ impl Warehouse for SqliteWarehouse {
         super::sqlite_lock::lock_sync(&super::sqlite_lock::lock_path(&self.path, &self.prefix, scope), wait).await
     }
 
+    async fn sample_row(&self, req: &DiffRequest, key: Option<&str>) -> Result<Vec<super::SampledRow>, WarehouseError> {
+        super::sample::sqlite(self, req, key).await
+    }
+
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
         self.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|r| r.rows_affected()).map_err(query_err)
     }
+}
+
+/// `SELECT k, row` of the model: the key as text and the row as JSON
+/// text. Each column is carried as JSON; BLOBs (which JSON cannot hold) are
+/// wrapped so the decoder turns them into base64 text.
+pub(super) fn model_rows(req: &DiffRequest) -> String {
+    let pairs: Vec<String> = req
+        .columns
+        .iter()
+        .map(|c| {
+            let q = format!("q.{}", quote_ident(&c.name));
+            format!(
+                "'{}', CASE WHEN typeof({q}) = 'blob' THEN json_object('{}', hex({q})) ELSE {q} END",
+                c.name.replace('\'', "''"),
+                super::rows::BLOB_MARKER
+            )
+        })
+        .collect();
+    format!(
+        "SELECT CAST(q.{} AS TEXT) AS k, json_object({}) AS row FROM ({}) AS q",
+        quote_ident(&req.primary_key),
+        pairs.join(", "),
+        model_subquery(&req.query)
+    )
 }
 
 pub(super) fn parse_kind(op: &str) -> ChangeKind {
