@@ -14,6 +14,7 @@ mod guard;
 mod load;
 mod run;
 mod tally;
+pub mod test_record;
 
 pub use tally::skip;
 

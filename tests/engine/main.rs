@@ -1,4 +1,4 @@
-//! The engine suite: every case in `cases.rs`, `safety.rs`, `limits.rs`, `record_log.rs` and `segment.rs` against every warehouse
+//! The engine suite: every case in `cases.rs`, `safety.rs`, `limits.rs`, `record_log.rs`, `segment.rs` and `test_record.rs` against every warehouse
 //! fixture in `fixture.rs`, through the public API.
 
 mod cases;
@@ -8,6 +8,7 @@ mod record_log;
 mod safety;
 mod segment;
 mod support;
+mod test_record;
 
 /// Every case, from the files that hold them.
 mod all {
@@ -16,6 +17,7 @@ mod all {
     pub use super::record_log::*;
     pub use super::safety::*;
     pub use super::segment::*;
+    pub use super::test_record::*;
 }
 
 macro_rules! suite {
@@ -65,6 +67,7 @@ macro_rules! all_cases {
             state_writes_cancelled_at_any_moment_leave_no_transaction_behind,
             every_failed_record_is_in_the_record_log_page_by_page,
             segment_messages_from_every_warehouse,
+            a_test_record_sends_one_row_and_changes_no_sync_state,
         );
     };
 }
