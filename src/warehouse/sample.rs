@@ -1,6 +1,7 @@
-//! One row of a model, for a test record ([`Warehouse::sample_row`]): the
-//! row a sync would carry for a key (or the model's first row), built by
-//! each dialect's own row-JSON builder, the one its stage uses, so that the
+//! One row of a model, for a test record
+//! ([`Warehouse::sample_row`](super::Warehouse::sample_row)): the row a
+//! sync would carry for a key (or the model's first row), built by each
+//! dialect's own row-JSON builder, the one its stage uses, so that the
 //! values are exactly those a sync sends. Only the model is read: no state
 //! table, no stage.
 //!
@@ -26,71 +27,71 @@ pub struct SampledRow {
     pub row: Result<Row, String>,
 }
 
-/// `WHERE` and `LIMIT` of the sample, and whether the key is bound.
-fn filter(key: Option<&str>, equals: &str) -> (String, u32) {
-    match key {
-        Some(_) => (equals.to_string(), 2),
-        None => ("y.k IS NOT NULL".to_string(), 1),
+/// The sample's SQL: key and row JSON (as `doc`) of the model's rows with
+/// the key (`equals` compares `y.k` with the bound key), else of its first
+/// row with one.
+fn select(model: &str, row: &str, equals: &str, key: Option<&str>) -> String {
+    let (filter, limit) = match key {
+        Some(_) => (equals, 2),
+        None => ("y.k IS NOT NULL", 1),
+    };
+    format!("SELECT y.k, y.{row} AS doc FROM ({model}) AS y WHERE {filter} LIMIT {limit}")
+}
+
+/// Runs the sample's SQL on any dialect's pool and reads each row with
+/// `read` (a failure to read it is the dialect's `err`).
+async fn sample<DB, R>(
+    pool: &sqlx::Pool<DB>,
+    sql: String,
+    key: Option<&str>,
+    read: R,
+    err: impl Fn(sqlx::Error) -> WarehouseError,
+) -> Result<Vec<SampledRow>, WarehouseError>
+where
+    DB: sqlx::Database,
+    R: Fn(&DB::Row) -> Result<SampledRow, sqlx::Error>,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut q = sqlx::query::<DB>(AssertSqlSafe(sql));
+    if let Some(k) = key {
+        q = q.bind(k);
     }
+    let rows = q.fetch_all(pool).await.map_err(query_err)?;
+    rows.iter().map(|r| read(r).map_err(&err)).collect()
 }
 
 pub async fn postgres(wh: &PostgresWarehouse, req: &DiffRequest, key: Option<&str>) -> Result<Vec<SampledRow>, WarehouseError> {
-    let (filter, limit) = filter(key, "y.k = $1");
-    let model = super::postgres_stage::model_rows(req);
-    let mut q = sqlx::query(AssertSqlSafe(format!("SELECT y.k, y.row FROM ({model}) AS y WHERE {filter} LIMIT {limit}")));
-    if let Some(k) = key {
-        q = q.bind(k);
-    }
-    let rows = q.fetch_all(wh.pool()).await.map_err(query_err)?;
-    let decoder = RowDecoder;
-    rows.iter()
-        .map(|r| {
-            let k: String = r.try_get("k").map_err(|e| wh.error("read", e))?;
-            let row: String = r.try_get("row").map_err(|e| wh.error("read", e))?;
-            Ok(SampledRow { key: k, row: decode_row(&decoder, &row) })
-        })
-        .collect()
+    let sql = select(&super::postgres_stage::model_rows(req), "row", "y.k = $1", key);
+    let read = |r: &sqlx::postgres::PgRow| {
+        let doc: String = r.try_get("doc")?;
+        Ok(SampledRow { key: r.try_get("k")?, row: decode_row(&RowDecoder, &doc) })
+    };
+    sample(wh.pool(), sql, key, read, |e| wh.error("read", e)).await
 }
 
 pub async fn mysql(wh: &MysqlWarehouse, req: &DiffRequest, key: Option<&str>) -> Result<Vec<SampledRow>, WarehouseError> {
-    let (filter, limit) = filter(key, "CAST(y.k AS BINARY) = CAST(? AS BINARY)");
-    let model = super::mysql_json::model_rows(req);
-    let mut q = sqlx::query(AssertSqlSafe(format!("SELECT y.k, y.doc FROM ({model}) AS y WHERE {filter} LIMIT {limit}")));
-    if let Some(k) = key {
-        q = q.bind(k);
-    }
-    let rows = q.fetch_all(&wh.pool).await.map_err(query_err)?;
-    rows.iter()
-        .map(|r| {
-            // Bytes, as the stage keeps them: a key or row in a binary
-            // collation is still read.
-            let k: Vec<u8> = r.try_get("k").map_err(|e| wh.state_err("read", e))?;
-            let doc: Vec<u8> = r.try_get("doc").map_err(|e| wh.state_err("read", e))?;
-            let row = match std::str::from_utf8(&doc) {
-                Ok(text) => decode_row(&RowDecoder, text),
-                Err(_) => RowDecoder.decode_bytes(&doc),
-            };
-            Ok(SampledRow { key: key_text(Some(k)).unwrap_or_default(), row })
-        })
-        .collect()
+    let sql = select(&super::mysql_json::model_rows(req), "doc", "CAST(y.k AS BINARY) = CAST(? AS BINARY)", key);
+    // Bytes, as the stage keeps them: a key or row in a binary collation is still read.
+    let read = |r: &sqlx::mysql::MySqlRow| {
+        let doc: Vec<u8> = r.try_get("doc")?;
+        let row = match std::str::from_utf8(&doc) {
+            Ok(text) => decode_row(&RowDecoder, text),
+            Err(_) => RowDecoder.decode_bytes(&doc),
+        };
+        Ok(SampledRow { key: key_text(Some(r.try_get("k")?)).unwrap_or_default(), row })
+    };
+    sample(&wh.pool, sql, key, read, |e| wh.state_err("read", e)).await
 }
 
 pub async fn sqlite(wh: &SqliteWarehouse, req: &DiffRequest, key: Option<&str>) -> Result<Vec<SampledRow>, WarehouseError> {
-    let (filter, limit) = filter(key, "y.k = ?");
-    let model = super::sqlite::model_rows(req);
-    let mut q = sqlx::query(AssertSqlSafe(format!("SELECT y.k, y.row FROM ({model}) AS y WHERE {filter} LIMIT {limit}")));
-    if let Some(k) = key {
-        q = q.bind(k);
-    }
-    let rows = q.fetch_all(&wh.pool).await.map_err(query_err)?;
-    rows.iter()
-        .map(|r| {
-            let state_err = |e| super::sqlite::state_err("read", e);
-            // Bytes: SQLite keeps any bytes as TEXT, and text that is not
-            // UTF-8 fails the record, as in a sync.
-            let k: Vec<u8> = r.try_get("k").map_err(state_err)?;
-            let row: Vec<u8> = r.try_get("row").map_err(state_err)?;
-            Ok(SampledRow { key: key_text(Some(k)).unwrap_or_default(), row: RowDecoder.decode_bytes(&row) })
-        })
-        .collect()
+    let sql = select(&super::sqlite::model_rows(req), "row", "y.k = ?", key);
+    // Bytes: SQLite keeps any bytes as TEXT, and text that is not UTF-8
+    // fails the record, as in a sync.
+    let read = |r: &sqlx::sqlite::SqliteRow| {
+        let doc: Vec<u8> = r.try_get("doc")?;
+        Ok(SampledRow { key: key_text(Some(r.try_get("k")?)).unwrap_or_default(), row: RowDecoder.decode_bytes(&doc) })
+    };
+    sample(&wh.pool, sql, key, read, |e| super::sqlite::state_err("read", e)).await
 }
