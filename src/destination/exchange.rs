@@ -83,6 +83,11 @@ pub async fn recorded<F: std::future::Future>(work: F) -> (F::Output, Vec<Exchan
     (output, exchanges)
 }
 
+/// Whether exchanges are being recorded (inside [`recorded`]).
+pub fn recording() -> bool {
+    RECORDER.try_with(|_| ()).is_ok()
+}
+
 /// Notes an exchange when recording is on; `make` runs only then.
 pub fn note(make: impl FnOnce() -> Exchange) {
     let _ = RECORDER.try_with(|log| log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(make()));
@@ -112,7 +117,9 @@ mod tests {
     #[tokio::test]
     async fn only_work_inside_recorded_is_noted() {
         note(|| exchange(0));
+        assert!(!recording());
         let (out, seen) = recorded(async {
+            assert!(recording());
             note(|| exchange(1));
             tokio::task::yield_now().await;
             note(|| exchange(2));
