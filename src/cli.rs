@@ -127,6 +127,8 @@ pub enum Command {
     /// Every failed record of a Sync (in the cluster, or with -f DIR of a
     /// local run), from the record log in the warehouse, a page at a time.
     Records(crate::plugin_cli::RecordsArgs),
+    Test(crate::test_cli::TestArgs),
+    TestRecord(crate::test_cli::TestRecordArgs),
     /// Print the CustomResourceDefinitions, or write them to a directory.
     Crds {
         /// Write one file per CRD into this directory instead of printing.
@@ -292,8 +294,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 mapping,
                 model,
                 destination,
-                since: since.as_deref().map(parse_time).transpose()?,
-                until: until.as_deref().map(parse_time).transpose()?,
+                since: since.as_deref().map(crate::plugin_cli::parse_time).transpose()?,
+                until: until.as_deref().map(crate::plugin_cli::parse_time).transpose()?,
             };
             let ran = local::history(&dir, &opts).await?;
             match output {
@@ -319,6 +321,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(a) => crate::plugin_cli::request(retl::plugin::Request::Replay, a).await,
         Command::Cancel(a) => crate::plugin_cli::request(retl::plugin::Request::Cancel, a).await,
         Command::Records(a) => crate::plugin_cli::records(a).await,
+        Command::Test(a) => crate::test_cli::local(a).await,
+        Command::TestRecord(a) => crate::test_cli::cluster(a).await,
         Command::Worker { sync } => {
             let client = retl::controller::client("worker").await?;
             let phase = retl::worker::run(client, &sync).await?;
@@ -387,14 +391,4 @@ fn exit_code(ran: &[local::Ran]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// RFC 3339, or an age (`24h`, `7d`) back from now.
-pub(crate) fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
-    if let Ok(t) = s.parse::<Timestamp>() {
-        return Ok(t);
-    }
-    let d = humantime::parse_duration(s).map_err(|_| anyhow::anyhow!("{s:?} is neither an RFC 3339 time nor an age like 24h"))?;
-    let span = jiff::SignedDuration::try_from(d)?;
-    Ok(Timestamp::now().checked_sub(span)?)
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod plugin_cli;
+mod test_cli;
 
 use std::process::ExitCode;
 

@@ -104,8 +104,8 @@ pub async fn overview(a: OverviewArgs) -> anyhow::Result<ExitCode> {
     let ns = if a.scope.all_namespaces { None } else { Some(a.scope.namespace.unwrap_or(current)) };
     let f = Filters {
         status: a.status,
-        since: a.since.as_deref().map(crate::cli::parse_time).transpose()?,
-        until: a.until.as_deref().map(crate::cli::parse_time).transpose()?,
+        since: a.since.as_deref().map(parse_time).transpose()?,
+        until: a.until.as_deref().map(parse_time).transpose()?,
         model: a.model,
         destination: a.destination,
         mapping_status: a.mapping_status,
@@ -175,4 +175,14 @@ pub async fn records(a: RecordsArgs) -> anyhow::Result<ExitCode> {
     };
     crate::cli::out(&text);
     Ok(ExitCode::SUCCESS)
+}
+
+/// RFC 3339, or an age (`24h`, `7d`) back from now.
+pub(crate) fn parse_time(s: &str) -> anyhow::Result<Timestamp> {
+    if let Ok(t) = s.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let d = humantime::parse_duration(s).map_err(|_| anyhow::anyhow!("{s:?} is neither an RFC 3339 time nor an age like 24h"))?;
+    let span = jiff::SignedDuration::try_from(d)?;
+    Ok(Timestamp::now().checked_sub(span)?)
 }

@@ -59,6 +59,11 @@ async fn rows(wh: &dyn Warehouse, query: &str) -> BTreeMap<String, Result<Row, S
     wh.stage(&scope, &req).await.expect("stage");
     let page = wh.read_stage(&scope, "types", 0, 100).await.expect("read");
     wh.drop_stage(&scope, "types").await.expect("drop");
+    // A test record (`retl test`) reads each row exactly as the stage carries it.
+    for c in &page {
+        let sampled = wh.sample_row(&req, c.key.as_deref()).await.expect("sample");
+        assert_eq!(sampled.iter().map(|s| &s.row).collect::<Vec<_>>(), [c.row.as_ref().expect("a row")], "{query}: key {:?}", c.key);
+    }
     page.into_iter().map(|c| (c.key.unwrap_or_default(), c.row.expect("a row"))).collect()
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use super::{Delivery, Destination, DestinationError, Kind, OutRecord, operation};
+use super::{Delivery, Destination, DestinationError, Kind, OutRecord, exchange, operation};
 use crate::api::{self, DestinationSpec};
 use crate::warehouse::SecretValues;
 
@@ -65,9 +65,26 @@ impl Destination for FileDestination {
             text.push_str(&line.to_string());
             text.push('\n');
         }
-        let mut f = tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await.map_err(|e| self.unavailable(e))?;
-        f.write_all(text.as_bytes()).await.map_err(|e| self.unavailable(e))?;
-        f.flush().await.map_err(|e| self.unavailable(e))?;
+        let written = async {
+            let mut f = tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await?;
+            f.write_all(text.as_bytes()).await?;
+            f.flush().await
+        }
+        .await;
+        exchange::note(|| exchange::Exchange {
+            request: exchange::Sent {
+                method: "APPEND".into(),
+                target: self.path.display().to_string(),
+                headers: Vec::new(),
+                body: exchange::body(text.trim_end()),
+            },
+            reply: written.as_ref().ok().map(|()| exchange::Reply {
+                status: "written".into(),
+                body: format!("{} line(s), {} bytes appended", batch.len(), text.len()).into(),
+            }),
+            error: written.as_ref().err().map(ToString::to_string),
+        });
+        written.map_err(|e| self.unavailable(e))?;
         Ok(vec![Delivery::Accepted; batch.len()])
     }
 }

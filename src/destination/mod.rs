@@ -8,6 +8,7 @@
 //! type is one new file implementing [`Kind`] and one line in [`kind`].
 
 mod error;
+pub mod exchange;
 mod file;
 pub(crate) mod http;
 mod reply;

@@ -22,7 +22,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use reqwest::{Method, StatusCode, Url};
 use tokio::sync::Semaphore;
 
-use super::DestinationError;
+use super::{DestinationError, exchange};
 use crate::mask::Masker;
 use crate::warehouse::SecretValues;
 
@@ -82,6 +82,9 @@ pub struct HttpTransport {
     /// Masks the secret values this transport sends (raw, and as the
     /// headers carry them) wherever a reply or an error echoes them.
     masker: Masker,
+    /// Headers whose values are credentials: shown masked in a recorded
+    /// [`exchange`](super::exchange), whatever their length.
+    secret_headers: Vec<HeaderName>,
 }
 
 /// A failed attempt worth retrying.
@@ -114,6 +117,7 @@ impl HttpTransport {
         // sent too (`Basic <base64 of key:>` is no form of the key itself).
         let sent: Vec<String> = headers.values().filter(|v| v.is_sensitive()).filter_map(|v| v.to_str().ok().map(str::to_string)).collect();
         let masker = Masker::from_values(secrets.values().map(String::as_str).chain(sent.iter().map(String::as_str)));
+        let secret_headers = headers.iter().filter(|(_, v)| v.is_sensitive()).map(|(n, _)| n.clone()).collect();
         for value in headers.values_mut() {
             value.set_sensitive(true);
         }
@@ -131,6 +135,7 @@ impl HttpTransport {
             initial_backoff: Duration::from_millis(knobs.initial_backoff_millis.unwrap_or(500) as u64).min(limits::MAX_INITIAL_BACKOFF),
             max_retry_time: limits::MAX_RETRY_TIME,
             masker,
+            secret_headers,
         })
     }
 
@@ -193,7 +198,11 @@ impl HttpTransport {
         }
         // The semaphore is never closed.
         let _slot = self.slots.acquire().await.map_err(|e| Retry { message: e.to_string(), retry_after: None })?;
-        let masked = |e: reqwest::Error| Retry { message: self.masker.owned(describe(&e)), retry_after: None };
+        let masked = |e: reqwest::Error| {
+            let message = self.masker.owned(describe(&e));
+            exchange::note(|| self.exchange(body, None, Some(&message)));
+            Retry { message, retry_after: None }
+        };
         let response = self
             .client
             .request(self.method.clone(), self.url.clone())
@@ -209,10 +218,41 @@ impl HttpTransport {
         // Masked here, where the reply enters retl: every message, code and
         // log line made from it is made from the masked text.
         let text = self.masker.owned(text);
+        exchange::note(|| self.exchange(body, Some((status, &text)), None));
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT || status.is_server_error() {
             return Err(Retry { message: format!("HTTP {status}: {}", snippet(&text)), retry_after });
         }
         read(status, &text).map_err(|message| Retry { message, retry_after })
+    }
+
+    /// One attempt as a person reads it (recorded for a test record only):
+    /// secret headers and echoes of secret values masked.
+    fn exchange(&self, body: &[u8], reply: Option<(StatusCode, &str)>, error: Option<&str>) -> exchange::Exchange {
+        let mut url = self.url.clone();
+        if url.password().is_some() {
+            let _ = url.set_password(Some(crate::mask::MASK));
+        }
+        let mut headers: Vec<exchange::Header> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let text = String::from_utf8_lossy(value.as_bytes());
+                let value =
+                    if self.secret_headers.contains(name) { exchange::masked_header(&text) } else { self.masker.apply(&text).into_owned() };
+                exchange::Header { name: name.to_string(), value }
+            })
+            .collect();
+        headers.push(exchange::Header { name: CONTENT_TYPE.to_string(), value: "application/json".into() });
+        exchange::Exchange {
+            request: exchange::Sent {
+                method: self.method.to_string(),
+                target: self.masker.apply(url.as_str()).into_owned(),
+                headers,
+                body: exchange::body(&self.masker.apply(&String::from_utf8_lossy(body))),
+            },
+            reply: reply.map(|(status, text)| exchange::Reply { status: format!("HTTP {status}"), body: exchange::body(text) }),
+            error: error.map(str::to_string),
+        }
     }
 
     /// The URL without credentials, for messages.

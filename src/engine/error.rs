@@ -25,6 +25,10 @@ pub enum EngineError {
 
     #[error("spec.retryWindow {0:?} is not a duration; write it like 336h or 14d")]
     RetryWindow(String),
+
+    /// A test record found no row to send (`retl test`).
+    #[error("{0}")]
+    NoRow(String),
 }
 
 impl EngineError {
@@ -32,7 +36,7 @@ impl EngineError {
     pub fn reason(&self) -> &'static str {
         match self {
             EngineError::Warehouse(e) => e.reason(),
-            EngineError::Mapping(_) | EngineError::RetryWindow(_) => reason::INVALID_SPEC,
+            EngineError::Mapping(_) | EngineError::RetryWindow(_) | EngineError::NoRow(_) => reason::INVALID_SPEC,
             EngineError::Guard(_) => reason::GUARD_TRIPPED,
             EngineError::InProgress { .. } => reason::SYNC_IN_PROGRESS,
         }

@@ -13,6 +13,7 @@ mod guard;
 mod load;
 mod run;
 mod tally;
+pub mod test_record;
 
 pub use crate::record::{codes, skip};
 

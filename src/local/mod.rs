@@ -10,6 +10,7 @@ pub mod print;
 pub mod records;
 mod resolve;
 mod strict;
+pub mod test_record;
 
 pub use manifests::{DEFAULT_NAMESPACE, Manifests};
 pub use output::Format;

@@ -7,6 +7,7 @@
 
 pub mod overview;
 pub mod records;
+pub mod test_record;
 
 use std::time::Duration;
 

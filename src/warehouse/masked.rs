@@ -77,4 +77,7 @@ impl Warehouse for Masked {
     async fn lock_sync(&self, scope: &StateScope, wait: std::time::Duration) -> Result<Option<SyncLock>, WarehouseError> {
         self.mask(self.inner.lock_sync(scope, wait).await)
     }
+    async fn sample_row(&self, req: &DiffRequest, key: Option<&str>) -> Result<Vec<super::SampledRow>, WarehouseError> {
+        self.mask(self.inner.sample_row(req, key).await)
+    }
 }

@@ -18,6 +18,7 @@ mod postgres;
 mod record_log;
 pub(crate) mod rows;
 mod runs;
+mod sample;
 pub(crate) mod server;
 pub(crate) mod server_options;
 mod sqlite;
@@ -25,6 +26,7 @@ mod state_tx;
 
 pub use error::WarehouseError;
 pub use record_log::{LogCount, LoggedFailure};
+pub use sample::SampledRow;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -314,6 +316,13 @@ pub trait Warehouse: Send + Sync {
 
     /// Runs one statement as given (the `retl sql` command).
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError>;
+
+    /// The model's row with primary key `key` (its text, as a sync shows
+    /// keys), or its first row with a non-null key, as a sync would carry
+    /// it (`retl test`). At most two rows for a key, so that a duplicate
+    /// shows; none when there is no such row. Reads `req`'s query, primary
+    /// key and columns, nothing else; touches no state.
+    async fn sample_row(&self, req: &DiffRequest, key: Option<&str>) -> Result<Vec<SampledRow>, WarehouseError>;
 }
 
 /// The primary key must be one of the columns, and column names must be unique.

@@ -1,7 +1,8 @@
 //! The `retl` binary as a user runs it: the quickstart, plan, history,
 //! reset, replay, bad input, a killed run and Ctrl-C; `safety.rs`: secrets,
 //! deadlines and a closed stdout; `segment.rs`: the segment destination;
-//! `history.rs`: reset, replay, records of past syncs and a rate limit.
+//! `history.rs`: reset, replay, records of past syncs and a rate limit;
+//! `test_record.rs` (and `tables/test_record.rs`): `retl test`.
 
 mod alerts;
 mod history;
@@ -9,6 +10,7 @@ mod manifests;
 mod safety;
 mod segment;
 mod tables;
+mod test_record;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

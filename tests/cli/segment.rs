@@ -13,11 +13,11 @@ use testkit::segment::{MAX_REQUEST_BYTES, SegmentServer};
 
 use super::{retl, spawn_run, text};
 
-const KEY: &str = "wk-9d2f-test-key";
+pub(super) const KEY: &str = "wk-9d2f-test-key";
 
 /// Manifests: `rows` users (id, email, plan, bio of `bio` characters,
 /// signed_up_at), a segment Destination, and `mappings` (YAML documents).
-fn setup(dir: &Path, rows: u32, bio: usize, base_url: &str, destination: &str, mappings: &str) {
+pub(super) fn setup(dir: &Path, rows: u32, bio: usize, base_url: &str, destination: &str, mappings: &str) {
     let values: Vec<String> = (1..=rows)
         .map(|i| format!("({i}, 'u{i}@example.com', 'free', substr(hex(zeroblob({bio})), 1, {bio}), '2024-05-01 10:00:00')"))
         .collect();
@@ -59,7 +59,7 @@ spec:
     std::fs::write(dir.join("all.yaml"), yaml).unwrap();
 }
 
-const IDENTIFY: &str = r#"apiVersion: retl.dev/v1alpha1
+pub(super) const IDENTIFY: &str = r#"apiVersion: retl.dev/v1alpha1
 kind: Mapping
 metadata: {name: users-identify}
 spec:

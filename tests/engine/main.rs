@@ -1,4 +1,4 @@
-//! The engine suite: every case in `cases.rs`, `safety.rs`, `limits.rs`, `record_log.rs`, `segment.rs` and `state_layout.rs` against every warehouse
+//! The engine suite: every case in `cases.rs`, `safety.rs`, `limits.rs`, `record_log.rs`, `segment.rs`, `state_layout.rs` and `test_record.rs` against every warehouse
 //! fixture in `fixture.rs`, through the public API.
 
 mod cases;
@@ -9,6 +9,7 @@ mod safety;
 mod segment;
 mod state_layout;
 mod support;
+mod test_record;
 
 /// Every case, from the files that hold them.
 mod all {
@@ -18,6 +19,7 @@ mod all {
     pub use super::safety::*;
     pub use super::segment::*;
     pub use super::state_layout::*;
+    pub use super::test_record::*;
 }
 
 macro_rules! suite {
@@ -70,6 +72,7 @@ macro_rules! all_cases {
             the_record_log_view_shows_every_record,
             a_kill_between_acknowledgement_and_merge_loses_and_resends_nothing,
             layout_1_state_is_upgraded_in_place,
+            a_test_record_sends_one_row_and_changes_no_sync_state,
         );
     };
 }

@@ -1,8 +1,8 @@
 //! `kubectl retl`: the retl binary installed as `kubectl-retl` on PATH,
 //! found and run by the real kubectl against the real control plane: the
 //! sync overview with its filters, sync-now, reset, replay and cancel with
-//! `--wait`, and every failed record of a Sync from a PostgreSQL Source's
-//! record log, read with the user's own RBAC.
+//! `--wait`, every failed record of a Sync from a PostgreSQL Source's
+//! record log, and one test record of a Mapping, both with the user's own RBAC.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -116,7 +116,13 @@ async fn kubectl_retl_records_pages_every_failed_record_with_the_users_rbac() {
     let create = format!("CREATE TABLE {schema}.people (id bigint PRIMARY KEY, email text)");
     let fill = format!("INSERT INTO {schema}.people SELECT i, 'p' || i || '@example.com' FROM generate_series(1, 30) i");
     run_sql(&url, &[&format!("CREATE SCHEMA {schema}"), &create, &fill]).await;
-    let c = Cluster::start(Setup::default()).await;
+    // The Destination sends a header from a Secret, which `test-record` prints masked.
+    let c = Cluster::start(Setup {
+        http_extra: ", headers: [{name: Authorization, valueFrom: {name: api-token, key: token}}]",
+        extra_yaml: "---\napiVersion: v1\nkind: Secret\nmetadata: {name: api-token}\nstringData: {token: Bearer plugin-t0ken-5ecret}\n",
+        ..Setup::default()
+    })
+    .await;
     let ns = c.ns.name().to_string();
     c.ns.apply_yaml(&format!(
         r#"apiVersion: v1
@@ -172,11 +178,25 @@ spec: {{modelRef: {{name: people}}, destinationRef: {{name: api}}, action: upser
     );
     assert!(!out.contains(&url) && !first.contains(&url), "the warehouse URL (a Secret) is never printed");
 
+    // One test record, from this machine with the user's credentials: no Sync is created.
+    let syncs = c.syncs().len();
+    let (code, out) = kubectl(&c, &["retl", "test-record", "people-api", "-n", &ns, "--key", "20"]);
+    assert_eq!(code, 0, "{out}");
+    println!("--- kubectl retl test-record people-api -n {ns} --key 20\n{out}");
+    assert!(out.contains(&format!("Test record of Mapping {ns}/people-api: key \"20\" of Model people")), "{out}");
+    assert!(out.contains("authorization: Bearer ***") && out.contains("Reply: HTTP 200 OK") && out.contains("Accepted"), "{out}");
+    assert!(!out.contains("plugin-t0ken-5ecret") && !out.contains(&url), "{out}");
+    let (code, out) = kubectl(&c, &["retl", "test-record", "people-api", "-n", &ns, "--key", "5"]);
+    assert!(code == 1 && out.contains("Rejected (INVALID_RECORD)"), "the sink still rejects 1-15: {out}");
+    let (code, out) = kubectl(&c, &["retl", "test-record", "people-api", "-n", &ns, "--key", "31"]);
+    assert!(code == 2 && out.contains("no row whose primary key (id) is \"31\""), "{out}");
+    assert_eq!(c.syncs().len(), syncs, "test-record creates no Sync");
+
     // A user who may read Syncs and the objects they refer to, but not Secrets.
     c.ns.apply_yaml(
         "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: viewer}\n---\n\
          apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: retl-viewer}\n\
-         rules: [{apiGroups: [retl.dev], resources: [syncs, mappings, models, sources], verbs: [get, list]}]\n---\n\
+         rules: [{apiGroups: [retl.dev], resources: [syncs, mappings, models, sources, destinations], verbs: [get, list]}]\n---\n\
          apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: retl-viewer}\n\
          roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: retl-viewer}\n\
          subjects: [{kind: ServiceAccount, name: viewer}]\n",
@@ -189,6 +209,10 @@ spec: {{modelRef: {{name: people}}, destinationRef: {{name: api}}, action: upser
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("cannot read the credentials of Source") && out.contains("Forbidden"), "{out}");
     assert!(out.contains("you need `get` on that Secret") && !out.contains(&url), "{out}");
+    let (code, out) = kubectl_with(&c, &dir.join("kubeconfig"), &["retl", "test-record", "people-api", "-n", &ns]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("cannot read the credentials of Source") && out.contains("Forbidden"), "{out}");
+    assert!(out.contains("`kubectl retl test-record` reads them with your own RBAC: you need `get` on that Secret"), "{out}");
     let (code, out) = kubectl_with(&c, &dir.join("kubeconfig"), &["retl", "overview", "-n", &ns]);
     assert!(code == 0 && out.contains("people-api"), "the overview needs no Secret: {out}");
     run_sql(&url, &[&format!("DROP SCHEMA {schema} CASCADE"), &format!("DROP SCHEMA IF EXISTS {schema}_state CASCADE")]).await;

@@ -80,6 +80,20 @@ impl Plan {
         }
         Plan { groups, len: batch.len() }
     }
+
+    /// Each record as its statement writes it, in batch order: whether it
+    /// is a delete, and its columns and values (for a recorded
+    /// [`exchange`](crate::destination::exchange)).
+    pub fn rows(&self) -> Vec<(bool, serde_json::Map<String, Value>)> {
+        let mut rows: Vec<(usize, bool, serde_json::Map<String, Value>)> = Vec::with_capacity(self.len);
+        for g in &self.groups {
+            for (i, values) in &g.rows {
+                rows.push((*i, g.delete, g.columns.iter().cloned().zip(values.iter().cloned()).collect()));
+            }
+        }
+        rows.sort_by_key(|(i, _, _)| *i);
+        rows.into_iter().map(|(_, delete, row)| (delete, row)).collect()
+    }
 }
 
 /// What happened to each record of the batch: `None` written, `Some` the

@@ -30,7 +30,7 @@ use async_trait::async_trait;
 
 use self::apply::{Failure, Plan};
 use self::schema::{Dialect, TableInfo, Target};
-use super::{Delivery, Destination, DestinationError, OutRecord};
+use super::{Delivery, Destination, DestinationError, OutRecord, exchange};
 use crate::api::{ActionField, DestinationSpec, DestinationType, FieldType, SecretKeyRef, TableDestination as Settings};
 use crate::mask::Masker;
 use crate::record::codes;
@@ -198,13 +198,48 @@ impl TableDestination {
             Err(Failure::Down(why)) => return Err(self.explain(why).await),
             other => other?,
         };
-        Ok(outcomes
+        let deliveries: Vec<Delivery> = outcomes
             .into_iter()
             .map(|o| match o {
                 None => Delivery::Accepted,
                 Some((code, message)) => Delivery::Rejected { code: code.to_string(), message: self.masker.owned(message) },
             })
-            .collect())
+            .collect();
+        // Only a test record records: a sync's batches copy no row for it.
+        if exchange::recording() {
+            for ((delete, row), delivery) in plan.rows().into_iter().zip(&deliveries) {
+                exchange::note(|| self.exchange(table, delete, row, delivery));
+            }
+        }
+        Ok(deliveries)
+    }
+
+    /// One record's statement and what the server said, as a person reads it.
+    fn exchange(
+        &self,
+        table: &TableInfo,
+        delete: bool,
+        row: serde_json::Map<String, serde_json::Value>,
+        d: &Delivery,
+    ) -> exchange::Exchange {
+        let (status, said) = match d {
+            Delivery::Accepted if delete => ("deleted".to_string(), "the row of this key is gone; the transaction committed".to_string()),
+            Delivery::Accepted => {
+                ("written".to_string(), format!("upserted by key column {:?}; the transaction committed", self.target.key))
+            }
+            Delivery::Rejected { code, message } => (format!("refused ({code})"), message.clone()),
+        };
+        let body = self.masker.owned(serde_json::Value::Object(row).to_string());
+        exchange::Exchange {
+            request: exchange::Sent {
+                method: if delete { "DELETE" } else { "UPSERT" }.into(),
+                target: table.shown.clone(),
+                headers: Vec::new(),
+                body: exchange::body(&body),
+            },
+            reply: Some(exchange::Reply { status, body: said.into() }),
+            error: None,
+        }
     }
 }
 

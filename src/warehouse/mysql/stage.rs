@@ -8,7 +8,8 @@ use sqlx::{AssertSqlSafe, Executor, Row};
 use super::json::model_rows;
 use super::state::{Store, items, quote, text};
 use crate::record::ChangeKind;
-use crate::warehouse::rows::{RowDecoder, query_err, stage_suffix};
+use crate::warehouse::rows::{RowDecoder, key_text, query_err, stage_suffix};
+use crate::warehouse::sample::{self, SampledRow};
 use crate::warehouse::server::decode_row;
 use crate::warehouse::{DiffCounts, DiffMode, DiffRequest, StageCounts, StagedChange, StateScope, WarehouseError, parse_flag};
 
@@ -144,4 +145,19 @@ pub async fn read(wh: &Store, scope: &StateScope, stage: &str, after: i64, limit
 pub async fn drop(wh: &Store, scope: &StateScope, stage: &str) -> Result<(), WarehouseError> {
     let [m, d, st] = stage_tables(wh, scope, stage);
     wh.run("cleaned up", format!("DROP TABLE IF EXISTS {m}, {d}, {st}")).await.map(|_| ())
+}
+
+/// The model's row with a key, or its first row ([`crate::warehouse::Warehouse::sample_row`]).
+pub async fn sample(wh: &Store, req: &DiffRequest, key: Option<&str>) -> Result<Vec<SampledRow>, WarehouseError> {
+    let sql = sample::select(&model_rows(req), "doc", "CAST(y.k AS BINARY) = CAST(? AS BINARY)", key);
+    // Bytes, as the stage keeps them: a key or row in a binary collation is still read.
+    let read = |r: &sqlx::mysql::MySqlRow| {
+        let doc: Vec<u8> = r.try_get("doc")?;
+        let row = match std::str::from_utf8(&doc) {
+            Ok(text) => decode_row(&RowDecoder, text),
+            Err(_) => RowDecoder.decode_bytes(&doc),
+        };
+        Ok(SampledRow { key: key_text(Some(r.try_get("k")?)).unwrap_or_default(), row })
+    };
+    sample::sample(&wh.pool, sql, key, read, |e| wh.error("read", e)).await
 }

@@ -151,6 +151,10 @@ impl Warehouse for PostgresWarehouse {
         history::lock_sync(&self.st, scope, wait).await
     }
 
+    async fn sample_row(&self, req: &DiffRequest, key: Option<&str>) -> Result<Vec<super::SampledRow>, WarehouseError> {
+        stage::sample(&self.st, req, key).await
+    }
+
     async fn execute(&self, sql: &str) -> Result<u64, WarehouseError> {
         self.st.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql.to_string()))).await.map(|r| r.rows_affected()).map_err(query_err)
     }

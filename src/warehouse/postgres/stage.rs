@@ -7,6 +7,7 @@ use sqlx::{AssertSqlSafe, Executor, Row};
 use super::state::Store;
 use crate::record::ChangeKind;
 use crate::warehouse::rows::{RowDecoder, model_subquery, query_err, quote_ident};
+use crate::warehouse::sample::{self, SampledRow};
 use crate::warehouse::server::{decode_row, literal};
 use crate::warehouse::{Column, DiffCounts, DiffMode, DiffRequest, StageCounts, StagedChange, StateScope, WarehouseError, parse_flag};
 
@@ -31,7 +32,7 @@ fn column_json(c: &Column) -> String {
 }
 
 /// `SELECT k, row` of the model: the key as text and the row as JSON text.
-fn model_rows(req: &DiffRequest) -> String {
+pub(super) fn model_rows(req: &DiffRequest) -> String {
     let cols: Vec<String> = req.columns.iter().map(column_json).collect();
     format!(
         "SELECT (q.{pk})::text AS k, row_to_json(r)::text AS row FROM ({query}) AS q CROSS JOIN LATERAL (SELECT {cols}) AS r",
@@ -190,4 +191,14 @@ pub async fn drop(wh: &Store, scope: &StateScope, stage: &str) -> Result<(), War
         .await
         .map(|_| ())
         .map_err(|e| wh.error("cleaned up", e))
+}
+
+/// The model's row with a key, or its first row ([`crate::warehouse::Warehouse::sample_row`]).
+pub async fn sample(wh: &Store, req: &DiffRequest, key: Option<&str>) -> Result<Vec<SampledRow>, WarehouseError> {
+    let sql = sample::select(&model_rows(req), "row", "y.k = $1", key);
+    let read = |r: &sqlx::postgres::PgRow| {
+        let doc: String = r.try_get("doc")?;
+        Ok(SampledRow { key: r.try_get("k")?, row: decode_row(&RowDecoder, &doc) })
+    };
+    sample::sample(&wh.pool, sql, key, read, |e| wh.error("read", e)).await
 }

@@ -8,6 +8,7 @@ use sqlx::{AssertSqlSafe, Executor, Row};
 use super::state::{ACKED, ACKED_KEY, Store, state_err};
 use crate::record::ChangeKind;
 use crate::warehouse::rows::{RowDecoder, key_text, model_subquery, query_err, quote_ident, stage_suffix};
+use crate::warehouse::sample::{self, SampledRow};
 use crate::warehouse::{DiffCounts, DiffMode, DiffRequest, StageCounts, StagedChange, StateScope, WarehouseError, parse_flag};
 
 /// The stage's tables: model rows, changes.
@@ -25,27 +26,8 @@ pub async fn stage(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<
     let [s, p, r, a] = ["snapshot", "pending", "records", "acks"].map(|t| wh.table(t, scope));
     drop(wh, scope, &req.stage).await?;
 
-    // Each column is carried as JSON; BLOBs (which JSON cannot hold) are
-    // wrapped so the decoder turns them into base64 text.
-    let pk = quote_ident(&req.primary_key);
-    let pairs: Vec<String> = req
-        .columns
-        .iter()
-        .map(|c| {
-            let q = format!("q.{}", quote_ident(&c.name));
-            format!(
-                "'{}', CASE WHEN typeof({q}) = 'blob' THEN json_object('{}', hex({q})) ELSE {q} END",
-                c.name.replace('\'', "''"),
-                crate::warehouse::rows::BLOB_MARKER
-            )
-        })
-        .collect();
-    let create_model = format!(
-        "CREATE TABLE {m} AS SELECT k, row, retl_hash(row) AS h, COUNT(*) OVER (PARTITION BY k) AS n
-         FROM (SELECT CAST(q.{pk} AS TEXT) AS k, json_object({}) AS row FROM ({}) AS q)",
-        pairs.join(", "),
-        model_subquery(&req.query)
-    );
+    let create_model =
+        format!("CREATE TABLE {m} AS SELECT k, row, retl_hash(row) AS h, COUNT(*) OVER (PARTITION BY k) AS n FROM ({})", model_rows(req));
     wh.pool.execute(AssertSqlSafe(create_model)).await.map_err(query_err)?;
     wh.exec("staged", format!("CREATE INDEX {} ON {m} (k)", quote_ident(&format!("{}_i", m.trim_matches('"'))))).await?;
     wh.exec(
@@ -156,4 +138,40 @@ pub async fn drop(wh: &Store, scope: &StateScope, stage: &str) -> Result<(), War
         .await
         .map(|_| ())
         .map_err(|e| state_err("cleaned up", e))
+}
+
+/// `SELECT k, row` of the model: the key as text and the row as JSON
+/// text. Each column is carried as JSON; BLOBs (which JSON cannot hold) are
+/// wrapped so the decoder turns them into base64 text.
+fn model_rows(req: &DiffRequest) -> String {
+    let pairs: Vec<String> = req
+        .columns
+        .iter()
+        .map(|c| {
+            let q = format!("q.{}", quote_ident(&c.name));
+            format!(
+                "'{}', CASE WHEN typeof({q}) = 'blob' THEN json_object('{}', hex({q})) ELSE {q} END",
+                c.name.replace('\'', "''"),
+                crate::warehouse::rows::BLOB_MARKER
+            )
+        })
+        .collect();
+    format!(
+        "SELECT CAST(q.{} AS TEXT) AS k, json_object({}) AS row FROM ({}) AS q",
+        quote_ident(&req.primary_key),
+        pairs.join(", "),
+        model_subquery(&req.query)
+    )
+}
+
+/// The model's row with a key, or its first row ([`crate::warehouse::Warehouse::sample_row`]).
+pub async fn sample(wh: &Store, req: &DiffRequest, key: Option<&str>) -> Result<Vec<SampledRow>, WarehouseError> {
+    let sql = sample::select(&model_rows(req), "row", "y.k = ?", key);
+    // Bytes: SQLite keeps any bytes as TEXT, and text that is not UTF-8
+    // fails the record, as in a sync.
+    let read = |r: &sqlx::sqlite::SqliteRow| {
+        let doc: Vec<u8> = r.try_get("doc")?;
+        Ok(SampledRow { key: key_text(Some(r.try_get("k")?)).unwrap_or_default(), row: RowDecoder.decode_bytes(&doc) })
+    };
+    sample::sample(&wh.pool, sql, key, read, |e| state_err("read", e)).await
 }

@@ -4,7 +4,8 @@
 //! table refuses fails alone and is retried, a killed load loses nothing,
 //! and bad settings say what to fix. The warehouse is SQLite; each test's
 //! tables live in a schema (database, in MySQL) of their own. `land.rs`:
-//! what lands and what fails alone; `bad.rs`: bad settings and the check.
+//! what lands and what fails alone; `bad.rs`: bad settings and the check;
+//! `test_record.rs`: one test record (`retl test`).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -16,6 +17,7 @@ use super::text;
 
 mod bad;
 mod land;
+mod test_record;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -230,4 +232,5 @@ both!(
     bad::bad_settings_say_what_to_fix,
     bad::the_destination_check_says_whether_the_table_fits,
     bad::the_tables_example_runs,
+    test_record::a_test_record_shows_the_rows_statement_and_the_servers_answer,
 );
