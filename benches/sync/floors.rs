@@ -68,10 +68,10 @@ pub async fn sink_ceiling(url: &str, rows: u64) -> Result<f64, Error> {
             .map(|i| OutRecord {
                 key: i.to_string(),
                 kind: ChangeKind::Added,
-                payload: json!({"userId": i.to_string(), "email": format!("user{i}@example.com"),
+                payload: retl::destination::Payload::from(json!({"userId": i.to_string(), "email": format!("user{i}@example.com"),
                     "name": format!("User Number {i}"), "plan": "pro", "mrr": 123.45,
                     "createdAt": "2020-01-01T00:00:01+00:00",
-                    "attrs": {"tags": ["a", "b"], "seats": 1, "company": "Company 1"}}),
+                    "attrs": {"tags": ["a", "b"], "seats": 1, "company": "Company 1"}})),
                 id: retl::destination::record_id("bench", &i.to_string(), ChangeKind::Added, "h"),
             })
             .collect(),

@@ -4,10 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
-use super::{Delivery, Destination, DestinationError, Kind, OutRecord, exchange, operation};
+use super::{Delivery, Destination, DestinationError, Kind, OutRecord, exchange};
 use crate::api::{self, DestinationSpec};
 use crate::warehouse::SecretValues;
 
@@ -59,12 +58,21 @@ impl Destination for FileDestination {
 
     async fn send(&self, action: &str, batch: &[OutRecord]) -> Result<Vec<Delivery>, DestinationError> {
         self.check().await?;
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         for r in batch {
-            let line = json!({"action": action, "operation": operation(r.kind), "key": r.key, "payload": r.payload});
-            text.push_str(&line.to_string());
-            text.push('\n');
+            // `{"action": ..., "operation": ..., "key": ..., "payload": ...}`
+            bytes.extend_from_slice(b"{\"action\":");
+            let _ = serde_json::to_writer(&mut bytes, action);
+            bytes.extend_from_slice(b",\"operation\":\"");
+            bytes.extend_from_slice(super::operation(r.kind).as_bytes());
+            bytes.extend_from_slice(b"\",\"key\":");
+            let _ = serde_json::to_writer(&mut bytes, &r.key);
+            bytes.extend_from_slice(b",\"payload\":");
+            bytes.extend_from_slice(r.payload.as_str().as_bytes());
+            bytes.extend_from_slice(b"}\n");
         }
+        // JSON written from strings is UTF-8.
+        let text = String::from_utf8_lossy(&bytes).into_owned();
         let written = async {
             let mut f = tokio::fs::OpenOptions::new().create(true).append(true).open(&self.path).await?;
             f.write_all(text.as_bytes()).await?;

@@ -14,7 +14,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode, Url};
 
 use super::transport::{self, HttpTransport, Knobs, snippet};
-use super::{Delivery, Destination, DestinationError, Kind, OutRecord, WireRecord, reply};
+use super::{Delivery, Destination, DestinationError, Kind, OutRecord, reply};
 use crate::api::{self, DestinationSpec, HttpMethod, HttpReplies, SecretKeyRef};
 use crate::warehouse::SecretValues;
 
@@ -37,7 +37,6 @@ impl Kind for Http {
 }
 
 pub struct HttpDestination {
-    name: String,
     transport: HttpTransport,
     batch_size: usize,
     replies: HttpReplies,
@@ -72,7 +71,6 @@ impl HttpDestination {
             initial_backoff_millis: s.initial_backoff_millis,
         };
         Ok(HttpDestination {
-            name: name.to_string(),
             transport: HttpTransport::new(name, url, method, headers, knobs, secrets)?,
             batch_size: (s.batch_size.unwrap_or(100) as usize).clamp(1, limits::MAX_BATCH_SIZE),
             replies: s.replies.unwrap_or_default(),
@@ -116,16 +114,7 @@ impl Destination for HttpDestination {
     }
 
     async fn send(&self, action: &str, batch: &[OutRecord]) -> Result<Vec<Delivery>, DestinationError> {
-        #[derive(serde::Serialize)]
-        struct Body<'a> {
-            action: &'a str,
-            records: Vec<WireRecord<'a>>,
-        }
-        let body = Body { action, records: batch.iter().map(WireRecord::from).collect() };
-        let body = bytes::Bytes::from(
-            serde_json::to_vec(&body)
-                .map_err(|e| DestinationError::Config { destination: self.name.clone(), message: format!("cannot encode batch: {e}") })?,
-        );
+        let body = bytes::Bytes::from(super::encode_batch(action, batch));
         self.transport.send(body, &|status, text| self.read(status, text, batch)).await
     }
 }

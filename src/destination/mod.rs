@@ -24,9 +24,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::Value;
 
 use crate::api::{Action, ChangeKind, DestinationSpec, DestinationType, SecretKeyRef};
+pub use crate::record::Payload;
 use crate::warehouse::SecretValues;
 
 /// One record as sent.
@@ -36,8 +36,8 @@ pub struct OutRecord {
     pub key: String,
     /// What happened to the row: added or updated rows are upserts, deleted ones deletes.
     pub kind: ChangeKind,
-    /// The mapped payload (`null` for deletes).
-    pub payload: Value,
+    /// The mapped payload's JSON text (`null` for deletes).
+    pub payload: Payload,
     /// A stable id of this change ([`record_id`]): the same Mapping, key,
     /// operation and row values give the same id, so a batch sent again
     /// after a crash carries the same ids and receivers that deduplicate
@@ -66,7 +66,7 @@ pub trait Destination: Send + Sync {
     /// retries (unreachable, or 429/5xx to the end).
     async fn send(&self, action: &str, batch: &[OutRecord]) -> Result<Vec<Delivery>, DestinationError>;
     /// For a change kind this destination does not send, the skip reason
-    /// (from [`crate::engine::skip`]) that such records get instead.
+    /// (from [`crate::record::skip`]) that such records get instead.
     fn skip_reason(&self, _kind: ChangeKind) -> Option<&'static str> {
         None
     }
@@ -84,6 +84,11 @@ pub trait Kind: Sync {
     /// The Secret keys the spec names, resolved before [`Kind::build`].
     fn secret_refs(&self, _spec: &DestinationSpec) -> Vec<SecretKeyRef> {
         Vec::new()
+    }
+    /// For a change kind the type does not send, the skip reason (from
+    /// [`crate::record::skip`]) such records get instead.
+    fn skip_reason(&self, _kind: ChangeKind) -> Option<&'static str> {
+        None
     }
     /// The actions a Mapping may name: by default those the spec declares.
     fn actions<'a>(&self, _name: &str, spec: &'a DestinationSpec) -> Result<Cow<'a, [Action]>, DestinationError> {
@@ -104,6 +109,12 @@ fn kind(t: DestinationType) -> &'static dyn Kind {
 /// Builds the destination a Destination spec describes.
 pub fn build(name: &str, spec: &DestinationSpec, secrets: &SecretValues, base_dir: &Path) -> Built {
     kind(spec.type_).build(name, spec, secrets, base_dir)
+}
+
+/// For a change kind a Destination's type does not send, the skip reason
+/// such records get (`retl plan` shows what a sync would skip).
+pub fn skip_reason(spec: &DestinationSpec, change: ChangeKind) -> Option<&'static str> {
+    kind(spec.type_).skip_reason(change)
 }
 
 /// Every Secret reference a Destination needs resolved before [`build`].
@@ -142,19 +153,33 @@ pub fn record_id(mapping_uid: &str, key: &str, kind: ChangeKind, hash: &str) -> 
     uuid::Uuid::new_v5(&RECORD_ID_NAMESPACE, name.as_bytes()).to_string()
 }
 
-/// One record as an HTTP batch carries it, borrowing the payload (a batch is
-/// encoded without copying any record).
-#[derive(serde::Serialize)]
-pub struct WireRecord<'a> {
-    pub key: &'a str,
-    pub operation: &'static str,
-    pub payload: &'a Value,
+/// Writes one record's fields as retl's wire format has them,
+/// `"key": ..., "operation": ..., "payload": ...`, the payload's text as it
+/// is (no record is parsed or copied to encode a batch).
+pub fn write_wire_fields(out: &mut Vec<u8>, r: &OutRecord) {
+    out.extend_from_slice(b"\"key\":");
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &r.key);
+    out.extend_from_slice(b",\"operation\":\"");
+    out.extend_from_slice(operation(r.kind).as_bytes());
+    out.extend_from_slice(b"\",\"payload\":");
+    out.extend_from_slice(r.payload.as_str().as_bytes());
 }
 
-impl<'a> From<&'a OutRecord> for WireRecord<'a> {
-    fn from(r: &'a OutRecord) -> Self {
-        WireRecord { key: &r.key, operation: operation(r.kind), payload: &r.payload }
+/// A batch in retl's wire format: `{"action": ..., "records": [...]}`.
+pub fn encode_batch(action: &str, batch: &[OutRecord]) -> Vec<u8> {
+    let size: usize = batch.iter().map(|r| r.key.len() + r.payload.as_str().len() + 48).sum();
+    let mut out = Vec::with_capacity(size + action.len() + 32);
+    out.extend_from_slice(b"{\"action\":");
+    let _ = serde_json::to_writer(&mut out, action);
+    out.extend_from_slice(b",\"records\":[");
+    for (i, r) in batch.iter().enumerate() {
+        out.extend_from_slice(if i > 0 { b",{" } else { b"{" });
+        write_wire_fields(&mut out, r);
+        out.push(b'}');
     }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// Operation name of a change on the wire: `upsert` or `delete`.

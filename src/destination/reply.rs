@@ -87,7 +87,7 @@ mod tests {
     use crate::api::ChangeKind;
 
     fn rec(key: &str) -> OutRecord {
-        OutRecord { key: key.into(), kind: ChangeKind::Added, payload: serde_json::json!({}), id: String::new() }
+        OutRecord { key: key.into(), kind: ChangeKind::Added, payload: serde_json::json!({}).into(), id: String::new() }
     }
 
     #[test]

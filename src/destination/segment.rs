@@ -55,6 +55,11 @@ const ENVELOPE_BYTES: usize = 100;
 pub struct Segment;
 
 impl Kind for Segment {
+    /// Deletes go through Segment's regulations API, not the tracking API.
+    fn skip_reason(&self, kind: ChangeKind) -> Option<&'static str> {
+        (kind == ChangeKind::Deleted).then_some(skip::DELETES_NOT_SUPPORTED)
+    }
+
     fn build(&self, name: &str, spec: &DestinationSpec, secrets: &SecretValues, _: &std::path::Path) -> Built {
         let settings = spec.segment.as_ref().ok_or_else(|| super::missing_settings(name, "segment"))?;
         // A declared action or field the type lacks makes the Destination not Ready.
@@ -283,7 +288,7 @@ pub fn encode(action: &str, r: &OutRecord) -> Result<Vec<u8>, Delivery> {
     if r.kind == ChangeKind::Deleted {
         return Err(reject(codes::REJECTED, "a segment destination does not send deletes".into()));
     }
-    let Value::Object(payload) = &r.payload else {
+    let Value::Object(payload) = r.payload.to_value() else {
         return Err(reject(codes::INVALID_VALUE, "the mapped payload is not an object".into()));
     };
     let has = |field: &str| payload.get(field).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty());
@@ -297,8 +302,8 @@ pub fn encode(action: &str, r: &OutRecord) -> Result<Vec<u8>, Delivery> {
     message.insert("type".into(), Value::from(action));
     message.insert("messageId".into(), Value::from(r.id.as_str()));
     // A null field is the same as none to the API; some refuse `null` objects.
-    for (k, v) in payload.iter().filter(|(_, v)| !v.is_null()) {
-        message.insert(k.clone(), v.clone());
+    for (k, v) in payload.into_iter().filter(|(_, v)| !v.is_null()) {
+        message.insert(k, v);
     }
     let context = message.entry("context").or_insert_with(|| json!({}));
     if let Value::Object(c) = context {
@@ -375,7 +380,7 @@ impl Destination for SegmentDestination {
     }
 
     fn skip_reason(&self, kind: ChangeKind) -> Option<&'static str> {
-        (kind == ChangeKind::Deleted).then_some(skip::DELETES_NOT_SUPPORTED)
+        Kind::skip_reason(&Segment, kind)
     }
 }
 

@@ -9,21 +9,19 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
 use std::sync::Mutex;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::decide::{Decider, Decision};
 use super::tally::Tally;
 use super::{EngineError, Observer, SyncContext};
 use crate::api::ChangeKind;
 use crate::destination::{Delivery, Destination, DestinationError, OutRecord};
-use crate::fieldmap::FieldMapper;
 use crate::record::codes;
-use crate::record::skip;
-use crate::warehouse::{OutcomeKind, RecordOutcome, StageFlag, StagedChange, StateScope, Warehouse};
+use crate::warehouse::{OutcomeKind, RecordOutcome, StagedChange, StateScope, Warehouse};
 
 /// Staged changes read per page.
 const PAGE: usize = 1000;
@@ -34,7 +32,7 @@ const MAX_BATCH_SIZE: usize = crate::destination::MAX_BATCH_SIZE;
 enum Answered {
     /// A page's changes settled without sending (skipped, or rejected before
     /// sending), and how many changes that page held.
-    Settled { seen: u64, outcomes: Vec<(RecordOutcome, Option<Value>)> },
+    Settled { seen: u64, outcomes: Vec<RecordOutcome> },
     /// A batch the destination answered (or failed to). The permit keeps the
     /// batch counted against the memory bound until it is committed.
     Batch {
@@ -50,7 +48,7 @@ enum Answered {
 /// What to do with one staged change.
 enum Prepared {
     /// Settled without sending: skipped, or rejected before sending.
-    Settled(RecordOutcome, Option<Value>),
+    Settled(RecordOutcome),
     /// To be sent; the hash goes to the snapshot once it is accepted.
     Send(OutRecord, String),
 }
@@ -62,7 +60,8 @@ pub struct Loader<'a> {
     pub observer: &'a dyn Observer,
     pub cancel: &'a CancellationToken,
     pub scope: &'a StateScope,
-    pub mapper: &'a FieldMapper,
+    /// Decides about each change: skip, reject or send.
+    pub decider: Decider<'a>,
     /// The sync's share of its Destination's rate limit.
     pub budget: super::Budget,
 }
@@ -119,7 +118,7 @@ impl Loader<'_> {
             let mut canceled = false;
             for change in page {
                 match self.prepare(change) {
-                    Prepared::Settled(outcome, payload) => outcomes.push((outcome, payload)),
+                    Prepared::Settled(outcome) => outcomes.push(outcome),
                     Prepared::Send(record, hash) if !canceled => {
                         batch.push((record, hash));
                         if batch.len() >= batch_size {
@@ -198,7 +197,6 @@ impl Loader<'_> {
                 answered.push(more);
             }
             let mut outcomes = Vec::new();
-            let mut payloads = Vec::new();
             // Released once the batches they count are committed, not before.
             let mut committing = Vec::new();
             let mut numbers = Vec::new();
@@ -206,18 +204,12 @@ impl Loader<'_> {
                 match item {
                     Answered::Settled { seen, outcomes: settled } => {
                         tally.seen += seen;
-                        for (o, p) in settled {
-                            outcomes.push(o);
-                            payloads.push(p);
-                        }
+                        outcomes.extend(settled);
                     }
                     Answered::Batch { number, hashes, records, result, held } => {
                         committing.push(held);
                         numbers.push(number);
-                        for (o, p) in answer(hashes, records, result) {
-                            outcomes.push(o);
-                            payloads.push(Some(p));
-                        }
+                        outcomes.extend(answer(hashes, records, result));
                     }
                 }
             }
@@ -226,52 +218,29 @@ impl Loader<'_> {
             }
             self.warehouse.commit(self.scope, &self.ctx.sync_name, &numbers, &outcomes).await?;
             drop(committing);
-            for (o, p) in outcomes.iter().zip(&payloads) {
-                tally.record(o, p.as_ref());
+            for o in &outcomes {
+                tally.record(o);
             }
             self.observer.progress(&tally.progress()).await;
         }
         Ok(())
     }
 
-    fn prepare(&self, change: StagedChange) -> Prepared {
-        let settle = |result: OutcomeKind, payload: Option<Value>| {
-            Prepared::Settled(RecordOutcome { key: change.key.clone(), hash: change.hash.clone(), kind: change.kind, result }, payload)
+    fn prepare(&self, mut change: StagedChange) -> Prepared {
+        let decision = self.decider.decide(&mut change);
+        let settle = |result: OutcomeKind| {
+            Prepared::Settled(RecordOutcome { key: change.key.clone(), hash: change.hash.clone(), kind: change.kind, result })
         };
-        let reject = |code: &str, message: String, payload: Option<Value>| {
-            let text = payload.as_ref().map(Value::to_string);
-            settle(OutcomeKind::Rejected { code: code.to_string(), message, payload: text }, payload)
-        };
-        if change.flag == Some(StageFlag::Expired) {
-            return settle(OutcomeKind::Skipped { reason: skip::RETRY_WINDOW_EXPIRED.into() }, None);
-        }
-        if !self.ctx.mapping.send.contains(&change.kind) {
-            return settle(OutcomeKind::Skipped { reason: skip::NOT_SELECTED.into() }, None);
-        }
-        if let Some(reason) = self.destination.skip_reason(change.kind) {
-            return settle(OutcomeKind::Skipped { reason: reason.into() }, None);
-        }
-        let id = |key: &str| crate::destination::record_id(&self.ctx.mapping_uid, key, change.kind, &change.hash);
-        if change.kind == ChangeKind::Deleted {
-            let key = change.key.clone().unwrap_or_default();
-            return Prepared::Send(OutRecord { id: id(&key), key, kind: change.kind, payload: Value::Null }, change.hash);
-        }
-        let row = match change.row {
-            Some(Ok(row)) => row,
-            Some(Err(ref message)) => return reject(codes::UNSUPPORTED_VALUE, message.clone(), None),
-            None => return reject(codes::UNSUPPORTED_VALUE, "the row has no values".into(), None),
-        };
-        // The row's values move into the payload, and the payload into the
-        // record (or the rejection): no copy per row.
-        match (change.flag, change.key.as_ref(), self.mapper.map_owned(row)) {
-            (Some(StageFlag::NullKey), _, Ok(p) | Err((_, p))) | (_, None, Ok(p) | Err((_, p))) => {
-                reject(codes::NULL_PRIMARY_KEY, format!("the row's primary key ({}) is null", self.ctx.model.primary_key), Some(p))
+        match decision {
+            Decision::Skip(reason) => settle(OutcomeKind::Skipped { reason: reason.into() }),
+            Decision::Reject { code, message, payload } => {
+                settle(OutcomeKind::Rejected { code, message, payload: payload.map(|p| p.as_str().to_string()) })
             }
-            (Some(StageFlag::DuplicateKey), Some(k), Ok(p) | Err((_, p))) => {
-                reject(codes::DUPLICATE_PRIMARY_KEY, format!("several rows have the primary key {k:?}; none of them is sent"), Some(p))
+            Decision::Send(payload) => {
+                let key = change.key.unwrap_or_default();
+                let id = crate::destination::record_id(&self.ctx.mapping_uid, &key, change.kind, &change.hash);
+                Prepared::Send(OutRecord { id, key, kind: change.kind, payload }, change.hash)
             }
-            (_, _, Err((e, partial))) => reject(&e.code, e.message, Some(partial)),
-            (_, Some(k), Ok(p)) => Prepared::Send(OutRecord { id: id(k), key: k.clone(), kind: change.kind, payload: p }, change.hash),
         }
     }
 }
@@ -283,23 +252,24 @@ fn answer(
     hashes: Vec<String>,
     records: Vec<OutRecord>,
     result: Result<Vec<Delivery>, DestinationError>,
-) -> impl Iterator<Item = (RecordOutcome, Value)> {
+) -> impl Iterator<Item = RecordOutcome> {
     let deliveries: Vec<Delivery> = match result {
         Ok(d) => d,
         Err(e) => vec![Delivery::Rejected { code: codes::DESTINATION_UNAVAILABLE.into(), message: e.to_string() }; records.len()],
     };
     records.into_iter().zip(hashes).enumerate().map(move |(i, (record, hash))| {
+        let payload = || Some(record.payload.as_str().to_string());
         let result = match deliveries.get(i) {
             Some(Delivery::Accepted) => OutcomeKind::Delivered,
             Some(Delivery::Rejected { code, message }) => {
-                OutcomeKind::Rejected { code: code.clone(), message: message.clone(), payload: Some(record.payload.to_string()) }
+                OutcomeKind::Rejected { code: code.clone(), message: message.clone(), payload: payload() }
             }
             None => OutcomeKind::Rejected {
                 code: codes::NO_RESULT.into(),
                 message: "the destination answered for fewer records than it was sent".into(),
-                payload: Some(record.payload.to_string()),
+                payload: payload(),
             },
         };
-        (RecordOutcome { key: Some(record.key), hash, kind: record.kind, result }, record.payload)
+        RecordOutcome { key: Some(record.key), hash, kind: record.kind, result }
     })
 }

@@ -8,6 +8,7 @@
 
 mod abandoned;
 mod budget;
+mod decide;
 mod error;
 mod guard;
 mod load;
@@ -20,7 +21,7 @@ pub use crate::record::{codes, skip};
 pub use abandoned::fail_abandoned_runs;
 pub use budget::{Budget, Share};
 pub use error::EngineError;
-pub use run::{PlanReport, plan_sync, run_sync, run_sync_until};
+pub use run::{PlanReport, SkipFor, plan_sync, run_sync, run_sync_until};
 
 use async_trait::async_trait;
 use jiff::Timestamp;

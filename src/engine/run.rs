@@ -6,10 +6,11 @@ use jiff::Timestamp;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::decide::{Decider, Decision};
 use super::load::Loader;
 use super::tally::Tally;
 use super::{EngineError, Observer, SyncContext, SyncReport, guard};
-use crate::api::{ExtractedCounts, SyncPhase, SyncTrigger, conditions::reason};
+use crate::api::{ChangeKind, ExtractedCounts, SyncPhase, SyncTrigger, conditions::reason};
 use crate::destination::Destination;
 use crate::fieldmap::FieldMapper;
 use crate::record::skip;
@@ -199,7 +200,9 @@ async fn steps(
 
     // Map, load and commit, batch by batch.
     let budget = super::Budget::new(&ctx.rate_share, destination.batch_size().clamp(1, crate::destination::MAX_BATCH_SIZE) as u32);
-    let loader = Loader { ctx, warehouse, destination, observer, cancel, scope, mapper: &mapper, budget };
+    let skip_for = |kind| destination.skip_reason(kind);
+    let decider = Decider { send: &ctx.mapping.send, skip_for: &skip_for, mapper: &mapper, primary_key: &ctx.model.primary_key };
+    let loader = Loader { ctx, warehouse, destination: destination.clone(), observer, cancel, scope, decider, budget };
     let canceled = loader.run(tally).await?;
     Ok(Step::Loaded { canceled })
 }
@@ -298,15 +301,25 @@ pub struct PlanReport {
     pub guard: Option<String>,
 }
 
+/// How a Destination's type skips a kind of change (`retl plan` has no
+/// destination to ask, only its spec).
+pub type SkipFor<'a> = &'a (dyn Fn(ChangeKind) -> Option<&'static str> + Sync);
+
 /// Shows what a sync would send without sending anything or changing any
 /// sync state (only a scratch stage is written, then dropped).
-pub async fn plan_sync(ctx: &SyncContext, warehouse: &dyn Warehouse, samples: usize) -> Result<PlanReport, EngineError> {
+pub async fn plan_sync(
+    ctx: &SyncContext,
+    warehouse: &dyn Warehouse,
+    skip_for: SkipFor<'_>,
+    samples: usize,
+) -> Result<PlanReport, EngineError> {
     let scope = StateScope::from_uid(&ctx.mapping_uid);
     warehouse.prepare_state(&scope).await?;
     let window = retry_window(&ctx.mapping.retry_window)?;
     let (request, mapper) = prepare(ctx, warehouse, Timestamp::now().as_millisecond() - window, true).await?;
     let counts = warehouse.stage(&scope, &request).await?;
-    let result = plan_pages(ctx, warehouse, &scope, &request.stage, &mapper, &counts, samples).await;
+    let decider = Decider { send: &ctx.mapping.send, skip_for, mapper: &mapper, primary_key: &ctx.model.primary_key };
+    let result = plan_pages(ctx, warehouse, &scope, &request.stage, &decider, &counts, samples).await;
     warehouse.drop_stage(&scope, &request.stage).await?;
     result
 }
@@ -316,7 +329,7 @@ async fn plan_pages(
     warehouse: &dyn Warehouse,
     scope: &StateScope,
     stage: &str,
-    mapper: &FieldMapper,
+    decider: &Decider<'_>,
     counts: &DiffCounts,
     samples: usize,
 ) -> Result<PlanReport, EngineError> {
@@ -331,35 +344,17 @@ async fn plan_pages(
         let page = warehouse.read_stage(scope, stage, after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = last.position;
-        for change in page {
-            use crate::warehouse::StageFlag;
-            if change.flag == Some(StageFlag::Expired) || !ctx.mapping.send.contains(&change.kind) {
-                plan.skipped += 1;
-                continue;
-            }
-            let flagged = match change.flag {
-                Some(StageFlag::NullKey) => Some(crate::record::codes::NULL_PRIMARY_KEY),
-                Some(StageFlag::DuplicateKey) => Some(crate::record::codes::DUPLICATE_PRIMARY_KEY),
-                _ => None,
-            };
-            if let Some(code) = flagged {
-                *fails.entry(code.to_string()).or_default() += 1;
-                continue;
-            }
-            let payload = match &change.row {
-                None => Ok(Value::Null),
-                Some(Ok(row)) => mapper.map(row).map_err(|(e, _)| e.code),
-                Some(Err(_)) => Err(crate::record::codes::UNSUPPORTED_VALUE.to_string()),
-            };
-            match payload {
-                Ok(p) => {
+        for mut change in page {
+            match decider.decide(&mut change) {
+                Decision::Skip(_) => plan.skipped += 1,
+                Decision::Reject { code, .. } => *fails.entry(code).or_default() += 1,
+                Decision::Send(p) => {
                     plan.to_send[change.kind as usize] += 1;
                     if plan.samples.len() < samples {
                         let key = change.key.clone().unwrap_or_default();
-                        plan.samples.push((key, change.kind.name().to_string(), p));
+                        plan.samples.push((key, change.kind.name().to_string(), p.to_value()));
                     }
                 }
-                Err(code) => *fails.entry(code).or_default() += 1,
             }
         }
     }

@@ -50,8 +50,8 @@ pub struct Tally {
 }
 
 impl Tally {
-    /// Counts one record's outcome; `payload` is what was (or would have been) sent.
-    pub fn record(&mut self, o: &RecordOutcome, payload: Option<&Value>) {
+    /// Counts one record's outcome.
+    pub fn record(&mut self, o: &RecordOutcome) {
         match &o.result {
             OutcomeKind::Delivered => {
                 self.loaded.succeeded += 1;
@@ -62,12 +62,12 @@ impl Tally {
                 }
             }
             OutcomeKind::Skipped { reason } => self.skip(reason, 1),
-            OutcomeKind::Rejected { code, message, .. } => {
+            OutcomeKind::Rejected { code, message, payload } => {
                 self.loaded.failed += 1;
                 let code = truncate(code, MAX_CODE_BYTES);
                 self.count_error(&code, message);
                 if self.samples.len() < MAX_SAMPLES {
-                    self.add_sample(o, &code, message, payload);
+                    self.add_sample(o, &code, message, payload.as_deref());
                 }
             }
         }
@@ -87,7 +87,7 @@ impl Tally {
     /// Keeps a sample of a rejected record: its payload as it is when it is
     /// small and the budget has room, else the start of its JSON text (marked
     /// truncated), else no payload (marked truncated too).
-    fn add_sample(&mut self, o: &RecordOutcome, code: &str, message: &str, payload: Option<&Value>) {
+    fn add_sample(&mut self, o: &RecordOutcome, code: &str, message: &str, payload: Option<&str>) {
         let mut sample = FailedRecord {
             key: truncate(o.key.as_deref().unwrap_or_default(), MAX_TEXT_BYTES).into_owned(),
             operation: o.kind.name().to_string(),
@@ -97,13 +97,13 @@ impl Tally {
             payload: None,
             payload_truncated: false,
         };
-        if let Some(p) = payload {
-            let text = p.to_string();
-            sample.payload = Some(if text.len() <= MAX_SAMPLE_PAYLOAD_BYTES {
-                p.clone()
+        if let Some(text) = payload {
+            let parsed = serde_json::from_str::<Value>(text).ok().filter(|_| text.len() <= MAX_SAMPLE_PAYLOAD_BYTES);
+            sample.payload = Some(if let Some(p) = parsed {
+                p
             } else {
                 sample.payload_truncated = true;
-                Value::String(truncate(&text, MAX_SAMPLE_PAYLOAD_BYTES).into_owned())
+                Value::String(truncate(text, MAX_SAMPLE_PAYLOAD_BYTES).into_owned())
             });
             // One comma between samples in the list.
             if self.samples_bytes + json_len(&sample) + 1 > SAMPLES_BUDGET_BYTES {
@@ -260,6 +260,14 @@ mod tests {
         }
     }
 
+    /// A rejection carrying the payload that was sent.
+    fn with_payload(mut o: RecordOutcome, p: &Value) -> RecordOutcome {
+        if let OutcomeKind::Rejected { payload, .. } = &mut o.result {
+            *payload = Some(p.to_string());
+        }
+        o
+    }
+
     fn delivered(key: &str) -> RecordOutcome {
         RecordOutcome { key: Some(key.to_string()), hash: String::new(), kind: ChangeKind::Added, result: OutcomeKind::Delivered }
     }
@@ -272,7 +280,7 @@ mod tests {
     fn small_payloads_are_kept_as_they_are() {
         let mut t = Tally::default();
         let payload = json!({"id": "1", "email": "a@example.com"});
-        t.record(&rejected("1", "HTTP_422", "no"), Some(&payload));
+        t.record(&with_payload(rejected("1", "HTTP_422", "no"), &payload));
         let s = &t.samples()[0];
         assert_eq!((s.payload.as_ref(), s.payload_truncated), (Some(&payload), false));
         let text = serde_json::to_string(s).unwrap();
@@ -284,8 +292,8 @@ mod tests {
     fn a_200_kb_payload_is_cut_to_the_start_of_its_json_and_marked() {
         let mut t = Tally::default();
         let payload = json!({"id": "1", "email": big(200_000)});
-        t.record(&rejected("1", "INVALID_RECORD", "bad"), Some(&payload));
-        t.record(&delivered("2"), Some(&json!({"id": "2"})));
+        t.record(&with_payload(rejected("1", "INVALID_RECORD", "bad"), &payload));
+        t.record(&delivered("2"));
         let s = &t.samples()[0];
         assert!(s.payload_truncated);
         let start = s.payload.as_ref().and_then(Value::as_str).expect("a string preview");
@@ -304,10 +312,10 @@ mod tests {
         let wide: serde_json::Map<String, Value> = (0..5_000).map(|n| (format!("field_{n}"), json!("v"))).collect();
         for i in 0..200 {
             let payload = json!({"id": i, "wide": wide, "blob": big(200_000)});
-            t.record(&rejected(&format!("{i}-{}", big(5_000)), "INVALID_RECORD", &big(300_000)), Some(&payload));
+            t.record(&with_payload(rejected(&format!("{i}-{}", big(5_000)), "INVALID_RECORD", &big(300_000)), &payload));
         }
         for i in 0..50 {
-            t.record(&delivered(&format!("ok{i}")), None);
+            t.record(&delivered(&format!("ok{i}")));
         }
         let samples = t.samples();
         assert_eq!(samples.len(), MAX_SAMPLES);
@@ -328,7 +336,7 @@ mod tests {
     fn many_distinct_codes_fold_into_other_errors_and_still_add_up() {
         let mut t = Tally::default();
         for i in 0..100 {
-            t.record(&rejected(&i.to_string(), &format!("E_{i}_{}", big(1_000)), "m"), None);
+            t.record(&rejected(&i.to_string(), &format!("E_{i}_{}", big(1_000)), "m"));
         }
         let errors = t.errors();
         assert_eq!(errors.len(), MAX_ERROR_CODES + 1);

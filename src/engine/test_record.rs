@@ -131,7 +131,7 @@ impl TestRecord<'_> {
         // An id no sync gives: see the module's documentation.
         let hash = format!("test-record:{}", Timestamp::now().as_nanosecond());
         let id = crate::destination::record_id(self.mapping_uid, &first.key, ChangeKind::Added, &hash);
-        let record = OutRecord { key: first.key.clone(), kind: ChangeKind::Added, payload, id };
+        let record = OutRecord { key: first.key.clone(), kind: ChangeKind::Added, payload: payload.into(), id };
         let (sent, exchanges) = exchange::recorded(destination.send(&self.mapping.action, std::slice::from_ref(&record))).await;
         outcome.exchanges = exchanges;
         outcome.result = match sent {

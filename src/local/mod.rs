@@ -288,7 +288,9 @@ async fn plan_one(m: &Manifests, ns: &str, name: &str, mapping: &manifests::Load
         let wh = warehouse::connect(r.source_name(), &r.source.object.spec, &r.secrets, &r.source_dir()).await?;
         let request = SyncRequest { name: format!("{name}-plan"), trigger: SyncTrigger::Manual, replay_of: None };
         let ctx = context(&r, &request);
-        engine::plan_sync(&ctx, wh.as_ref(), samples).await.map_err(|e| LocalError::Usage(e.to_string()))
+        let spec = &r.destination.object.spec;
+        let skip_for = |kind| crate::destination::skip_reason(spec, kind);
+        engine::plan_sync(&ctx, wh.as_ref(), &skip_for, samples).await.map_err(|e| LocalError::Usage(e.to_string()))
     };
     match planned.await {
         Ok(p) => PlanOutcome::Plan(p),

@@ -74,3 +74,49 @@ impl OutcomeKind {
         }
     }
 }
+
+/// A record's mapped payload: the JSON text of an object, valid by
+/// construction (written by the field mapping, from values or copied from
+/// the row's own text), sent as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload(Box<str>);
+
+impl Payload {
+    /// The payload of a delete: `null`.
+    pub fn null() -> Payload {
+        Payload("null".into())
+    }
+
+    /// Wraps JSON text the caller guarantees is valid JSON.
+    pub fn from_json_text(text: String) -> Payload {
+        Payload(text.into_boxed_str())
+    }
+
+    /// The payload's JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The payload as JSON values (destinations that pick fields out of it).
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl From<&serde_json::Value> for Payload {
+    fn from(v: &serde_json::Value) -> Payload {
+        Payload(v.to_string().into_boxed_str())
+    }
+}
+
+impl From<serde_json::Value> for Payload {
+    fn from(v: serde_json::Value) -> Payload {
+        Payload::from(&v)
+    }
+}
+
+impl std::fmt::Display for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -26,7 +26,9 @@ mod state_tx;
 
 pub use error::WarehouseError;
 pub use record_log::{LogCount, LoggedFailure};
+pub use rows::RowDecoder;
 pub use sample::SampledRow;
+pub use server::decode_row;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -174,9 +176,11 @@ pub struct StagedChange {
     pub key: Option<String>,
     /// The row's hash (empty for deletes).
     pub hash: String,
-    /// The row's values by column (`None` for deletes), or why the row
-    /// cannot be carried as JSON.
-    pub row: Option<Result<Row, String>>,
+    /// The row's JSON text, an object of its values by column in the
+    /// model's column order (`None` for deletes), or why the row cannot be
+    /// carried as JSON. Decoded by whoever needs its values
+    /// ([`decode_row`]): most rows are only copied.
+    pub row: Option<Result<String, String>>,
     pub kind: ChangeKind,
     /// An earlier sync failed to deliver this record.
     pub retried: bool,

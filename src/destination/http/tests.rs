@@ -13,7 +13,7 @@ fn spec(url: &str) -> api::HttpDestination {
 }
 
 fn rec(key: &str) -> OutRecord {
-    OutRecord { key: key.into(), kind: ChangeKind::Added, payload: serde_json::json!({}), id: format!("id-{key}") }
+    OutRecord { key: key.into(), kind: ChangeKind::Added, payload: serde_json::json!({}).into(), id: format!("id-{key}") }
 }
 
 #[test]

@@ -11,7 +11,7 @@ fn declared(yaml: &str) -> Vec<Action> {
 }
 
 fn rec(key: &str, payload: Value) -> OutRecord {
-    OutRecord { key: key.into(), kind: ChangeKind::Added, payload, id: record_id("uid", key, ChangeKind::Added, "h") }
+    OutRecord { key: key.into(), kind: ChangeKind::Added, payload: payload.into(), id: record_id("uid", key, ChangeKind::Added, "h") }
 }
 
 #[test]

@@ -63,7 +63,8 @@ impl Plan {
             let (delete, present, values) = if r.kind == ChangeKind::Deleted {
                 (true, Vec::new(), vec![key])
             } else {
-                let payload = r.payload.as_object();
+                let payload = r.payload.to_value();
+                let payload = payload.as_object();
                 let present: Vec<&ActionField> = fields.iter().filter(|f| payload.is_some_and(|p| p.contains_key(&f.name))).collect();
                 let mut values = vec![key];
                 for f in &present {

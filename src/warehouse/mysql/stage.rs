@@ -132,7 +132,7 @@ pub async fn read(wh: &Store, scope: &StateScope, stage: &str, after: i64, limit
                 position: r.try_get("pos").map_err(get_err)?,
                 key: key.map(|k| String::from_utf8_lossy(&k).into_owned()),
                 hash: r.try_get("h").map_err(get_err)?,
-                row: row.map(|t| decode_row(&RowDecoder, &t)),
+                row: row.map(Ok),
                 kind: ChangeKind::parse(&op),
                 retried: r.try_get::<i8, _>("retried").map_err(get_err)? != 0,
                 flag: flag.as_deref().and_then(parse_flag),

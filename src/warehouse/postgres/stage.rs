@@ -163,7 +163,6 @@ pub async fn read(wh: &Store, scope: &StateScope, stage: &str, after: i64, limit
          FROM {m} WHERE changed AND pos > $1 ORDER BY pos LIMIT $2"
     );
     let rows = sqlx::query(AssertSqlSafe(sql)).bind(after).bind(limit as i64).fetch_all(&wh.pool).await.map_err(|e| wh.error("read", e))?;
-    let decoder = RowDecoder;
     rows.iter()
         .map(|r| {
             let get_err = |e| wh.error("read", e);
@@ -174,7 +173,7 @@ pub async fn read(wh: &Store, scope: &StateScope, stage: &str, after: i64, limit
                 position: r.try_get("pos").map_err(get_err)?,
                 key: r.try_get("k").map_err(get_err)?,
                 hash: r.try_get("h").map_err(get_err)?,
-                row: row.map(|t| decode_row(&decoder, &t)),
+                row: row.map(Ok),
                 kind: ChangeKind::parse(&op),
                 retried: r.try_get("retried").map_err(get_err)?,
                 flag: flag.as_deref().and_then(parse_flag),

@@ -109,7 +109,6 @@ pub async fn read(wh: &Store, scope: &StateScope, stage: &str, after: i64, limit
     let sql = format!("SELECT pos, k, h, row, op, retried, flag FROM {st} WHERE pos > ? ORDER BY pos LIMIT ?");
     let rows =
         sqlx::query(AssertSqlSafe(sql)).bind(after).bind(limit as i64).fetch_all(&wh.pool).await.map_err(|e| state_err("read", e))?;
-    let decoder = RowDecoder;
     rows.iter()
         .map(|r| {
             let op: String = r.try_get("op").map_err(|e| state_err("read", e))?;
@@ -121,7 +120,7 @@ pub async fn read(wh: &Store, scope: &StateScope, stage: &str, after: i64, limit
                 position: r.try_get("pos").map_err(|e| state_err("read", e))?,
                 key: key_text(r.try_get("k").map_err(|e| state_err("read", e))?),
                 hash: r.try_get("h").map_err(|e| state_err("read", e))?,
-                row: row.map(|t| decoder.decode_bytes(&t)),
+                row: row.map(utf8_text),
                 kind: ChangeKind::parse(&op),
                 retried: r.try_get::<i64, _>("retried").map_err(|e| state_err("read", e))? != 0,
                 flag: flag.as_deref().and_then(parse_flag),
@@ -174,4 +173,13 @@ pub async fn sample(wh: &Store, req: &DiffRequest, key: Option<&str>) -> Result<
         Ok(SampledRow { key: key_text(Some(r.try_get("k")?)).unwrap_or_default(), row: RowDecoder.decode_bytes(&doc) })
     };
     sample::sample(&wh.pool, sql, key, read, |e| state_err("read", e)).await
+}
+
+/// A row's text: SQLite keeps whatever bytes it is given as TEXT, and a row
+/// that is not UTF-8 fails its record (naming the columns), not the sync.
+fn utf8_text(bytes: Vec<u8>) -> Result<String, String> {
+    String::from_utf8(bytes).map_err(|e| match RowDecoder.decode_bytes(e.as_bytes()) {
+        Err(why) => why,
+        Ok(_) => "the row holds text that is not valid UTF-8".to_string(),
+    })
 }
