@@ -38,7 +38,8 @@ pub struct OutRecord {
     pub kind: ChangeKind,
     /// The mapped payload's JSON text (`null` for deletes).
     pub payload: Payload,
-    /// A stable id of this change ([`record_id`]): the same Mapping, key,
+    /// A stable id of this change ([`record_id`]), when the destination
+    /// asks for ids ([`Destination::record_ids`]; empty otherwise): the same Mapping, key,
     /// operation and row values give the same id, so a batch sent again
     /// after a crash carries the same ids and receivers that deduplicate
     /// by id (Segment's `messageId`) apply it once.
@@ -69,6 +70,12 @@ pub trait Destination: Send + Sync {
     /// (from [`crate::record::skip`]) that such records get instead.
     fn skip_reason(&self, _kind: ChangeKind) -> Option<&'static str> {
         None
+    }
+    /// Whether records need their [`OutRecord::id`] (a destination that
+    /// sends it, such as Segment's `messageId`): working one out costs a
+    /// SHA-1 per record, so others go without.
+    fn record_ids(&self) -> bool {
+        false
     }
 }
 

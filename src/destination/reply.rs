@@ -50,6 +50,16 @@ pub fn read(text: &str, batch: &[OutRecord], replies: HttpReplies) -> Result<Opt
     if !results.iter().all(|r| r.get("key").is_some()) {
         return Ok(Some((0..batch.len()).map(|i| results.get(i).map_or_else(missing, delivery)).collect()));
     }
+    // Most replies answer in the batch's order: matched by position, no
+    // key needs hashing.
+    let in_order = results.len() == batch.len()
+        && results.iter().zip(batch).all(|(r, rec)| match &r["key"] {
+            Value::String(k) => *k == rec.key,
+            _ => false, // a key of another type: matched by text below
+        });
+    if in_order {
+        return Ok(Some(results.iter().map(delivery).collect()));
+    }
     let sent: HashSet<&str> = batch.iter().map(|r| r.key.as_str()).collect();
     let mut by_key: HashMap<String, &Value> = HashMap::with_capacity(results.len());
     for r in &results {

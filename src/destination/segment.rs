@@ -382,6 +382,11 @@ impl Destination for SegmentDestination {
     fn skip_reason(&self, kind: ChangeKind) -> Option<&'static str> {
         Kind::skip_reason(&Segment, kind)
     }
+
+    /// Each message's `messageId`.
+    fn record_ids(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,6 @@
 
 use std::sync::Arc;
 
-use std::sync::Mutex;
-
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +19,7 @@ use super::{EngineError, Observer, SyncContext};
 use crate::api::ChangeKind;
 use crate::destination::{Delivery, Destination, DestinationError, OutRecord};
 use crate::record::codes;
-use crate::warehouse::{OutcomeKind, RecordOutcome, StagedChange, StateScope, Warehouse};
+use crate::warehouse::{DiffRequest, OutcomeKind, RecordOutcome, StagedChange, StateScope, Warehouse};
 
 /// Staged changes read per page.
 const PAGE: usize = 1000;
@@ -45,6 +43,14 @@ enum Answered {
     },
 }
 
+/// A full batch, mapped, on its way to be sent. The permit keeps it
+/// counted against the memory bound until it is committed.
+struct Full {
+    number: i64,
+    batch: Vec<(OutRecord, String)>,
+    held: OwnedSemaphorePermit,
+}
+
 /// What to do with one staged change.
 enum Prepared {
     /// Settled without sending: skipped, or rejected before sending.
@@ -60,6 +66,11 @@ pub struct Loader<'a> {
     pub observer: &'a dyn Observer,
     pub cancel: &'a CancellationToken,
     pub scope: &'a StateScope,
+    /// What was staged.
+    pub request: &'a DiffRequest,
+    /// The changes are the model's rows, read as they are sent
+    /// ([`crate::warehouse::DiffCounts::streamed`]).
+    pub streamed: bool,
     /// Decides about each change: skip, reject or send.
     pub decider: Decider<'a>,
     /// The sync's share of its Destination's rate limit.
@@ -71,47 +82,55 @@ impl Loader<'_> {
     pub async fn run(&self, tally: &mut Tally) -> Result<bool, EngineError> {
         let in_flight = self.destination.max_in_flight().clamp(1, crate::destination::MAX_IN_FLIGHT);
         let (page_tx, page_rx) = mpsc::channel(1);
+        let (full_tx, full_rx) = mpsc::channel(1);
         let (done_tx, done_rx) = mpsc::channel(2 * in_flight + 1);
-        // Sends still running when the sync stops early (a failed commit)
-        // are aborted when this set is dropped.
-        let sends = Mutex::new(JoinSet::new());
-        let (read_canceled, send_canceled, ()) =
-            tokio::try_join!(self.read(page_tx), self.map_and_send(page_rx, done_tx, in_flight, &sends), self.commit(done_rx, tally))?;
-        Ok(read_canceled || send_canceled)
+        let (read_canceled, map_canceled, (), ()) = tokio::try_join!(
+            self.read(page_tx),
+            self.map(page_rx, full_tx, done_tx.clone(), in_flight),
+            self.dispatch(full_rx, done_tx, in_flight),
+            self.commit(done_rx, tally)
+        )?;
+        Ok(read_canceled || map_canceled)
     }
 
-    /// Reads the stage page by page, one page ahead of the mapper.
+    /// Reads the changes page by page, one page ahead of the mapper.
     async fn read(&self, pages: mpsc::Sender<Vec<StagedChange>>) -> Result<bool, EngineError> {
-        let mut after = 0i64;
+        use futures::StreamExt;
+        let mut changes = self.warehouse.changes(self.scope, self.request, self.streamed, PAGE);
         loop {
             if self.cancel.is_cancelled() {
                 return Ok(true);
             }
-            let page = self.warehouse.read_stage(self.scope, &self.ctx.sync_name, after, PAGE).await?;
-            let Some(last) = page.last() else { return Ok(false) };
-            after = last.position;
+            let Some(page) = changes.next().await.transpose()? else { return Ok(false) };
             if pages.send(page).await.is_err() {
                 return Ok(false); // the mapper stopped (a cancel): nothing more to read
             }
         }
     }
 
-    /// Maps each change and sends full batches, at most `in_flight` at once.
-    async fn map_and_send(
+    /// Maps each change and hands full batches to the dispatcher; at most
+    /// twice the batches in flight are held, mapped and not yet committed.
+    async fn map(
         &self,
         mut pages: mpsc::Receiver<Vec<StagedChange>>,
+        full: mpsc::Sender<Full>,
         done: mpsc::Sender<Answered>,
         in_flight: usize,
-        sends: &Mutex<JoinSet<()>>,
     ) -> Result<bool, EngineError> {
         // A destination's batch size is bounded where it is built; bounded
         // again here so that no destination can make a batch allocate
         // without limit.
         let batch_size = self.destination.batch_size().clamp(1, MAX_BATCH_SIZE);
-        let sending = Arc::new(Semaphore::new(in_flight));
         let held = Arc::new(Semaphore::new(2 * in_flight));
         let mut batch: Vec<(OutRecord, String)> = Vec::with_capacity(batch_size);
         let mut number = 0;
+        let hand_over = async |number: i64, batch: Vec<(OutRecord, String)>| {
+            // The semaphore is never closed; the dispatcher only goes away
+            // when the sync already failed.
+            if let Ok(held) = held.clone().acquire_owned().await {
+                let _ = full.send(Full { number, batch, held }).await;
+            }
+        };
         while let Some(page) = pages.recv().await {
             let seen = page.len() as u64;
             let mut outcomes = Vec::new();
@@ -126,9 +145,8 @@ impl Loader<'_> {
                                 canceled = true;
                                 continue;
                             }
-                            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
                             number += 1;
-                            self.dispatch(number, full, &sending, &held, &done, sends).await?;
+                            hand_over(number, std::mem::replace(&mut batch, Vec::with_capacity(batch_size))).await;
                         }
                     }
                     Prepared::Send(..) => {} // canceled: counted as skipped at the end
@@ -140,51 +158,48 @@ impl Loader<'_> {
             }
         }
         if !batch.is_empty() {
-            self.dispatch(number + 1, batch, &sending, &held, &done, sends).await?;
+            hand_over(number + 1, batch).await;
         }
         Ok(false)
     }
 
-    /// Sends one batch in its own task once a slot is free; its answer goes
+    /// Sends each batch in its own task once a slot is free; its answer goes
     /// to the committer. The keys of its new records are marked in flight
     /// first: should the sync die before their outcome is committed, the
     /// next sync knows the destination may have them (and sends a delete
-    /// once the model no longer returns them).
-    async fn dispatch(
-        &self,
-        number: i64,
-        batch: Vec<(OutRecord, String)>,
-        sending: &Arc<Semaphore>,
-        held: &Arc<Semaphore>,
-        done: &mpsc::Sender<Answered>,
-        sends: &Mutex<JoinSet<()>>,
-    ) -> Result<(), EngineError> {
-        // The semaphores are never closed, so acquiring only fails if they were.
-        let (Ok(held), Ok(slot)) = (held.clone().acquire_owned().await, sending.clone().acquire_owned().await) else {
-            return Ok(());
-        };
-        // Updates and deletes have a snapshot entry already, which is all
-        // the next diff needs; only records new to the snapshot are marked.
-        // The Destination's shared budget, before anything is marked or sent.
-        self.budget.wait(batch.len()).await;
-        let new: Vec<&str> = batch.iter().filter(|(r, _)| r.kind == ChangeKind::Added).map(|(r, _)| r.key.as_str()).collect();
-        if !new.is_empty() {
-            self.warehouse.mark_in_flight(self.scope, &self.ctx.sync_name, number, &new).await?;
+    /// once the model no longer returns them). Marking runs beside the
+    /// mapping of the next batches.
+    async fn dispatch(&self, mut full: mpsc::Receiver<Full>, done: mpsc::Sender<Answered>, in_flight: usize) -> Result<(), EngineError> {
+        let sending = Arc::new(Semaphore::new(in_flight));
+        // Sends still running when the sync stops early (a failed commit)
+        // are aborted when this set is dropped.
+        let mut sends = JoinSet::new();
+        while let Some(Full { number, batch, held }) = full.recv().await {
+            // A slot first, so that only a batch about to be sent is marked.
+            // The semaphore is never closed.
+            let Ok(slot) = sending.clone().acquire_owned().await else { break };
+            // The Destination's shared budget, before anything is marked or sent.
+            self.budget.wait(batch.len()).await;
+            // Updates and deletes have a snapshot entry already, which is all
+            // the next diff needs; only records new to the snapshot are marked.
+            let new: Vec<&str> = batch.iter().filter(|(r, _)| r.kind == ChangeKind::Added).map(|(r, _)| r.key.as_str()).collect();
+            if !new.is_empty() {
+                self.warehouse.mark_in_flight(self.scope, &self.ctx.sync_name, number, &new).await?;
+            }
+            let destination = self.destination.clone();
+            let action = self.ctx.action.name.clone();
+            let done = done.clone();
+            let (records, hashes): (Vec<OutRecord>, Vec<String>) = batch.into_iter().unzip();
+            while sends.try_join_next().is_some() {}
+            sends.spawn(async move {
+                let result = destination.send(&action, &records).await;
+                drop(slot);
+                // The committer only goes away when the sync already failed.
+                let _ = done.send(Answered::Batch { number, hashes, records, result, held }).await;
+            });
         }
-        let destination = self.destination.clone();
-        let action = self.ctx.action.name.clone();
-        let done = done.clone();
-        let (records, hashes): (Vec<OutRecord>, Vec<String>) = batch.into_iter().unzip();
-        let task = async move {
-            let result = destination.send(&action, &records).await;
-            drop(slot);
-            // The committer only goes away when the sync already failed.
-            let _ = done.send(Answered::Batch { number, hashes, records, result, held }).await;
-        };
-        // A poisoned lock only means another send panicked; the set is still usable.
-        let mut sends = sends.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        while sends.try_join_next().is_some() {}
-        sends.spawn(task);
+        // The answers of the last sends still go to the committer.
+        while sends.join_next().await.is_some() {}
         Ok(())
     }
 
@@ -238,7 +253,10 @@ impl Loader<'_> {
             }
             Decision::Send(payload) => {
                 let key = change.key.unwrap_or_default();
-                let id = crate::destination::record_id(&self.ctx.mapping_uid, &key, change.kind, &change.hash);
+                let id = match self.destination.record_ids() {
+                    true => crate::destination::record_id(&self.ctx.mapping_uid, &key, change.kind, &change.hash),
+                    false => String::new(),
+                };
                 Prepared::Send(OutRecord { id, key, kind: change.kind, payload }, change.hash)
             }
         }

@@ -202,7 +202,9 @@ async fn steps(
     let budget = super::Budget::new(&ctx.rate_share, destination.batch_size().clamp(1, crate::destination::MAX_BATCH_SIZE) as u32);
     let skip_for = |kind| destination.skip_reason(kind);
     let decider = Decider { send: &ctx.mapping.send, skip_for: &skip_for, mapper: &mapper, primary_key: &ctx.model.primary_key };
-    let loader = Loader { ctx, warehouse, destination: destination.clone(), observer, cancel, scope, decider, budget };
+    let streamed = counts.streamed;
+    let loader =
+        Loader { ctx, warehouse, destination: destination.clone(), observer, cancel, scope, request: &request, streamed, decider, budget };
     let canceled = loader.run(tally).await?;
     Ok(Step::Loaded { canceled })
 }

@@ -48,7 +48,6 @@ pub struct BatchPlan<'a> {
 impl<'a> BatchPlan<'a> {
     pub fn new(outcomes: &'a [RecordOutcome]) -> BatchPlan<'a> {
         let mut plan = BatchPlan::default();
-        let mut groups: HashMap<(&'static str, &'static str, Option<&str>), usize> = HashMap::new();
         let mut pending: HashMap<&str, usize> = HashMap::new();
         for o in outcomes {
             let op = o.kind.name();
@@ -58,11 +57,15 @@ impl<'a> BatchPlan<'a> {
                         OutcomeKind::Skipped { reason } => Some(reason.as_str()),
                         _ => None,
                     };
-                    let id = (op, o.result.name(), code);
-                    let at = *groups.entry(id).or_insert_with(|| {
-                        plan.acks.push(AckGroup { op, outcome: id.1, code, keys: Vec::new(), hashes: Vec::new() });
-                        plan.acks.len() - 1
-                    });
+                    let outcome = o.result.name();
+                    // A handful of groups at most: found by looking, not hashing.
+                    let at = match plan.acks.iter().rposition(|g| g.op == op && g.outcome == outcome && g.code == code) {
+                        Some(at) => at,
+                        None => {
+                            plan.acks.push(AckGroup { op, outcome, code, keys: Vec::new(), hashes: Vec::new() });
+                            plan.acks.len() - 1
+                        }
+                    };
                     plan.acks[at].keys.push(key);
                     plan.acks[at].hashes.push(o.hash.as_str());
                 }

@@ -41,6 +41,10 @@ impl Warehouse for Masked {
     async fn read_stage(&self, scope: &StateScope, stage: &str, after: i64, limit: usize) -> Result<Vec<StagedChange>, WarehouseError> {
         self.mask(self.inner.read_stage(scope, stage, after, limit).await)
     }
+    fn changes<'a>(&'a self, scope: &'a StateScope, req: &'a DiffRequest, streamed: bool, page: usize) -> super::ChangeStream<'a> {
+        use futures::StreamExt;
+        Box::pin(self.inner.changes(scope, req, streamed, page).map(|r| r.map_err(|e| e.masked(&self.masker))))
+    }
     async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError> {
         self.mask(self.inner.drop_stage(scope, stage).await)
     }

@@ -23,6 +23,7 @@ pub(crate) mod server;
 pub(crate) mod server_options;
 mod sqlite;
 mod state_tx;
+mod stream;
 
 pub use error::WarehouseError;
 pub use record_log::{LogCount, LoggedFailure};
@@ -146,6 +147,11 @@ pub struct DiffCounts {
     pub deleted: u64,
     pub unchanged: u64,
     pub retried: u64,
+    /// The changes were not staged but are read straight from the model
+    /// ([`Warehouse::changes`]): a first sync (or one after a reset), with
+    /// an empty snapshot and no pending failures, where every model row is
+    /// added (`added` = `model_rows`, counted by the stage).
+    pub streamed: bool,
 }
 
 /// The six counts a stage query returns, in this order: added, updated,
@@ -163,7 +169,7 @@ impl DiffCounts {
             DiffMode::Normal => model_rows.saturating_sub(added + updated),
             DiffMode::Replay { .. } => 0,
         };
-        DiffCounts { model_rows, snapshot_rows, added, updated, deleted, unchanged, retried }
+        DiffCounts { model_rows, snapshot_rows, added, updated, deleted, unchanged, retried, streamed: false }
     }
 }
 
@@ -264,6 +270,16 @@ pub trait Warehouse: Send + Sync {
     /// Reads up to `limit` staged changes after `after` (a position).
     async fn read_stage(&self, scope: &StateScope, stage: &str, after: i64, limit: usize) -> Result<Vec<StagedChange>, WarehouseError>;
 
+    /// The changes of a stage, a page of up to `page` at a time, in order:
+    /// read from the stage table, or for a streamed stage
+    /// ([`DiffCounts::streamed`]) from the model itself as the warehouse
+    /// returns it, so that the model's rows are turned into JSON while
+    /// earlier ones are sent.
+    fn changes<'a>(&'a self, scope: &'a StateScope, req: &'a DiffRequest, streamed: bool, page: usize) -> ChangeStream<'a> {
+        let _ = (req, streamed);
+        paged(self, scope, &req.stage, page)
+    }
+
     /// Drops a stage; idempotent.
     async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError>;
 
@@ -327,6 +343,17 @@ pub trait Warehouse: Send + Sync {
     /// shows; none when there is no such row. Reads `req`'s query, primary
     /// key and columns, nothing else; touches no state.
     async fn sample_row(&self, req: &DiffRequest, key: Option<&str>) -> Result<Vec<SampledRow>, WarehouseError>;
+}
+
+/// Pages of staged changes, as [`Warehouse::changes`] reads them.
+pub type ChangeStream<'a> = futures::stream::BoxStream<'a, Result<Vec<StagedChange>, WarehouseError>>;
+
+/// A stage table's changes, page by page by position.
+pub fn paged<'a, W: Warehouse + ?Sized>(wh: &'a W, scope: &'a StateScope, stage: &'a str, page: usize) -> ChangeStream<'a> {
+    Box::pin(futures::stream::try_unfold(0i64, move |after| async move {
+        let changes = wh.read_stage(scope, stage, after, page).await?;
+        Ok(changes.last().map(|last| last.position).map(|next| (changes, next)))
+    }))
 }
 
 /// The primary key must be one of the columns, and column names must be unique.

@@ -9,7 +9,10 @@ use crate::record::ChangeKind;
 use crate::warehouse::rows::{RowDecoder, model_subquery, query_err, quote_ident};
 use crate::warehouse::sample::{self, SampledRow};
 use crate::warehouse::server::{decode_row, literal};
-use crate::warehouse::{Column, DiffCounts, DiffMode, DiffRequest, StageCounts, StagedChange, StateScope, WarehouseError, parse_flag};
+use crate::warehouse::stream;
+use crate::warehouse::{
+    ChangeStream, Column, DiffCounts, DiffMode, DiffRequest, StageCounts, StageFlag, StagedChange, StateScope, WarehouseError, parse_flag,
+};
 
 /// Memory the server may use for the diff's hash joins, per stage.
 const STAGE_WORK_MEM: &str = "128MB";
@@ -62,6 +65,9 @@ pub async fn stage(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<
         if known == 0 {
             return Err(WarehouseError::NothingToReplay { sync: sync.clone() });
         }
+    }
+    if replay.is_none() && !req.dry_run && first_sync(wh, scope).await? {
+        return stage_streamed(wh, scope, req).await;
     }
     let mut tx = crate::warehouse::state_tx::StateTx::begin(&wh.pool).await.map_err(|e| wh.error("staged", e))?;
     let run = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
@@ -151,6 +157,79 @@ pub async fn stage(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<
     .map_err(|e| wh.error("read", e))?;
     tx.commit().await.map_err(|e| wh.error("staged", e))?;
     Ok(DiffCounts::from_stage(counts, &req.mode))
+}
+
+/// Nothing delivered and nothing pending: every model row is added.
+async fn first_sync(wh: &Store, scope: &StateScope) -> Result<bool, WarehouseError> {
+    let (s, p) = (wh.table("snapshot", scope), wh.table("pending", scope));
+    sqlx::query_scalar(AssertSqlSafe(format!("SELECT NOT EXISTS (SELECT 1 FROM {s}) AND NOT EXISTS (SELECT 1 FROM {p})")))
+        .fetch_one(&wh.pool)
+        .await
+        .map_err(|e| wh.error("read", e))
+}
+
+/// A first sync's stage: only the keys the model returns more than once
+/// (none of their copies is sent), found in one grouping pass over the
+/// model's keys that also counts its rows; the rows themselves are read
+/// from the model as they are sent ([`changes`]).
+async fn stage_streamed(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {
+    let m = wh.stage_table(scope, &req.stage);
+    let keys = format!("SELECT (q.{})::text AS k FROM ({}) AS q", quote_ident(&req.primary_key), model_subquery(&req.query));
+    // The grand total is the group of no key (GROUPING(k) = 1).
+    let sql = format!(
+        "CREATE UNLOGGED TABLE {m} AS SELECT k, count(*) AS n, GROUPING(k) = 1 AS total FROM ({keys}) AS x
+         GROUP BY GROUPING SETS ((k), ()) HAVING (count(*) > 1 AND k IS NOT NULL) OR GROUPING(k) = 1"
+    );
+    let mut tx = crate::warehouse::state_tx::StateTx::begin(&wh.pool).await.map_err(|e| wh.error("staged", e))?;
+    tx.execute(sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL work_mem = '{STAGE_WORK_MEM}'"))))
+        .await
+        .map_err(|e| wh.error("staged", e))?;
+    tx.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await.map_err(query_err)?;
+    let rows: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT n FROM {m} WHERE total")))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| wh.error("read", e))?;
+    tx.commit().await.map_err(|e| wh.error("staged", e))?;
+    let rows = rows.unwrap_or(0).max(0) as u64;
+    Ok(DiffCounts { model_rows: rows, added: rows, streamed: true, ..Default::default() })
+}
+
+/// The changes of a stage: its table page by page, or a first sync's model
+/// as the server returns it, each row's JSON and hash built as it is read.
+pub fn changes<'a>(wh: &'a Store, scope: &'a StateScope, req: &'a DiffRequest, streamed: bool, page: usize) -> ChangeStream<'a> {
+    if !streamed {
+        return Box::pin(futures::stream::try_unfold(0i64, move |after| async move {
+            let changes = read(wh, scope, &req.stage, after, page).await?;
+            Ok(changes.last().map(|last| last.position).map(|next| (changes, next)))
+        }));
+    }
+    let m = wh.stage_table(scope, &req.stage);
+    let sql = format!(
+        "SELECT x.k, x.row, hashtextextended(x.row, 0)::text AS h, d.k IS NOT NULL AS dup
+         FROM ({} OFFSET 0) AS x LEFT JOIN {m} d ON d.k = x.k AND NOT d.total",
+        model_rows(req)
+    );
+    let read = |r: &sqlx::postgres::PgRow, position: i64| {
+        let key: Option<String> = r.try_get("k")?;
+        let flag = match (&key, r.try_get::<bool, _>("dup")?) {
+            (None, _) => Some(StageFlag::NullKey),
+            (_, true) => Some(StageFlag::DuplicateKey),
+            _ => None,
+        };
+        let row: String = r.try_get("row")?;
+        Ok(StagedChange { position, key, hash: r.try_get("h")?, row: Some(Ok(row)), kind: ChangeKind::Added, retried: false, flag })
+    };
+    stream::changes(
+        &wh.pool,
+        stream::Streamed {
+            // As the stage: the rows' JSON built by parallel workers.
+            setup: vec![format!("SET LOCAL work_mem = '{STAGE_WORK_MEM}'"), "SET LOCAL parallel_tuple_cost = 0.001".to_string()],
+            sql,
+            read,
+            error: Box::new(|action, e| WarehouseError::State { action, message: e.to_string() }),
+        },
+        page,
+    )
 }
 
 pub async fn read(wh: &Store, scope: &StateScope, stage: &str, after: i64, limit: usize) -> Result<Vec<StagedChange>, WarehouseError> {

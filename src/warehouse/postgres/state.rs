@@ -160,9 +160,12 @@ fn mapping_tables(st: &Store, scope: &StateScope) -> String {
              code text, error text, payload text, at bigint NOT NULL);
          CREATE INDEX IF NOT EXISTS {records_sync} ON {r} (sync);
          CREATE INDEX IF NOT EXISTS {records_brin} ON {r} USING brin (at);
+         -- Arrays stored as they are: compressing them costs more CPU at
+         -- every commit and merge than the disk they save.
          CREATE TABLE IF NOT EXISTS {a} (id bigserial PRIMARY KEY, sync text NOT NULL, at bigint NOT NULL, op text NOT NULL,
              outcome text NOT NULL, code text, n integer NOT NULL, keys text[] NOT NULL, hashes bigint[] NOT NULL,
              merged boolean NOT NULL DEFAULT false);
+         ALTER TABLE {a} ALTER COLUMN keys SET STORAGE EXTERNAL, ALTER COLUMN hashes SET STORAGE EXTERNAL;
          CREATE INDEX IF NOT EXISTS {acks_sync} ON {a} (sync);
          CREATE INDEX IF NOT EXISTS {acks_unmerged} ON {a} (id) WHERE NOT merged;
          CREATE TABLE IF NOT EXISTS {f} (sync text NOT NULL, batch bigint NOT NULL, keys text[] NOT NULL, at bigint NOT NULL,
