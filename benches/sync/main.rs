@@ -13,6 +13,15 @@
 //!
 //! Each sync, floor client and dlt pipeline runs in a child process, so that
 //! its peak RSS is its own; the sink runs in another.
+//!
+//! Files: options.rs (the command line), wh.rs (the three warehouses: where
+//! the model is, resetting the state, changing 1% of rows), seed.rs (the
+//! model), e2e.rs (the end-to-end floor's queries and client), floors.rs (the
+//! hashing floors, the sink's ceiling), sqlite_hash.rs (retl's SQLite hash
+//! function, for the floor), syncer.rs (one retl sync), dlt.rs (dlt's runs),
+//! sink.rs (the sink), proc.rs (child processes, the sink's counters),
+//! measure.rs (one run's measures), report.rs (the table and the JSON).
+//! docs/benchmark.md says what each measure is.
 
 mod dlt;
 mod e2e;
@@ -62,7 +71,7 @@ async fn parent(args: &[String]) -> Result<(), Error> {
     }
     let sink = proc::SinkProcess::start()?;
     println!(
-        "retl benchmark: {} rows, batches of {}, {IN_FLIGHT} in flight, {} runs, on {}; sink {}",
+        "retl benchmark: {} rows, batches of {}, {IN_FLIGHT} in flight, {} run(s), on {}; sink {}",
         o.rows,
         o.batch,
         o.runs,
@@ -71,9 +80,9 @@ async fn parent(args: &[String]) -> Result<(), Error> {
     );
     let mut figures: Vec<Figures> = targets.iter().map(|t| Figures::new(t.kind)).collect();
     let pg = targets.iter().find(|t| t.kind == Kind::Postgres);
-    let mut dlt_runs: Vec<(&str, Vec<dlt::DltRun>)> = Vec::new();
+    let mut dlt_runs: Vec<(&str, Vec<dlt::DltRun>, Vec<String>)> = Vec::new();
     if o.dlt && pg.is_some() {
-        dlt_runs = dlt::BACKENDS.iter().map(|b| (*b, Vec::new())).collect();
+        dlt_runs = dlt::BACKENDS.iter().map(|b| (*b, Vec::new(), Vec::new())).collect();
     }
     let mut ceiling = Vec::new();
     // Runs outermost, so that a noisy minute of the machine falls on every
@@ -82,26 +91,37 @@ async fn parent(args: &[String]) -> Result<(), Error> {
         let c = floors::sink_ceiling(&sink.url, o.rows, o.batch).await?;
         println!("  run {}: the sink's own ceiling {c:.2}s", run + 1);
         ceiling.push(c);
+        // A failure is reported in the table and ends that warehouse's
+        // (or that dlt backend's) measures, not the others'.
         for (t, f) in targets.iter().zip(figures.iter_mut()) {
-            measure::run(t, &o, &sink, run, f).await?;
+            if f.errors.is_empty()
+                && let Err(e) = measure::run(t, &o, &sink, run, f).await
+            {
+                println!("  {}: FAILED: {e}", t.kind.label());
+                f.errors.push(e.to_string());
+            }
         }
         if let Some(pg) = pg {
-            for (backend, runs) in dlt_runs.iter_mut() {
-                let before = sink.taken().await?;
-                let d = dlt::run(&pg.url, &pg.table(o.rows), &sink.url, backend, o.batch)?;
-                let took = sink.taken().await?.since(before);
-                if d.rows != o.rows || took.records != o.rows {
-                    return Err(
-                        format!("dlt ({backend}) sent {} records and the sink took {}, not {}", d.rows, took.records, o.rows).into()
-                    );
+            for (backend, runs, errors) in dlt_runs.iter_mut() {
+                if errors.is_empty()
+                    && let Err(e) = dlt_run(pg, &o, &sink, backend, run, runs).await
+                {
+                    println!("  dlt ({backend}): FAILED: {e}");
+                    errors.push(e.to_string());
                 }
-                println!("  run {}: dlt {} ({backend}) {:.2}s, peak RSS {} MB", run + 1, d.version, d.secs, proc::mb(d.rss_kb));
-                runs.push(d);
             }
         }
     }
     for (t, f) in targets.iter().zip(figures.iter_mut()) {
-        measure::rss(t, &o, &sink, f).await?;
+        if f.errors.is_empty()
+            && let Err(e) = measure::rss(t, &o, &sink, f).await
+        {
+            println!("  {}: FAILED: {e}", t.kind.label());
+            f.errors.push(e.to_string());
+        }
+        if let Err(e) = t.clean_up(&[&[o.rows][..], &o.rss_rows].concat()).await {
+            println!("  {}: could not clean up the sync state: {e}", t.kind.label());
+        }
     }
     for f in &figures {
         println!("\n{}: a record as the floor sent it:\n  {}\nand as retl sent it:\n  {}", f.kind.label(), f.samples.0, f.samples.1);
@@ -116,5 +136,25 @@ async fn parent(args: &[String]) -> Result<(), Error> {
     }
     std::fs::write(&o.out, serde_json::to_string_pretty(&doc)?)?;
     println!("(the table and the raw figures: {})", o.out.display());
+    Ok(())
+}
+
+/// One dlt run, checked against what the sink took.
+async fn dlt_run(
+    pg: &Target,
+    o: &options::Options,
+    sink: &proc::SinkProcess,
+    backend: &str,
+    run: usize,
+    runs: &mut Vec<dlt::DltRun>,
+) -> Result<(), Error> {
+    let before = sink.taken().await?;
+    let d = dlt::run(&pg.url, &pg.table(o.rows), &sink.url, backend, o.batch)?;
+    let took = sink.taken().await?.since(before);
+    if d.rows != o.rows || took.records != o.rows {
+        return Err(format!("dlt ({backend}) sent {} records and the sink took {}, not {}", d.rows, took.records, o.rows).into());
+    }
+    println!("  run {}: dlt {} ({backend}) {:.2}s, peak RSS {} MB", run + 1, d.version, d.secs, proc::mb(d.rss_kb));
+    runs.push(d);
     Ok(())
 }

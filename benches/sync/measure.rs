@@ -28,6 +28,8 @@ pub struct Figures {
     pub samples: (serde_json::Value, serde_json::Value),
     /// (rows, seconds, peak RSS in KiB) of the full syncs at `--rss-rows`.
     pub rss: Vec<(u64, f64, u64)>,
+    /// What failed: the measures after it on this warehouse were not taken.
+    pub errors: Vec<String>,
 }
 
 impl Figures {
@@ -46,6 +48,7 @@ impl Figures {
             shapes: Default::default(),
             samples: Default::default(),
             rss: vec![],
+            errors: vec![],
         }
     }
 
@@ -60,6 +63,7 @@ impl Figures {
             "record_shape": {"floor": self.shapes.0, "retl": self.shapes.1},
             "sample_record": {"floor": self.samples.0, "retl": self.samples.1},
             "rss": self.rss.iter().map(|(n, secs, kb)| json!({"rows": n, "secs": secs, "peak_rss_kb": kb})).collect::<Vec<_>>(),
+            "errors": self.errors,
         })
     }
 }

@@ -49,13 +49,26 @@ struct Row {
 }
 
 /// The table and the JSON document.
-pub fn build(o: &Options, figures: &[Figures], ceiling: &[f64], dlt: &[(&str, Vec<DltRun>)]) -> (String, serde_json::Value) {
+pub fn build(o: &Options, figures: &[Figures], ceiling: &[f64], dlt: &[(&str, Vec<DltRun>, Vec<String>)]) -> (String, serde_json::Value) {
     let mut rows: Vec<Row> = Vec::new();
     let n = o.rows;
     let pg = figures.iter().find(|f| f.kind == Kind::Postgres);
     let median = |v: &[f64]| spread(v).median;
     for f in figures {
         let l = f.kind.label();
+        for e in &f.errors {
+            rows.push(Row {
+                what: format!("{l}: FAILED"),
+                result: e.replace('|', "/").replace('\n', " "),
+                against: String::new(),
+                ratio: String::new(),
+                target: "every measure taken".into(),
+                met: Some(false),
+            });
+        }
+        if f.full.is_empty() || f.incremental.is_empty() {
+            continue;
+        }
         let (full, floor) = (median(&f.full), median(&f.floor));
         rows.push(Row {
             what: format!("{l}: full sync, {n} rows"),
@@ -88,7 +101,7 @@ pub fn build(o: &Options, figures: &[Figures], ceiling: &[f64], dlt: &[(&str, Ve
             target: "≤ 1.5 × hashing floor".into(),
             met: Some(inc <= 1.5 * hash),
         });
-        if let (Some(pg), Kind::Mysql) = (pg, f.kind) {
+        if let (Some(pg), Kind::Mysql) = (pg.filter(|p| !p.full.is_empty() && !p.incremental.is_empty()), f.kind) {
             for (what, mine, theirs) in [("full sync", &f.full, &pg.full), ("incremental sync", &f.incremental, &pg.incremental)] {
                 let ratio = median(mine) / median(theirs);
                 rows.push(Row {
@@ -121,9 +134,22 @@ pub fn build(o: &Options, figures: &[Figures], ceiling: &[f64], dlt: &[(&str, Ve
             met: Some(f.shapes.0 == f.shapes.1),
         });
     }
-    if let Some(pg) = pg {
+    if let Some(pg) = pg.filter(|p| !p.full.is_empty()) {
         let full = median(&pg.full);
-        for (backend, runs) in dlt {
+        for (backend, runs, errors) in dlt {
+            for e in errors {
+                rows.push(Row {
+                    what: format!("dlt ({backend}): FAILED"),
+                    result: e.replace('|', "/").replace('\n', " "),
+                    against: String::new(),
+                    ratio: String::new(),
+                    target: String::new(),
+                    met: None,
+                });
+            }
+            if runs.is_empty() {
+                continue;
+            }
             let times: Vec<f64> = runs.iter().map(|r| r.secs).collect();
             let ratio = median(&times) / full;
             let rss = runs.iter().map(|r| r.rss_kb).max().unwrap_or(0);
@@ -172,12 +198,13 @@ pub fn build(o: &Options, figures: &[Figures], ceiling: &[f64], dlt: &[(&str, Ve
         "table": table,
         "warehouses": figures.iter().map(Figures::to_json).collect::<Vec<_>>(),
         "sink_ceiling_secs": ceiling,
-        "dlt": dlt.iter().map(|(backend, runs)| json!({
+        "dlt": dlt.iter().map(|(backend, runs, errors)| json!({
             "backend": backend,
             "version": runs.first().map(|r| r.version.clone()),
             "secs": runs.iter().map(|r| r.secs).collect::<Vec<_>>(),
             "rows": runs.iter().map(|r| r.rows).collect::<Vec<_>>(),
             "peak_rss_kb": runs.iter().map(|r| r.rss_kb).collect::<Vec<_>>(),
+            "errors": errors,
         })).collect::<Vec<_>>(),
     });
     (table, doc)

@@ -9,8 +9,10 @@ use super::Error;
 
 /// The schema (a database on MariaDB, a table prefix on SQLite) that holds
 /// the sync state: dropped whole before every full sync, so that each one
-/// starts from an empty state whatever the state's layout.
-pub const STATE_SCHEMA: &str = "retl_bench_state";
+/// starts from an empty state whatever the state's layout, and at the end.
+/// Its own name, so that it clobbers no state kept by hand-run syncs
+/// (`--child-sync` used to take `retl_bench_state`).
+pub const STATE_SCHEMA: &str = "retl_bench_sync_state";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -125,6 +127,25 @@ impl Target {
             }
         }
         Ok(())
+    }
+
+    /// Frees the disk the syncs took: the state, and SQLite's copies.
+    pub async fn clean_up(&self, sizes: &[u64]) -> Result<(), Error> {
+        match self.kind {
+            Kind::Sqlite => {
+                for n in sizes {
+                    let run = self.location(*n, true);
+                    let run = run.trim_start_matches("sqlite:");
+                    for entry in std::fs::read_dir(&self.url)?.flatten() {
+                        if entry.path().to_string_lossy().starts_with(run) {
+                            let _ = std::fs::remove_file(entry.path());
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => self.reset_state(0).await,
+        }
     }
 
     /// Changes 1% of the rows (`mrr = mrr + 1` where `id % 100 = 0`), so
