@@ -1,51 +1,44 @@
-//! The floors a sync is measured against, taken in the same run.
+//! The floors an incremental sync is measured against, taken in the same
+//! run: each warehouse hashing every row of the model the way retl's stage
+//! does (src/warehouse/{postgres_stage,mysql_json,sqlite}.rs), with no diff
+//! and nothing written; and the sink's own ceiling.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
 use retl::api::{ChangeKind, DestinationSpec};
 use retl::destination::OutRecord;
 use serde_json::json;
 use sqlx::{AssertSqlSafe, Connection};
 use tokio::task::JoinSet;
 
-use super::{BATCH, Error, IN_FLIGHT};
+use super::wh::{Kind, Target};
+use super::{Error, IN_FLIGHT};
 
-/// Seconds to stream every row out as JSON with COPY: no diff, no HTTP.
-pub async fn copy_json(url: &str, table: &str) -> Result<f64, Error> {
-    let mut conn = sqlx::postgres::PgConnection::connect(url).await?;
-    let started = Instant::now();
-    let mut stream = conn.copy_out_raw(&format!("COPY (SELECT row_to_json(u) FROM {table} u) TO STDOUT")).await?;
-    let mut bytes = 0usize;
-    while let Some(chunk) = stream.next().await {
-        bytes += chunk?.len();
+/// Seconds for the warehouse to build every row's JSON and hash it:
+/// `(as measured against, with parallel workers where the server has them)`.
+pub async fn hash_rows(t: &Target, n: u64) -> Result<(f64, Option<f64>), Error> {
+    match t.kind {
+        Kind::Postgres => postgres(&t.url, &t.table(n)).await.map(|(a, b)| (a, Some(b))),
+        Kind::Mysql => mysql(&t.url, &t.table(n)).await.map(|a| (a, None)),
+        Kind::Sqlite => sqlite(&t.location(n, false)).await.map(|a| (a, None)),
     }
-    let secs = started.elapsed().as_secs_f64();
-    drop(stream);
-    conn.close().await?;
-    if bytes == 0 {
-        return Err("COPY returned nothing".into());
-    }
-    Ok(secs)
 }
 
-/// Seconds for the warehouse to hash every row of the model (the hash the
-/// PostgreSQL warehouse uses): the floor of any snapshot diff.
-/// Returns (serial, as the server plans it). The sync lets parallel workers
-/// build the rows' JSON but joins them with the snapshot on one core
-/// (PostgreSQL 15 has no parallel FULL JOIN; 16 does), so both are shown;
-/// the table's target is checked against the serial one.
-pub async fn hash_rows(pool: &sqlx::PgPool, table: &str) -> Result<(f64, f64), Error> {
+/// PostgreSQL: `hashtextextended` of the row's JSON text. Returns (serial,
+/// as the server plans it). The sync lets parallel workers build the rows'
+/// JSON but joins them with the snapshot on one core (PostgreSQL 15 has no
+/// parallel FULL JOIN; 16 does), so both are shown; the table's target is
+/// checked against the serial one.
+async fn postgres(url: &str, table: &str) -> Result<(f64, f64), Error> {
     let sql = format!("SELECT count(hashtextextended(row_to_json(u)::text, 0)) FROM {table} u");
-    let mut conn = pool.acquire().await?;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
     let mut time = async |serial: bool| -> Result<f64, Error> {
         let workers = if serial { "0" } else { "DEFAULT" };
-        sqlx::query(AssertSqlSafe(format!("SET max_parallel_workers_per_gather = {workers}"))).execute(&mut *conn).await?;
+        sqlx::query(AssertSqlSafe(format!("SET max_parallel_workers_per_gather = {workers}"))).execute(&mut conn).await?;
         let started = Instant::now();
-        let _: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(&mut *conn).await?;
+        let _: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(&mut conn).await?;
         Ok(started.elapsed().as_secs_f64())
     };
     let serial = time(true).await?;
@@ -53,18 +46,78 @@ pub async fn hash_rows(pool: &sqlx::PgPool, table: &str) -> Result<(f64, f64), E
     Ok((serial, parallel))
 }
 
-/// Seconds for the sink to take `rows` records in batches of [`BATCH`],
+/// MariaDB: the MD5 of each row's JSON text, the text built column by
+/// column exactly as retl's MySQL stage builds it for this model's column
+/// types (BIGINT, VARCHAR, DECIMAL, TIMESTAMP, and JSON, which clients see as
+/// LONGBLOB): see `column_json` in src/warehouse/mysql_json.rs.
+async fn mysql(url: &str, table: &str) -> Result<f64, Error> {
+    let text = |c: &str| format!("JSON_QUOTE(CAST(q.{c} AS CHAR))");
+    let iso = "IF(MICROSECOND(q.created_at) = 0, '%Y-%m-%dT%H:%i:%sZ', '%Y-%m-%dT%H:%i:%s.%fZ')";
+    let columns = [
+        ("id", "CAST(q.id AS CHAR)".to_string()),
+        ("email", text("email")),
+        ("name", text("name")),
+        ("plan", text("plan")),
+        ("mrr", "IF(LENGTH(CAST(ABS(q.mrr) AS CHAR)) <= 16, CAST(q.mrr AS CHAR), JSON_QUOTE(CAST(q.mrr AS CHAR)))".to_string()),
+        ("created_at", format!("JSON_QUOTE(DATE_FORMAT(q.created_at, {iso}))")),
+        (
+            "attrs",
+            "IF(CHARSET(q.attrs) = 'binary', JSON_QUOTE(REPLACE(TO_BASE64(q.attrs), CHAR(10 USING ascii), '')),
+                IF(LEFT(q.attrs, 1) IN ('{', '[') AND JSON_VALID(q.attrs), JSON_COMPACT(q.attrs), JSON_QUOTE(q.attrs)))"
+                .to_string(),
+        ),
+    ];
+    let parts: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (name, expr))| format!("'{}\"{name}\":', COALESCE({expr}, 'null')", if i == 0 { "{" } else { "," }))
+        .collect();
+    // MAX, not COUNT: every hash is read, so none can be skipped.
+    let sql = format!(
+        "SELECT MAX(CONVERT(MD5(y.doc) USING ascii)) FROM (SELECT CONCAT({}, '}}') AS doc
+         FROM (SELECT id, email, name, plan, mrr, created_at, attrs FROM {table}) AS q) AS y",
+        parts.join(", ")
+    );
+    let mut conn = sqlx::MySqlConnection::connect(url).await?;
+    let started = Instant::now();
+    let _: Option<String> = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut conn).await?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// SQLite: `json_object` of the row, as retl's stage builds it, hashed by
+/// the same function retl registers (xxh3-128 of the text as 32 hex digits;
+/// src/warehouse/sqlite_hash.rs), registered here as `bench_hash`.
+async fn sqlite(location: &str) -> Result<f64, Error> {
+    let pairs: Vec<String> = ["id", "email", "name", "plan", "mrr", "created_at", "attrs"]
+        .iter()
+        .map(|c| format!("'{c}', CASE WHEN typeof(q.{c}) = 'blob' THEN json_object('$retl_blob', hex(q.{c})) ELSE q.{c} END"))
+        .collect();
+    let sql = format!(
+        "SELECT max(bench_hash(json_object({}))) FROM (SELECT id, email, name, plan, mrr, created_at, attrs FROM users) AS q",
+        pairs.join(", ")
+    );
+    let mut conn = super::wh::sqlite(location, false).await?;
+    {
+        let mut handle = conn.lock_handle().await?;
+        super::sqlite_hash::register(handle.as_raw_handle().as_ptr())?;
+    }
+    let started = Instant::now();
+    let _: Option<String> = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut conn).await?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Seconds for the sink to take `rows` records in batches of `batch`,
 /// [`IN_FLIGHT`] at a time, through retl's HTTP client, with the payloads
 /// built beforehand: no warehouse at all.
-pub async fn sink_ceiling(url: &str, rows: u64) -> Result<f64, Error> {
+pub async fn sink_ceiling(url: &str, rows: u64, batch: u32) -> Result<f64, Error> {
     let spec: DestinationSpec = serde_json::from_value(json!({
         "type": "http",
-        "http": {"url": url, "batchSize": BATCH, "maxInFlight": IN_FLIGHT, "timeoutSeconds": 60},
+        "http": {"url": url, "batchSize": batch, "maxInFlight": IN_FLIGHT, "timeoutSeconds": 60},
         "actions": [{"name": "identify", "fields": [{"name": "userId", "type": "string"}]}],
     }))?;
     let destination = retl::destination::build("sink", &spec, &Default::default(), Path::new("."))?;
-    let batch: Arc<Vec<OutRecord>> = Arc::new(
-        (0..BATCH)
+    let records: Arc<Vec<OutRecord>> = Arc::new(
+        (0..batch)
             .map(|i| OutRecord {
                 key: i.to_string(),
                 kind: ChangeKind::Added,
@@ -76,42 +129,18 @@ pub async fn sink_ceiling(url: &str, rows: u64) -> Result<f64, Error> {
             })
             .collect(),
     );
-    let batches = rows.div_ceil(u64::from(BATCH));
+    let batches = rows.div_ceil(u64::from(batch));
     let started = Instant::now();
     let mut in_flight = JoinSet::new();
     for _ in 0..batches {
-        if in_flight.len() >= IN_FLIGHT as usize {
+        if in_flight.len() >= IN_FLIGHT {
             in_flight.join_next().await.ok_or("no batch in flight")???;
         }
-        let (d, b) = (destination.clone(), batch.clone());
+        let (d, b) = (destination.clone(), records.clone());
         in_flight.spawn(async move { d.send("identify", &b).await.map(|_| ()) });
     }
     while let Some(r) = in_flight.join_next().await {
         r??;
     }
     Ok(started.elapsed().as_secs_f64())
-}
-
-/// The dlt pipeline's result.
-pub struct Dlt {
-    pub rows: u64,
-    pub secs: f64,
-    pub rows_per_sec: f64,
-}
-
-/// Runs benches/dlt/run.sh (which installs dlt into a virtual environment)
-/// against the same table and sink.
-pub fn dlt(url: &str, table: &str, sink: &str) -> Result<Dlt, Error> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/dlt/run.sh");
-    let out = Command::new("bash").arg(script).args([url, table, sink]).output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    print!("{text}");
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("DLT_RESULT "))
-        .ok_or_else(|| format!("the dlt run failed: {}", String::from_utf8_lossy(&out.stderr)))?;
-    let v: serde_json::Value = serde_json::from_str(line)?;
-    let rows = v["rows"].as_u64().unwrap_or_default();
-    let secs = v["secs"].as_f64().unwrap_or(f64::INFINITY);
-    Ok(Dlt { rows, secs, rows_per_sec: rows as f64 / secs })
 }

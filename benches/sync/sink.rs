@@ -1,13 +1,14 @@
 //! The benchmark's HTTP sink: speaks retl's batch format like
 //! `testkit::sink::Sink` (parses every batch, answers per record), but only
-//! counts what it accepted, so that its own memory stays flat at millions of
+//! counts what it accepted (records and request bytes) and keeps the last
+//! batch as a sample, so that its own memory stays flat at millions of
 //! records. It runs in its own process, so that it shares neither memory nor
 //! a runtime with the sync being measured.
 
 use std::convert::Infallible;
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -19,14 +20,24 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+/// What the sink has taken so far.
+#[derive(Default)]
+struct Tally {
+    records: AtomicU64,
+    bytes: AtomicU64,
+    /// The last batch's body, as it came.
+    last: Mutex<Bytes>,
+}
+
 /// Serves until killed; prints `http://ADDR/batch` first. A GET of
-/// `/count` answers the number of records accepted so far.
+/// `/count` answers `{"records": N, "bytes": B}` accepted so far; a GET of
+/// `/sample` answers the last batch's body.
 pub async fn serve() -> std::io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let mut out = std::io::stdout();
     writeln!(out, "http://{}/batch", listener.local_addr()?)?;
     out.flush()?;
-    let accepted = Arc::new(AtomicU64::new(0));
+    let accepted = Arc::new(Tally::default());
     loop {
         let (stream, _) = listener.accept().await?;
         let accepted = accepted.clone();
@@ -37,10 +48,15 @@ pub async fn serve() -> std::io::Result<()> {
     }
 }
 
-async fn handle(accepted: Arc<AtomicU64>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(tally: Arc<Tally>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.method() == hyper::Method::GET {
-        let n = accepted.load(Ordering::Relaxed);
-        return Ok(Response::new(Full::new(Bytes::from(n.to_string()))));
+        let body = if req.uri().path() == "/sample" {
+            tally.last.lock().map(|b| b.clone()).unwrap_or_default()
+        } else {
+            let (records, bytes) = (tally.records.load(Ordering::Relaxed), tally.bytes.load(Ordering::Relaxed));
+            Bytes::from(json!({"records": records, "bytes": bytes}).to_string())
+        };
+        return Ok(Response::new(Full::new(body)));
     }
     let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
         return Ok(status(StatusCode::BAD_REQUEST));
@@ -50,7 +66,11 @@ async fn handle(accepted: Arc<AtomicU64>, req: Request<Incoming>) -> Result<Resp
     };
     let records = batch["records"].as_array().map(Vec::as_slice).unwrap_or_default();
     let results: Vec<Value> = records.iter().map(|r| json!({"key": r["key"], "ok": true})).collect();
-    accepted.fetch_add(records.len() as u64, Ordering::Relaxed);
+    tally.records.fetch_add(records.len() as u64, Ordering::Relaxed);
+    tally.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+    if let Ok(mut last) = tally.last.lock() {
+        *last = body.clone();
+    }
     Ok(Response::new(Full::new(Bytes::from(json!({"results": results}).to_string()))))
 }
 

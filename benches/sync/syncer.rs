@@ -2,59 +2,57 @@
 //! time and its own peak RSS.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use retl::api::{DestinationSpec, MappingSpec, ModelSpec, SecretKeyRef, ServerSource, SourceSpec, SourceType, SyncTrigger};
+use retl::api::{DestinationSpec, MappingSpec, ModelSpec, SecretKeyRef, ServerSource, SourceSpec, SourceType, SqliteSource, SyncTrigger};
 use retl::engine::{Quiet, SyncContext, run_sync};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{BATCH, Error, IN_FLIGHT};
+use super::wh::{Kind, STATE_SCHEMA};
+use super::{Error, IN_FLIGHT};
 
 /// What a child reports.
 pub struct SyncResult {
     pub secs: f64,
     pub sent: u64,
-    pub rss_mb: u64,
+    pub rss_kb: u64,
 }
 
-/// Runs one sync of `table` as Mapping `uid` in a child process.
-pub fn spawn(url: &str, table: &str, uid: &str, sink: &str) -> Result<SyncResult, Error> {
-    let out = Command::new(std::env::current_exe()?).args(["--child-sync", url, table, uid, sink]).output()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .ok_or_else(|| format!("the sync child failed: {}{}", text, String::from_utf8_lossy(&out.stderr)))?;
-    let v: serde_json::Value = serde_json::from_str(line)?;
+/// Runs one sync of `table` at `location` (a server's URL, or `sqlite:PATH`)
+/// as Mapping `uid`, in batches of `batch`, in a child process.
+pub fn spawn(location: &str, table: &str, uid: &str, sink: &str, batch: u32) -> Result<SyncResult, Error> {
+    let v = super::proc::run_child(&["--child-sync", location, table, uid, sink, &batch.to_string()])?;
     Ok(SyncResult {
         secs: v["secs"].as_f64().unwrap_or_default(),
         sent: v["sent"].as_u64().unwrap_or_default(),
-        rss_mb: v["rss_kb"].as_u64().unwrap_or_default() / 1024,
+        rss_kb: v["rss_kb"].as_u64().unwrap_or_default(),
     })
 }
 
 /// The child: connect, sync, print `RESULT {json}`.
 pub async fn child(args: &[String]) -> Result<(), Error> {
-    let [url, table, uid, sink] = args else { return Err("usage: --child-sync URL TABLE UID SINK".into()) };
+    let [location, table, uid, sink, batch] = args else { return Err("usage: --child-sync LOCATION TABLE UID SINK BATCH".into()) };
+    let batch: u32 = batch.parse()?;
     let mut secrets = retl::warehouse::SecretValues::new();
-    secrets.insert(("bench".into(), "url".into()), url.clone());
-    // A mysql:// URL runs the same sync on MySQL/MariaDB (a manual check:
-    // the benchmark itself seeds and measures PostgreSQL).
+    secrets.insert(("bench".into(), "url".into()), location.clone());
     let server = ServerSource { url_secret_ref: Some(SecretKeyRef { name: "bench".into(), key: "url".into() }), ..Default::default() };
-    let mysql = url.starts_with("mysql://");
+    let kind = Kind::of_url(location);
     let source = SourceSpec {
-        type_: if mysql { SourceType::Mysql } else { SourceType::Postgres },
-        sqlite: None,
-        postgres: (!mysql).then(|| server.clone()),
-        mysql: mysql.then_some(server),
-        state_schema: "retl_bench_state".into(),
+        type_: match kind {
+            Kind::Postgres => SourceType::Postgres,
+            Kind::Mysql => SourceType::Mysql,
+            Kind::Sqlite => SourceType::Sqlite,
+        },
+        sqlite: (kind == Kind::Sqlite).then(|| SqliteSource { path: location.trim_start_matches("sqlite:").to_string(), seed_file: None }),
+        postgres: (kind == Kind::Postgres).then(|| server.clone()),
+        mysql: (kind == Kind::Mysql).then_some(server),
+        state_schema: STATE_SCHEMA.into(),
     };
     let warehouse = retl::warehouse::connect("bench", &source, &secrets, Path::new(".")).await?;
     let destination: DestinationSpec = serde_json::from_value(json!({
         "type": "http",
-        "http": {"url": sink, "batchSize": BATCH, "maxInFlight": IN_FLIGHT, "timeoutSeconds": 60},
+        "http": {"url": sink, "batchSize": batch, "maxInFlight": IN_FLIGHT, "timeoutSeconds": 60},
         "actions": [action()],
     }))?;
     let destination = retl::destination::build("sink", &destination, &Default::default(), Path::new("."))?;
@@ -98,7 +96,7 @@ pub async fn child(args: &[String]) -> Result<(), Error> {
     if report.loaded.failed > 0 || report.message.is_some() {
         return Err(format!("the sync did not succeed: {:?} {:?}", report.phase, report.message).into());
     }
-    println!("RESULT {}", json!({"secs": secs, "sent": report.loaded.succeeded, "rss_kb": peak_rss_kb()}));
+    println!("RESULT {}", json!({"secs": secs, "sent": report.loaded.succeeded, "rss_kb": super::proc::peak_rss_kb()}));
     Ok(())
 }
 
@@ -115,12 +113,4 @@ fn action() -> serde_json::Value {
             {"name": "attrs", "type": "object"},
         ],
     })
-}
-
-/// Peak resident set size of this process (`VmHWM`), in KiB.
-fn peak_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
-        .unwrap_or(0)
 }
