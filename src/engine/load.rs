@@ -34,8 +34,9 @@ enum Answered {
     /// A batch the destination answered (or failed to). The permit keeps the
     /// batch counted against the memory bound until it is committed.
     Batch {
-        /// The batch's number in this sync (its in-flight mark).
-        number: i64,
+        /// The batch's number in this sync, when its new keys were marked in
+        /// flight (the commit clears the mark).
+        marked: Option<i64>,
         hashes: Vec<String>,
         records: Vec<OutRecord>,
         result: Result<Vec<Delivery>, DestinationError>,
@@ -183,7 +184,8 @@ impl Loader<'_> {
             // Updates and deletes have a snapshot entry already, which is all
             // the next diff needs; only records new to the snapshot are marked.
             let new: Vec<&str> = batch.iter().filter(|(r, _)| r.kind == ChangeKind::Added).map(|(r, _)| r.key.as_str()).collect();
-            if !new.is_empty() {
+            let marked = (!new.is_empty()).then_some(number);
+            if marked.is_some() {
                 self.warehouse.mark_in_flight(self.scope, &self.ctx.sync_name, number, &new).await?;
             }
             let destination = self.destination.clone();
@@ -195,7 +197,7 @@ impl Loader<'_> {
                 let result = destination.send(&action, &records).await;
                 drop(slot);
                 // The committer only goes away when the sync already failed.
-                let _ = done.send(Answered::Batch { number, hashes, records, result, held }).await;
+                let _ = done.send(Answered::Batch { marked, hashes, records, result, held }).await;
             });
         }
         // The answers of the last sends still go to the committer.
@@ -221,9 +223,9 @@ impl Loader<'_> {
                         tally.seen += seen;
                         outcomes.extend(settled);
                     }
-                    Answered::Batch { number, hashes, records, result, held } => {
+                    Answered::Batch { marked, hashes, records, result, held } => {
                         committing.push(held);
-                        numbers.push(number);
+                        numbers.extend(marked);
                         outcomes.extend(answer(hashes, records, result));
                     }
                 }

@@ -124,6 +124,10 @@ impl Warehouse for MysqlWarehouse {
         stage::read(&self.st, scope, stage, after, limit).await
     }
 
+    fn changes<'a>(&'a self, scope: &'a StateScope, req: &'a DiffRequest, streamed: bool, page: usize) -> super::ChangeStream<'a> {
+        stage::changes(&self.st, scope, req, streamed, page)
+    }
+
     async fn drop_stage(&self, scope: &StateScope, stage: &str) -> Result<(), WarehouseError> {
         stage::drop(&self.st, scope, stage).await
     }

@@ -223,10 +223,38 @@ fn json_array<T: serde::Serialize>(items: &[T]) -> String {
 /// batches' in-flight marks cleared.
 pub async fn commit(st: &Store, scope: &StateScope, sync: &str, batches: &[i64], outcomes: &[RecordOutcome]) -> Result<(), WarehouseError> {
     let plan = BatchPlan::new(outcomes);
+    retried(st, "committed", || commit_once(st, scope, sync, batches, &plan)).await
+}
+
+/// Runs a state transaction again when InnoDB chose it as a deadlock's
+/// victim (1213) or it waited too long for a lock (1205): the commit and a
+/// mark in flight touch neighbouring rows of the same tables from two
+/// connections, and InnoDB's next-key locks can make them wait on each
+/// other. Each attempt is one whole transaction, rolled back on failure.
+async fn retried<F, Fut>(st: &Store, action: &'static str, mut attempt: F) -> Result<(), WarehouseError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), sqlx::Error>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(sqlx::Error::Database(db))
+                if tries < 5 && matches!(db.try_downcast_ref::<MySqlDatabaseError>().map(|m| m.number()), Some(1213 | 1205)) =>
+            {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * tries)).await;
+            }
+            Err(e) => return Err(st.error(action, e)),
+        }
+    }
+}
+
+async fn commit_once(st: &Store, scope: &StateScope, sync: &str, batches: &[i64], plan: &BatchPlan<'_>) -> Result<(), sqlx::Error> {
     let [p, r, a, f] = ["pending", "records", "acks", "flight"].map(|t| st.table(t, scope));
     let now = now_ms();
-    let err = |e| st.error("committed", e);
-    let mut tx = StateTx::begin(&st.pool).await.map_err(err)?;
+    let mut tx = StateTx::begin(&st.pool).await?;
     if !plan.acks.is_empty() {
         let mut q = QueryBuilder::<MySql>::new(format!("INSERT INTO {a} (sync, at, op, outcome, code, n, items) "));
         q.push_values(&plan.acks, |mut b, g| {
@@ -234,7 +262,7 @@ pub async fn commit(st: &Store, scope: &StateScope, sync: &str, batches: &[i64],
             b.push_bind(sync).push_bind(now).push_bind(g.op).push_bind(g.outcome).push_bind(g.code).push_bind(g.keys.len() as i64);
             b.push_bind(json_array(&pairs));
         });
-        q.build().execute(&mut *tx).await.map_err(err)?;
+        q.build().execute(&mut *tx).await?;
     }
     for chunk in plan.pending.chunks(CHUNK) {
         let mut q =
@@ -246,7 +274,7 @@ pub async fn commit(st: &Store, scope: &StateScope, sync: &str, batches: &[i64],
             " ON DUPLICATE KEY UPDATE last_failed_at = VALUES(last_failed_at), attempts = attempts + 1,
               last_code = VALUES(last_code), last_error = VALUES(last_error)",
         );
-        q.build().execute(&mut *tx).await.map_err(err)?;
+        q.build().execute(&mut *tx).await?;
     }
     for chunk in plan.log_rows.chunks(CHUNK) {
         let mut q = QueryBuilder::<MySql>::new(format!("INSERT INTO {r} (sync, k, op, outcome, code, error, payload, at) "));
@@ -260,7 +288,7 @@ pub async fn commit(st: &Store, scope: &StateScope, sync: &str, batches: &[i64],
                 .push_bind(e.payload)
                 .push_bind(now);
         });
-        q.build().execute(&mut *tx).await.map_err(err)?;
+        q.build().execute(&mut *tx).await?;
     }
     if !batches.is_empty() {
         let mut q = QueryBuilder::<MySql>::new(format!("DELETE FROM {f} WHERE sync = "));
@@ -270,9 +298,9 @@ pub async fn commit(st: &Store, scope: &StateScope, sync: &str, batches: &[i64],
             list.push_bind(*b);
         }
         q.push(")");
-        q.build().execute(&mut *tx).await.map_err(err)?;
+        q.build().execute(&mut *tx).await?;
     }
-    tx.commit().await.map_err(err)
+    tx.commit().await
 }
 
 /// The hash of a snapshot entry whose record may or may not have reached the
@@ -286,15 +314,11 @@ pub async fn mark_in_flight(st: &Store, scope: &StateScope, sync: &str, batch: i
         "INSERT INTO {} (sync, batch, items, at) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE items = VALUES(items)",
         st.table("flight", scope)
     );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(sync)
-        .bind(batch)
-        .bind(json_array(keys))
-        .bind(now_ms())
-        .execute(&st.pool)
-        .await
-        .map(|_| ())
-        .map_err(|e| st.error("updated", e))
+    let items = json_array(keys);
+    retried(st, "updated", || async {
+        sqlx::query(AssertSqlSafe(sql.as_str())).bind(sync).bind(batch).bind(&items).bind(now_ms()).execute(&st.pool).await.map(|_| ())
+    })
+    .await
 }
 
 /// Moves keys still marked in flight into the snapshot with a hash no row

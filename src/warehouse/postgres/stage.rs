@@ -174,11 +174,19 @@ async fn first_sync(wh: &Store, scope: &StateScope) -> Result<bool, WarehouseErr
 /// from the model as they are sent ([`changes`]).
 async fn stage_streamed(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {
     let m = wh.stage_table(scope, &req.stage);
-    let keys = format!("SELECT (q.{})::text AS k FROM ({}) AS q", quote_ident(&req.primary_key), model_subquery(&req.query));
-    // The grand total is the group of no key (GROUPING(k) = 1).
+    // Keys are grouped as they are where their text tells them apart no
+    // better (an index may serve the grouping), else by their text.
+    let pk = format!("q.{}", quote_ident(&req.primary_key));
+    let native = matches!(
+        req.columns.iter().find(|c| c.name == req.primary_key).and_then(|c| c.type_name.as_deref()),
+        Some("INT2" | "INT4" | "INT8" | "TEXT" | "VARCHAR" | "UUID")
+    );
+    let key = if native { pk } else { format!("({pk})::text") };
+    let keys = format!("SELECT {key} AS g FROM ({}) AS q", model_subquery(&req.query));
+    // The grand total is the group of no key (GROUPING(g) = 1).
     let sql = format!(
-        "CREATE UNLOGGED TABLE {m} AS SELECT k, count(*) AS n, GROUPING(k) = 1 AS total FROM ({keys}) AS x
-         GROUP BY GROUPING SETS ((k), ()) HAVING (count(*) > 1 AND k IS NOT NULL) OR GROUPING(k) = 1"
+        "CREATE UNLOGGED TABLE {m} AS SELECT g::text AS k, count(*) AS n, GROUPING(g) = 1 AS total FROM ({keys}) AS x
+         GROUP BY GROUPING SETS ((g), ()) HAVING (count(*) > 1 AND g IS NOT NULL) OR GROUPING(g) = 1"
     );
     let mut tx = crate::warehouse::state_tx::StateTx::begin(&wh.pool).await.map_err(|e| wh.error("staged", e))?;
     tx.execute(sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL work_mem = '{STAGE_WORK_MEM}'"))))
