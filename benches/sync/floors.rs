@@ -1,6 +1,6 @@
 //! The floors an incremental sync is measured against, taken in the same
 //! run: each warehouse hashing every row of the model the way retl's stage
-//! does (src/warehouse/{postgres_stage,mysql_json,sqlite}.rs), with no diff
+//! does (src/warehouse/{postgres/stage,mysql/json,sqlite/stage}.rs), with no diff
 //! and nothing written; and the sink's own ceiling.
 
 use std::path::Path;
@@ -49,7 +49,7 @@ async fn postgres(url: &str, table: &str) -> Result<(f64, f64), Error> {
 /// MariaDB: the MD5 of each row's JSON text, the text built column by
 /// column exactly as retl's MySQL stage builds it for this model's column
 /// types (BIGINT, VARCHAR, DECIMAL, TIMESTAMP, and JSON, which clients see as
-/// LONGBLOB): see `column_json` in src/warehouse/mysql_json.rs.
+/// LONGBLOB): see `column_json` in src/warehouse/mysql/json.rs.
 async fn mysql(url: &str, table: &str) -> Result<f64, Error> {
     let text = |c: &str| format!("JSON_QUOTE(CAST(q.{c} AS CHAR))");
     let iso = "IF(MICROSECOND(q.created_at) = 0, '%Y-%m-%dT%H:%i:%sZ', '%Y-%m-%dT%H:%i:%s.%fZ')";
@@ -86,7 +86,7 @@ async fn mysql(url: &str, table: &str) -> Result<f64, Error> {
 
 /// SQLite: `json_object` of the row, as retl's stage builds it, hashed by
 /// the same function retl registers (xxh3-128 of the text as 32 hex digits;
-/// src/warehouse/sqlite_hash.rs), registered here as `bench_hash`.
+/// src/warehouse/sqlite/hash.rs), registered here as `bench_hash`.
 async fn sqlite(location: &str) -> Result<f64, Error> {
     let pairs: Vec<String> = ["id", "email", "name", "plan", "mrr", "created_at", "attrs"]
         .iter()

@@ -1,5 +1,5 @@
 //! `bench_hash(text)`: the hash retl registers in SQLite as `retl_hash`
-//! (src/warehouse/sqlite_hash.rs: xxh3-128 of the text as 32 hex digits),
+//! (src/warehouse/sqlite/hash.rs: xxh3-128 of the text as 32 hex digits),
 //! registered on the floor's own connection so that the hashing floor costs
 //! what retl's hashing costs.
 

@@ -28,7 +28,7 @@ pub async fn first_sync_sends_everything_then_nothing(fx: Fixture) {
 
     env.sink.clear();
     let (_, r) = env.sync(&m).await;
-    assert_eq!(r.phase, SyncPhase::Successful, "zero records is a successful sync");
+    assert_eq!(r.phase, SyncPhase::Successful, "zero records is a successful sync: {r:#?}");
     assert_eq!((r.extracted.total, r.extracted.unchanged, r.loaded.succeeded), (25, 25, 0));
     assert!(env.sink.received().is_empty(), "an unchanged model sends nothing");
 }
@@ -297,6 +297,19 @@ pub async fn bad_rows_are_failed_records_not_a_crash(fx: Fixture) {
     assert!(codes.contains(&"DUPLICATE_PRIMARY_KEY") && codes.contains(&"NULL_PRIMARY_KEY"), "{codes:?}");
     assert!(codes.contains(&"MISSING_REQUIRED_FIELD"), "{codes:?}");
     assert_eq!(env.sink.latest().keys().cloned().collect::<Vec<_>>(), vec!["1"]);
+
+    // Against a snapshot: a delivered key gains a second, different copy.
+    // Neither copy is sent (not even the one still as delivered), and the
+    // earlier failures are retried and fail again.
+    env.sink.clear();
+    env.exec("INSERT INTO {users}_raw (id, email, name) VALUES (1, 'a2@x.io', 'A2')").await;
+    let (_, r) = env.sync(&env.mapping()).await;
+    assert_eq!(r.phase, SyncPhase::Failed, "{r:#?}");
+    assert_eq!((r.extracted.total, r.extracted.updated, r.extracted.unchanged), (6, 2, 0), "{r:#?}");
+    assert_eq!((r.loaded.succeeded, r.loaded.failed), (0, 6), "{r:#?}");
+    let dups = r.errors.iter().find(|e| e.code == "DUPLICATE_PRIMARY_KEY").map(|e| e.count);
+    assert_eq!(dups, Some(4), "both copies of keys 1 and 2: {r:#?}");
+    assert!(env.sink.received().is_empty(), "nothing of a duplicated key is sent");
 }
 
 pub async fn a_killed_worker_loses_nothing(fx: Fixture) {

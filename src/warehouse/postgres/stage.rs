@@ -2,13 +2,14 @@
 //! as JSON, hashed, joined with the snapshot and numbered for paging; the
 //! changes are then read out a page at a time.
 
-use sqlx::{AssertSqlSafe, Executor, Row};
+use sqlx::{AssertSqlSafe, Executor, Postgres, Row};
 
 use super::state::Store;
 use crate::record::ChangeKind;
 use crate::warehouse::rows::{RowDecoder, model_subquery, query_err, quote_ident};
 use crate::warehouse::sample::{self, SampledRow};
 use crate::warehouse::server::{decode_row, literal};
+use crate::warehouse::state_tx::StateTx;
 use crate::warehouse::stream;
 use crate::warehouse::{
     ChangeStream, Column, DiffCounts, DiffMode, DiffRequest, StageCounts, StageFlag, StagedChange, StateScope, WarehouseError, parse_flag,
@@ -69,15 +70,19 @@ pub async fn stage(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<
     if replay.is_none() && !req.dry_run && first_sync(wh, scope).await? {
         return stage_streamed(wh, scope, req).await;
     }
-    let mut tx = crate::warehouse::state_tx::StateTx::begin(&wh.pool).await.map_err(|e| wh.error("staged", e))?;
+    let mut tx = StateTx::begin(&wh.pool).await.map_err(|e| wh.error("staged", e))?;
     let run = |sql: String| sqlx::raw_sql(AssertSqlSafe(sql));
     // The planner prices building a row's JSON like any other function
     // call and keeps it on one core; priced at what moving a row between
     // processes really costs, the JSON is built by parallel workers
     // (where the model's query allows it).
-    tx.execute(run(format!("SET LOCAL work_mem = '{STAGE_WORK_MEM}'; SET LOCAL parallel_tuple_cost = 0.001")))
-        .await
-        .map_err(|e| wh.error("staged", e))?;
+    // Repeatable read: an incremental stage reads the model twice (its keys,
+    // then its rows), and both passes must see the same rows.
+    tx.execute(run(format!(
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; SET LOCAL work_mem = '{STAGE_WORK_MEM}'; SET LOCAL parallel_tuple_cost = 0.001"
+    )))
+    .await
+    .map_err(|e| wh.error("staged", e))?;
     let snapshot_empty: bool = sqlx::query_scalar(AssertSqlSafe(format!("SELECT NOT EXISTS (SELECT 1 FROM {s})")))
         .fetch_one(&mut *tx)
         .await
@@ -92,7 +97,24 @@ pub async fn stage(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<
     let model = model_rows(req);
     let hashed = format!("SELECT k, row, hashtextextended(row, 0) AS h FROM ({model} OFFSET 0) AS y");
     let expire = req.expire_before_ms;
+    // Against a snapshot, most rows are unchanged: one pass over the keys
+    // finds the duplicates and counts the rows, so that the stage holds only
+    // the changes (and every copy of a duplicated key) instead of a row per
+    // model row.
+    let keys = keys_table(wh, scope, &req.stage);
+    let incremental = replay.is_none() && !snapshot_empty;
+    let model_rows = if incremental { Some(key_pass(wh, &mut tx, req, &keys).await?) } else { None };
     let create = match replay {
+        None if incremental => format!(
+            "CREATE UNLOGGED TABLE {m} AS
+             SELECT row_number() OVER () AS pos, j.*, p.k IS NOT NULL AS retried,
+                    COALESCE(p.first_failed_at < {expire}, false) AS expired
+             FROM (SELECT COALESCE(x.k, s.k) AS k, x.h, x.row, s.h AS sh, x.h IS NOT NULL AS present,
+                          s.h IS DISTINCT FROM x.h AS changed, d.k IS NOT NULL AS dup
+                   FROM ({hashed}) AS x FULL JOIN {s} s ON s.k = x.k LEFT JOIN {keys} d ON d.k = x.k AND NOT d.total
+                   WHERE s.h IS DISTINCT FROM x.h OR d.k IS NOT NULL) AS j
+             LEFT JOIN {p} p ON p.k = j.k"
+        ),
         None => format!(
             "CREATE UNLOGGED TABLE {m} AS
              SELECT row_number() OVER () AS pos, j.*, p.k IS NOT NULL AS retried,
@@ -119,26 +141,24 @@ pub async fn stage(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<
     }
     q.execute(&mut *tx).await.map_err(query_err)?;
     // Keys the model returns more than once: none of their copies is
-    // sent. Only a key with a changed copy can be sent, so only those
-    // count: when little changed, a semi-join on the changed keys is
-    // cheap; when everything is new, one grouping pass is. A copy equal
-    // to what was delivered kept no JSON and shows its key as the payload.
-    // Found none (the usual case), the UPDATE has nothing to join with.
-    let dups = match (replay, snapshot_empty) {
-        (None, false) => format!(
-            "SELECT k FROM {m} WHERE present AND k IN
-               (SELECT k FROM {m} WHERE present AND k IS NOT NULL AND changed)
-             GROUP BY k HAVING count(*) > 1"
-        ),
-        _ => format!("SELECT k FROM {m} WHERE present AND k IS NOT NULL GROUP BY k HAVING count(*) > 1"),
-    };
+    // sent. Found none (the usual case), the UPDATE has nothing to join
+    // with. A copy that kept no JSON shows its key as the payload.
+    let dups = format!("SELECT k FROM {m} WHERE present AND k IS NOT NULL GROUP BY k HAVING count(*) > 1");
     let pk = literal(&req.primary_key);
-    tx.execute(run(format!(
-        "UPDATE {m} m SET dup = true, changed = true, row = COALESCE(m.row, json_build_object({pk}, m.k)::text)
-         FROM ({dups}) d WHERE m.present AND m.k = d.k"
-    )))
-    .await
-    .map_err(|e| wh.error("staged", e))?;
+    let mark_dups = if incremental {
+        // Every copy of a duplicated key is in the stage already; they are
+        // changes only where one of them changed.
+        format!(
+            "UPDATE {m} SET changed = true WHERE dup AND NOT changed AND k IN (SELECT k FROM {m} WHERE dup AND changed);
+             DROP TABLE {keys}"
+        )
+    } else {
+        format!(
+            "UPDATE {m} m SET dup = true, changed = true, row = COALESCE(m.row, json_build_object({pk}, m.k)::text)
+             FROM ({dups}) d WHERE m.present AND m.k = d.k"
+        )
+    };
+    tx.execute(run(mark_dups)).await.map_err(|e| wh.error("staged", e))?;
     tx.execute(run(format!("CREATE INDEX ON {m} (pos) WHERE changed"))).await.map_err(|e| wh.error("staged", e))?;
     if !req.dry_run && replay.is_none() {
         // A pending failure that is no longer a change has nothing left to retry.
@@ -146,11 +166,15 @@ pub async fn stage(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<
             .await
             .map_err(|e| wh.error("updated", e))?;
     }
+    let present = match model_rows {
+        Some(n) => format!("{n}::bigint"),
+        None => "count(*) FILTER (WHERE present)".to_string(),
+    };
     let counts: StageCounts = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT count(*) FILTER (WHERE changed AND present AND sh IS NULL),
                 count(*) FILTER (WHERE changed AND present AND sh IS NOT NULL),
                 count(*) FILTER (WHERE changed AND NOT present), count(*) FILTER (WHERE changed AND retried),
-                count(*) FILTER (WHERE present), (SELECT count(*) FROM {s}) FROM {m}"
+                {present}, (SELECT count(*) FROM {s}) FROM {m}"
     )))
     .fetch_one(&mut *tx)
     .await
@@ -174,6 +198,19 @@ async fn first_sync(wh: &Store, scope: &StateScope) -> Result<bool, WarehouseErr
 /// from the model as they are sent ([`changes`]).
 async fn stage_streamed(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<DiffCounts, WarehouseError> {
     let m = wh.stage_table(scope, &req.stage);
+    let mut tx = StateTx::begin(&wh.pool).await.map_err(|e| wh.error("staged", e))?;
+    tx.execute(sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL work_mem = '{STAGE_WORK_MEM}'"))))
+        .await
+        .map_err(|e| wh.error("staged", e))?;
+    let rows = key_pass(wh, &mut tx, req, &m).await?;
+    tx.commit().await.map_err(|e| wh.error("staged", e))?;
+    Ok(DiffCounts { model_rows: rows, added: rows, streamed: true, ..Default::default() })
+}
+
+/// One grouping pass over the model's keys: writes the keys it returns
+/// more than once into `table` (`k`, `n`, and a row `total` with the row
+/// count) and returns how many rows the model has.
+async fn key_pass(wh: &Store, tx: &mut StateTx<Postgres>, req: &DiffRequest, table: &str) -> Result<u64, WarehouseError> {
     // Keys are grouped as they are where their text tells them apart no
     // better (an index may serve the grouping), else by their text.
     let pk = format!("q.{}", quote_ident(&req.primary_key));
@@ -185,21 +222,15 @@ async fn stage_streamed(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Re
     let keys = format!("SELECT {key} AS g FROM ({}) AS q", model_subquery(&req.query));
     // The grand total is the group of no key (GROUPING(g) = 1).
     let sql = format!(
-        "CREATE UNLOGGED TABLE {m} AS SELECT g::text AS k, count(*) AS n, GROUPING(g) = 1 AS total FROM ({keys}) AS x
+        "CREATE UNLOGGED TABLE {table} AS SELECT g::text AS k, count(*) AS n, GROUPING(g) = 1 AS total FROM ({keys}) AS x
          GROUP BY GROUPING SETS ((g), ()) HAVING (count(*) > 1 AND g IS NOT NULL) OR GROUPING(g) = 1"
     );
-    let mut tx = crate::warehouse::state_tx::StateTx::begin(&wh.pool).await.map_err(|e| wh.error("staged", e))?;
-    tx.execute(sqlx::raw_sql(AssertSqlSafe(format!("SET LOCAL work_mem = '{STAGE_WORK_MEM}'"))))
-        .await
-        .map_err(|e| wh.error("staged", e))?;
     tx.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await.map_err(query_err)?;
-    let rows: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT n FROM {m} WHERE total")))
-        .fetch_optional(&mut *tx)
+    let rows: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT n FROM {table} WHERE total")))
+        .fetch_optional(&mut **tx)
         .await
         .map_err(|e| wh.error("read", e))?;
-    tx.commit().await.map_err(|e| wh.error("staged", e))?;
-    let rows = rows.unwrap_or(0).max(0) as u64;
-    Ok(DiffCounts { model_rows: rows, added: rows, streamed: true, ..Default::default() })
+    Ok(rows.unwrap_or(0).max(0) as u64)
 }
 
 /// The changes of a stage: its table page by page, or a first sync's model
@@ -269,10 +300,15 @@ pub async fn read(wh: &Store, scope: &StateScope, stage: &str, after: i64, limit
         .collect()
 }
 
+/// The table of an incremental stage's duplicate keys ([`key_pass`]).
+fn keys_table(wh: &Store, scope: &StateScope, stage: &str) -> String {
+    wh.stage_table(scope, &format!("{stage}:keys"))
+}
+
 /// Drops a stage; idempotent.
 pub async fn drop(wh: &Store, scope: &StateScope, stage: &str) -> Result<(), WarehouseError> {
-    let m = wh.stage_table(scope, stage);
-    sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS {m}")))
+    let (m, keys) = (wh.stage_table(scope, stage), keys_table(wh, scope, stage));
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS {m}, {keys}")))
         .execute(&wh.pool)
         .await
         .map(|_| ())
