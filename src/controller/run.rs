@@ -14,14 +14,15 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use super::caches::Caches;
 use super::context::Context;
 use super::error::ControllerError;
 use super::job::WorkerSettings;
@@ -32,6 +33,23 @@ use crate::api::{Destination, Mapping, Model, Source, Sync, SyncAlert};
 
 /// How long the controllers may take to stop once asked to.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Reconciles of Mappings at once. At a tick every Mapping on that
+/// schedule is due in the same millisecond; each reconcile holds one
+/// connection to the API server (HTTP/1.1) while it creates its Sync, and
+/// the API server's fairness (APF) queues a client's requests beyond its
+/// share and refuses them (429) beyond its queues. Enough to keep the API
+/// server busy, few enough that it queues rather than refuses.
+const MAPPING_CONCURRENCY: u16 = 128;
+
+/// Reconciles of Syncs at once: their work (a Job each, and what the
+/// control plane then does for it) may trail a tick by a moment, and must
+/// not crowd out the Mappings' Sync creations.
+const SYNC_CONCURRENCY: u16 = 16;
+
+fn limit(concurrency: u16) -> controller::Config {
+    controller::Config::default().concurrency(concurrency)
+}
 
 /// Settings of `retl operator`.
 #[derive(Clone, Debug)]
@@ -158,8 +176,37 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
     let cfg = watcher::Config::default;
     let mut tasks: Vec<Task> = Vec::new();
 
-    let mappings = Controller::new(api::<Mapping>(client, ns), cfg()).owns(api::<Sync>(client, ns), cfg());
+    // Only the Jobs retl made (they carry the Sync label), not every Job,
+    // cached (without what the Sync controller never reads, like their pod
+    // templates) by the same watch that then wakes the Sync controller: a
+    // reconcile sees its Job at least as new as the event that woke it.
+    let (jobs, job_cache) = reflector::store();
+    let job_events = watcher(api::<Job>(client, ns), watcher::Config::default().labels(super::job::SYNC_LABEL))
+        .default_backoff()
+        .modify(super::job::slim)
+        .reflect(job_cache)
+        .touched_objects();
+    let syncs = Controller::new(api::<Sync>(client, ns), cfg()).with_config(limit(SYNC_CONCURRENCY)).owns_stream(job_events);
+    let sources = Controller::new(api::<Source>(client, ns), cfg());
+    let dests = Controller::new(api::<Destination>(client, ns), cfg());
+    let models = Controller::new(api::<Model>(client, ns), cfg());
+    let mappings = Controller::new(api::<Mapping>(client, ns), cfg()).with_config(limit(MAPPING_CONCURRENCY));
+    // The Mapping and Sync controllers read what the controllers cache.
+    let caches = Caches {
+        mappings: mappings.store(),
+        syncs: syncs.store(),
+        jobs,
+        models: models.store(),
+        destinations: dests.store(),
+        sources: sources.store(),
+        mapping_writes: Default::default(),
+        sync_writes: Default::default(),
+    };
+    tasks.push(Box::pin(super::caches::forget_deleted(caches.syncs.clone(), caches.sync_writes.clone(), stop.clone())));
+
+    let mappings = mappings.owns(api::<Sync>(client, ns), cfg());
     let store = mappings.store();
+    tasks.push(Box::pin(super::caches::forget_deleted(store.clone(), caches.mapping_writes.clone(), stop.clone())));
     let by_model = store.clone();
     let by_source = store.clone();
     let mappings = mappings
@@ -170,15 +217,14 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
         // A Mapping names its Source only through its Model: a Source's
         // change looks again at every Mapping of its namespace.
         .watches(api::<Source>(client, ns), cfg(), move |s: Source| referrers(&by_source, &s, |_: &Mapping, _| true));
-    tasks.push(Box::pin(drive(mappings, mapping::reconcile, ctx.clone(), "mapping", stop.clone())));
+    let with = caches.clone();
+    let reconcile = move |m, ctx| mapping::reconcile(m, ctx, with.clone());
+    tasks.push(Box::pin(drive(mappings, reconcile, ctx.clone(), "mapping", stop.clone())));
 
-    // Only the Jobs retl made (they carry the Sync label), not every Job.
-    let jobs = watcher::Config::default().labels(super::job::SYNC_LABEL);
-    let syncs = Controller::new(api::<Sync>(client, ns), cfg()).owns(api::<Job>(client, ns), jobs);
     tasks.push(Box::pin(gauge_running(syncs.store(), ctx.clone(), stop.clone())));
-    tasks.push(Box::pin(drive(syncs, sync::reconcile, ctx.clone(), "sync", stop.clone())));
+    let reconcile = move |s, ctx| sync::reconcile(s, ctx, caches.clone());
+    tasks.push(Box::pin(drive(syncs, reconcile, ctx.clone(), "sync", stop.clone())));
 
-    let sources = Controller::new(api::<Source>(client, ns), cfg());
     let store = sources.store();
     // Secrets are watched for their names only (metadata): a change of one
     // re-checks what refers to it; values are read with a GET when needed.
@@ -187,14 +233,12 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
     });
     tasks.push(Box::pin(drive(sources, source::reconcile, ctx.clone(), "source", stop.clone())));
 
-    let dests = Controller::new(api::<Destination>(client, ns), cfg());
     let store = dests.store();
     let dests = dests.watches(secret_metadata(client, ns), cfg(), move |s| {
         referrers(&store, &s, |x: &Destination, n| crate::destination::secret_refs(&x.spec).iter().any(|r| r.name == n))
     });
     tasks.push(Box::pin(drive(dests, destination::reconcile, ctx.clone(), "destination", stop.clone())));
 
-    let models = Controller::new(api::<Model>(client, ns), cfg());
     let store = models.store();
     let models = models
         .watches(api::<Source>(client, ns), cfg(), move |s: Source| referrers(&store, &s, |x: &Model, n| x.spec.source_ref.name == n));
