@@ -84,10 +84,14 @@ pub fn read(path: &Path, operator_user: &str, worker_user: &str) -> Result<Audit
             if complete {
                 r.code = code;
             }
-            if complete && code == Some(201) && verb == "create" && resource == "syncs" && subresource.is_empty() {
-                if let (Some(tick), Some(at)) = (tick_of(name), time(&e["stageTimestamp"])) {
-                    audit.created.push(Created { name: name.to_string(), tick, at });
-                }
+            if complete
+                && code == Some(201)
+                && verb == "create"
+                && resource == "syncs"
+                && subresource.is_empty()
+                && let (Some(tick), Some(at)) = (tick_of(name), time(&e["stageTimestamp"]))
+            {
+                audit.created.push(Created { name: name.to_string(), tick, at });
             }
         } else if user == worker_user
             && complete

@@ -133,7 +133,7 @@ pub fn print(c: &Context<'_>) {
         *by_code.entry(r.code.map(|c| c.to_string()).unwrap_or_else(|| "open".into())).or_default() += 1;
     }
     let mut kinds: Vec<_> = by_kind.into_iter().collect();
-    kinds.sort_by(|a, b| b.1.cmp(&a.1));
+    kinds.sort_by_key(|k| std::cmp::Reverse(k.1));
     println!("\noperator API requests per minute by verb and resource (audit log):");
     for ((verb, resource), n) in kinds {
         println!("  {verb:<8} {resource:<28} {:>8.1}", n as f64 / minutes);
