@@ -191,32 +191,37 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
     let dests = Controller::new(api::<Destination>(client, ns), cfg());
     let models = Controller::new(api::<Model>(client, ns), cfg());
     let mappings = Controller::new(api::<Mapping>(client, ns), cfg()).with_config(limit(MAPPING_CONCURRENCY));
-    // The Mapping and Sync controllers read what the controllers cache.
+    // What the Mapping controller reads is cached by the very watches that
+    // wake it: a reconcile woken by a Destination turning Ready (or a Sync
+    // finishing) sees it so in the cache. (The other controllers' caches
+    // are filled by watches of their own, which may lag behind these.)
+    let (sync_store, sync_events) = reflected(api::<Sync>(client, ns));
+    let (model_store, model_events) = reflected(api::<Model>(client, ns));
+    let (dest_store, dest_events) = reflected(api::<Destination>(client, ns));
+    let (source_store, source_events) = reflected(api::<Source>(client, ns));
     let caches = Caches {
         mappings: mappings.store(),
-        syncs: syncs.store(),
+        syncs: sync_store,
         jobs,
-        models: models.store(),
-        destinations: dests.store(),
-        sources: sources.store(),
+        models: model_store,
+        destinations: dest_store,
+        sources: source_store,
         mapping_writes: Default::default(),
         sync_writes: Default::default(),
     };
     tasks.push(Box::pin(super::caches::forget_deleted(caches.syncs.clone(), caches.sync_writes.clone(), stop.clone())));
 
-    let mappings = mappings.owns(api::<Sync>(client, ns), cfg());
+    let mappings = mappings.owns_stream(sync_events);
     let store = mappings.store();
     tasks.push(Box::pin(super::caches::forget_deleted(store.clone(), caches.mapping_writes.clone(), stop.clone())));
     let by_model = store.clone();
     let by_source = store.clone();
     let mappings = mappings
-        .watches(api::<Model>(client, ns), cfg(), move |m: Model| referrers(&by_model, &m, |x: &Mapping, n| x.spec.model_ref.name == n))
-        .watches(api::<Destination>(client, ns), cfg(), move |d: Destination| {
-            referrers(&store, &d, |x: &Mapping, n| x.spec.destination_ref.name == n)
-        })
+        .watches_stream(model_events, move |m: Model| referrers(&by_model, &m, |x: &Mapping, n| x.spec.model_ref.name == n))
+        .watches_stream(dest_events, move |d: Destination| referrers(&store, &d, |x: &Mapping, n| x.spec.destination_ref.name == n))
         // A Mapping names its Source only through its Model: a Source's
         // change looks again at every Mapping of its namespace.
-        .watches(api::<Source>(client, ns), cfg(), move |s: Source| referrers(&by_source, &s, |_: &Mapping, _| true));
+        .watches_stream(source_events, move |s: Source| referrers(&by_source, &s, |_: &Mapping, _| true));
     let with = caches.clone();
     let reconcile = move |m, ctx| mapping::reconcile(m, ctx, with.clone());
     tasks.push(Box::pin(drive(mappings, reconcile, ctx.clone(), "mapping", stop.clone())));
@@ -271,6 +276,16 @@ fn secret_metadata(client: &Client, ns: Option<&str>) -> Api<PartialObjectMeta<S
 }
 
 /// Objects in the store, in `target`'s namespace, that refer to it by name.
+/// A watch of every `K` in scope, cached in the returned store before each
+/// change is passed on.
+fn reflected<K>(api: Api<K>) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + std::marker::Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    (store, watcher(api, watcher::Config::default()).default_backoff().reflect(writer).touched_objects())
+}
+
 fn referrers<K, T>(store: &kube::runtime::reflector::Store<K>, target: &T, refers_to: impl Fn(&K, &str) -> bool) -> Vec<ObjectRef<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
