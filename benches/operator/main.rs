@@ -10,6 +10,7 @@
 //!   the rest of the pipeline (Sync → Job → pod → worker) keeps up;
 //! - the operator's CPU seconds per minute and resident memory (peak and
 //!   per minute) from /proc, and the same CPU figures for the control plane;
+//! - the API server's own floor: N ConfigMaps created at once (floor.rs);
 //! - the operator's API requests per minute, by verb and resource, counted
 //!   exactly from the API server's audit log (every request of the
 //!   operator's ServiceAccount, one audit ID each).
@@ -26,6 +27,7 @@
 //! tests (`scripts/control-plane build` prints it).
 
 mod audit;
+mod floor;
 mod report;
 mod sample;
 mod setup;
@@ -111,6 +113,12 @@ async fn run(o: Options) -> Result<(), Error> {
     setup::apply(&ns, &setup::shared_manifests(&ns.dir().join("manifests"), &sink.url())?)?;
     setup::wait_model(&client, ns.name(), Duration::from_secs(60)).await?;
 
+    let floor = floor::creations(&client, ns.name(), o.mappings).await?;
+    eprintln!(
+        "API server floor: {} objects created at once, answered after p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        o.mappings, floor.0, floor.1, floor.2
+    );
+
     let started = std::time::Instant::now();
     setup::apply(&ns, &setup::mappings(o.mappings)?)?;
     let applied = started.elapsed();
@@ -160,6 +168,7 @@ async fn run(o: Options) -> Result<(), Error> {
         options: &o,
         retl: &retl_bin,
         setup: (applied, settled),
+        floor,
         load: (load_before.trim().to_string(), load_after.trim().to_string()),
         ticks: &ticks,
         names: &names,

@@ -17,6 +17,8 @@ pub struct Context<'a> {
     pub retl: &'a Path,
     /// Time to apply the Mappings, and until all were Ready and scheduled.
     pub setup: (Duration, Duration),
+    /// The API server's floor (floor.rs): p50, p99 and max seconds to create N objects at once.
+    pub floor: (f64, f64, f64),
     /// /proc/loadavg before and after.
     pub load: (String, String),
     pub ticks: &'a [Timestamp],
@@ -83,6 +85,14 @@ pub fn print(c: &Context<'_>) {
         "setup: Mappings applied in {:.1} s, all Ready and scheduled {:.1} s after the apply began",
         c.setup.0.as_secs_f64(),
         c.setup.1.as_secs_f64()
+    );
+    println!(
+        "API server floor (quiet operator, before the Mappings): {} ConfigMaps created at once, {} in flight, answered after p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        o.mappings,
+        crate::floor::IN_FLIGHT,
+        c.floor.0,
+        c.floor.1,
+        c.floor.2
     );
     println!("load average before: {}; after: {}\n", c.load.0, c.load.1);
 
