@@ -60,19 +60,29 @@ pub struct Notice {
     pub since: Option<Timestamp>,
 }
 
-/// Whether `sync` comes after the last Sync considered (by completion
-/// time, then name), that is, is still to consider.
+/// Whether `sync` is still to consider: it completed after the last Sync
+/// considered, or in the same (whole) second and was not considered yet.
+/// The cursor starts at the SyncAlert's creation (also a whole second): a
+/// Sync that ends within that second counts.
 pub fn is_new(state: &MappingAlertState, sync: &Finished) -> bool {
-    match (&state.last_completion_time, &state.last_sync) {
-        (Some(t), Some(name)) => (sync.completed, sync.sync.as_str()) > (t.0, name.as_str()),
-        (Some(t), None) => sync.completed > t.0,
-        _ => true,
+    let Some(t) = &state.last_completion_time else { return true };
+    match sync.completed.cmp(&t.0) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal if !state.last_second_syncs.is_empty() => !state.last_second_syncs.contains(&sync.sync),
+        // A status written before the list existed: by name, as it then was.
+        std::cmp::Ordering::Equal => state.last_sync.as_ref().is_none_or(|name| sync.sync.as_str() > name.as_str()),
     }
 }
 
 /// Considers one finished Sync: moves the cursor past it, keeps the
 /// failure episode, and says whether an alert goes out.
 pub fn consider(state: &mut MappingAlertState, policy: &Policy, sync: &Finished) -> Option<Notice> {
+    if state.last_completion_time.as_ref().is_some_and(|t| t.0 == sync.completed) && state.last_sync.is_some() {
+        state.last_second_syncs.push(sync.sync.clone());
+    } else {
+        state.last_second_syncs = vec![sync.sync.clone()];
+    }
     state.last_sync = Some(sync.sync.clone());
     state.last_completion_time = Some(Time(sync.completed));
     let outcome = match sync.phase {
@@ -197,6 +207,19 @@ mod tests {
         assert!(!is_new(&s, &Finished { sync: "m-0005".into(), phase: SyncPhase::Failed, completed: at(5) }));
         assert!(!is_new(&s, &Finished { sync: "m-0004".into(), phase: SyncPhase::Failed, completed: at(4) }));
         assert!(is_new(&s, &Finished { sync: "m-0006".into(), phase: SyncPhase::Failed, completed: at(5) }), "same time, later name");
+        assert!(is_new(&s, &Finished { sync: "m-0001".into(), phase: SyncPhase::Failed, completed: at(5) }), "same time, earlier name");
+        let earlier = Finished { sync: "a-0001".into(), phase: SyncPhase::Failed, completed: at(5) };
+        assert!(is_new(&s, &earlier));
+        consider(&mut s, &all(), &earlier);
+        assert!(!is_new(&s, &earlier), "considered once");
+        assert!(!is_new(&s, &Finished { sync: "m-0005".into(), phase: SyncPhase::Failed, completed: at(5) }), "and the first still");
+    }
+
+    #[test]
+    fn a_sync_that_ends_in_the_second_the_alert_was_created_counts() {
+        let created: Timestamp = "2026-12-01T10:00:00Z".parse().unwrap();
+        let s = MappingAlertState { last_completion_time: Some(Time(created)), ..Default::default() };
+        assert!(is_new(&s, &Finished { sync: "m-0001".into(), phase: SyncPhase::Failed, completed: created }));
     }
 
     #[test]

@@ -214,6 +214,11 @@ pub struct MappingAlertState {
     /// Its completion time (Syncs are considered in completion order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_completion_time: Option<Time>,
+    /// Every Sync considered that completed in that same second. Completion
+    /// times are whole seconds, and Syncs that end in one second are not
+    /// ordered by name: one that ends after another may have a smaller name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_second_syncs: Vec<String>,
     /// The failures in a row, while the last sync was not Successful.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub episode: Option<AlertEpisode>,

@@ -7,6 +7,7 @@
 
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams};
+use kube::runtime::reflector::Store;
 use tokio::sync::MutexGuard;
 
 use super::context::Context;
@@ -19,10 +20,16 @@ use crate::api::{Destination, Mapping};
 /// Whether a Sync of `mapping` may start its worker now. When admitted on
 /// a limited Destination, the returned guard must be held until its Job
 /// exists.
-pub async fn check<'a>(ctx: &'a Context, ns: &str, mapping: &Mapping) -> Result<(Admission, Option<MutexGuard<'a, ()>>), ControllerError> {
+pub async fn check<'a>(
+    ctx: &'a Context,
+    ns: &str,
+    mapping: &Mapping,
+    destinations: &Store<Destination>,
+) -> Result<(Admission, Option<MutexGuard<'a, ()>>), ControllerError> {
     let name = &mapping.spec.destination_ref.name;
-    let destinations: Api<Destination> = Api::namespaced(ctx.client.clone(), ns);
-    let Some(destination) = destinations.get_opt(name).await.map_err(ControllerError::api("get", "Destination", name))? else {
+    // Its limit, from the watch cache (a limit just set applies once the
+    // cache has it); the running Jobs are counted from the API.
+    let Some(destination) = super::caches::get(destinations, ns, name) else {
         // The worker reports the missing Destination.
         return Ok((Admission::Unlimited, None));
     };

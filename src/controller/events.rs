@@ -8,6 +8,7 @@
 //! each Sync's outcome is its own Event, with the Sync as `related`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -23,6 +24,9 @@ use super::naming;
 
 /// How long a repeat joins the series of the Event it repeats.
 const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// How often the keys of series that ended are forgotten.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Longest note the API server accepts (events.k8s.io/v1 caps it at 1 kB).
 const MAX_NOTE: usize = 1000;
@@ -61,16 +65,44 @@ struct Recorded {
     at: Instant,
 }
 
+/// The Event last recorded with one key, behind a lock of its own.
+type Slot = Arc<Mutex<Option<Recorded>>>;
+
+/// Recent Events by key, and when the ones whose series ended were last
+/// forgotten.
+struct Recent {
+    slots: HashMap<Key, Slot>,
+    swept: Instant,
+}
+
 pub struct EventRecorder {
     client: Client,
     controller: String,
     instance: String,
-    recent: Mutex<HashMap<Key, Recorded>>,
+    recent: std::sync::Mutex<Recent>,
 }
 
 impl EventRecorder {
     pub fn new(client: Client, controller: &str, instance: &str) -> EventRecorder {
-        EventRecorder { client, controller: controller.into(), instance: instance.into(), recent: Mutex::new(HashMap::new()) }
+        let recent = Recent { slots: HashMap::new(), swept: Instant::now() };
+        EventRecorder { client, controller: controller.into(), instance: instance.into(), recent: std::sync::Mutex::new(recent) }
+    }
+
+    /// The slot of `key`. Series that ended are forgotten every few
+    /// seconds, not on every call: a thousand Syncs a minute leave tens of
+    /// thousands of keys within the series window.
+    fn slot(&self, key: Key) -> Slot {
+        // A panic elsewhere cannot leave the map half-written.
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.swept.elapsed() >= SWEEP_EVERY {
+            recent.swept = Instant::now();
+            recent.slots.retain(|_, slot| match slot.try_lock() {
+                Ok(r) => r.as_ref().is_some_and(|r| r.at.elapsed() < SERIES_WINDOW),
+                // Being recorded right now.
+                Err(_) => true,
+            });
+        }
+        recent.slots.entry(key).or_default().clone()
     }
 
     /// Records `spec` about `regarding`: a new Event, or the next count of
@@ -89,11 +121,13 @@ impl EventRecorder {
             note: spec.note.clone(),
         };
         let now = Timestamp::now();
-        // Held across the call: two reconciles recording the same Event
-        // would otherwise both create it.
-        let mut recent = self.recent.lock().await;
-        recent.retain(|_, r| r.at.elapsed() < SERIES_WINDOW);
-        if let Some(r) = recent.get_mut(&key) {
+        // The key's own lock, held across the call: two reconciles recording
+        // the same Event would otherwise both create it. Events that say
+        // different things never wait for each other (one lock for all made
+        // a thousand Mappings' reconciles at a tick queue up behind it).
+        let slot = self.slot(key);
+        let mut recorded = slot.lock().await;
+        if let Some(r) = recorded.as_mut().filter(|r| r.at.elapsed() < SERIES_WINDOW) {
             let count = r.count + 1;
             let patch = json!({ "series": EventSeries { count, last_observed_time: MicroTime(now) } });
             match api.patch(&r.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
@@ -123,7 +157,7 @@ impl EventRecorder {
             ..Default::default()
         };
         api.create(&PostParams::default(), &event).await?;
-        recent.insert(key, Recorded { name, count: 1, at: Instant::now() });
+        *recorded = Some(Recorded { name, count: 1, at: Instant::now() });
         Ok(())
     }
 }

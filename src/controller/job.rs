@@ -102,6 +102,15 @@ pub fn build(sync: &Sync, mapping: &Mapping, settings: &WorkerSettings) -> Job {
     }
 }
 
+/// A Job as the Sync controller keeps it in its cache: its identity,
+/// owners and outcome, without its pod template and managed fields (most
+/// of its size).
+pub fn slim(job: &mut Job) {
+    job.metadata.managed_fields = None;
+    job.metadata.annotations = None;
+    job.spec = None;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

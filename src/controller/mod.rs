@@ -18,6 +18,7 @@ pub async fn client(component: &str) -> Result<kube::Client, error::ControllerEr
 
 pub mod admission;
 pub mod alert_gather;
+pub mod caches;
 pub mod context;
 pub mod destination;
 pub mod error;

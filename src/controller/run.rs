@@ -14,14 +14,15 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use super::caches::Caches;
 use super::context::Context;
 use super::error::ControllerError;
 use super::job::WorkerSettings;
@@ -32,6 +33,23 @@ use crate::api::{Destination, Mapping, Model, Source, Sync, SyncAlert};
 
 /// How long the controllers may take to stop once asked to.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Reconciles of Mappings at once. At a tick every Mapping on that
+/// schedule is due in the same millisecond; each reconcile holds one
+/// connection to the API server (HTTP/1.1) while it creates its Sync, and
+/// the API server's fairness (APF) queues a client's requests beyond its
+/// share and refuses them (429) beyond its queues. Enough to keep the API
+/// server busy, few enough that it queues rather than refuses.
+const MAPPING_CONCURRENCY: u16 = 128;
+
+/// Reconciles of Syncs at once: their work (a Job each, and what the
+/// control plane then does for it) may trail a tick by a moment, and must
+/// not crowd out the Mappings' Sync creations.
+const SYNC_CONCURRENCY: u16 = 16;
+
+fn limit(concurrency: u16) -> controller::Config {
+    controller::Config::default().concurrency(concurrency)
+}
 
 /// Settings of `retl operator`.
 #[derive(Clone, Debug)]
@@ -158,27 +176,60 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
     let cfg = watcher::Config::default;
     let mut tasks: Vec<Task> = Vec::new();
 
-    let mappings = Controller::new(api::<Mapping>(client, ns), cfg()).owns(api::<Sync>(client, ns), cfg());
+    // Only the Jobs retl made (they carry the Sync label), not every Job,
+    // cached (without what the Sync controller never reads, like their pod
+    // templates) by the same watch that then wakes the Sync controller: a
+    // reconcile sees its Job at least as new as the event that woke it.
+    let (jobs, job_cache) = reflector::store();
+    let job_events = watcher(api::<Job>(client, ns), watcher::Config::default().labels(super::job::SYNC_LABEL))
+        .default_backoff()
+        .modify(super::job::slim)
+        .reflect(job_cache)
+        .touched_objects();
+    let syncs = Controller::new(api::<Sync>(client, ns), cfg()).with_config(limit(SYNC_CONCURRENCY)).owns_stream(job_events);
+    let sources = Controller::new(api::<Source>(client, ns), cfg());
+    let dests = Controller::new(api::<Destination>(client, ns), cfg());
+    let models = Controller::new(api::<Model>(client, ns), cfg());
+    let mappings = Controller::new(api::<Mapping>(client, ns), cfg()).with_config(limit(MAPPING_CONCURRENCY));
+    // What the Mapping controller reads is cached by the very watches that
+    // wake it: a reconcile woken by a Destination turning Ready (or a Sync
+    // finishing) sees it so in the cache. (The other controllers' caches
+    // are filled by watches of their own, which may lag behind these.)
+    let (sync_store, sync_events) = reflected(api::<Sync>(client, ns));
+    let (model_store, model_events) = reflected(api::<Model>(client, ns));
+    let (dest_store, dest_events) = reflected(api::<Destination>(client, ns));
+    let (source_store, source_events) = reflected(api::<Source>(client, ns));
+    let caches = Caches {
+        mappings: mappings.store(),
+        syncs: sync_store,
+        jobs,
+        models: model_store,
+        destinations: dest_store,
+        sources: source_store,
+        mapping_writes: Default::default(),
+        sync_writes: Default::default(),
+    };
+    tasks.push(Box::pin(super::caches::forget_deleted(caches.syncs.clone(), caches.sync_writes.clone(), stop.clone())));
+
+    let mappings = mappings.owns_stream(sync_events);
     let store = mappings.store();
+    tasks.push(Box::pin(super::caches::forget_deleted(store.clone(), caches.mapping_writes.clone(), stop.clone())));
     let by_model = store.clone();
     let by_source = store.clone();
     let mappings = mappings
-        .watches(api::<Model>(client, ns), cfg(), move |m: Model| referrers(&by_model, &m, |x: &Mapping, n| x.spec.model_ref.name == n))
-        .watches(api::<Destination>(client, ns), cfg(), move |d: Destination| {
-            referrers(&store, &d, |x: &Mapping, n| x.spec.destination_ref.name == n)
-        })
+        .watches_stream(model_events, move |m: Model| referrers(&by_model, &m, |x: &Mapping, n| x.spec.model_ref.name == n))
+        .watches_stream(dest_events, move |d: Destination| referrers(&store, &d, |x: &Mapping, n| x.spec.destination_ref.name == n))
         // A Mapping names its Source only through its Model: a Source's
         // change looks again at every Mapping of its namespace.
-        .watches(api::<Source>(client, ns), cfg(), move |s: Source| referrers(&by_source, &s, |_: &Mapping, _| true));
-    tasks.push(Box::pin(drive(mappings, mapping::reconcile, ctx.clone(), "mapping", stop.clone())));
+        .watches_stream(source_events, move |s: Source| referrers(&by_source, &s, |_: &Mapping, _| true));
+    let with = caches.clone();
+    let reconcile = move |m, ctx| mapping::reconcile(m, ctx, with.clone());
+    tasks.push(Box::pin(drive(mappings, reconcile, ctx.clone(), "mapping", stop.clone())));
 
-    // Only the Jobs retl made (they carry the Sync label), not every Job.
-    let jobs = watcher::Config::default().labels(super::job::SYNC_LABEL);
-    let syncs = Controller::new(api::<Sync>(client, ns), cfg()).owns(api::<Job>(client, ns), jobs);
     tasks.push(Box::pin(gauge_running(syncs.store(), ctx.clone(), stop.clone())));
-    tasks.push(Box::pin(drive(syncs, sync::reconcile, ctx.clone(), "sync", stop.clone())));
+    let reconcile = move |s, ctx| sync::reconcile(s, ctx, caches.clone());
+    tasks.push(Box::pin(drive(syncs, reconcile, ctx.clone(), "sync", stop.clone())));
 
-    let sources = Controller::new(api::<Source>(client, ns), cfg());
     let store = sources.store();
     // Secrets are watched for their names only (metadata): a change of one
     // re-checks what refers to it; values are read with a GET when needed.
@@ -187,14 +238,12 @@ fn controllers(client: &Client, ns: Option<&str>, ctx: Arc<Context>, stop: Cance
     });
     tasks.push(Box::pin(drive(sources, source::reconcile, ctx.clone(), "source", stop.clone())));
 
-    let dests = Controller::new(api::<Destination>(client, ns), cfg());
     let store = dests.store();
     let dests = dests.watches(secret_metadata(client, ns), cfg(), move |s| {
         referrers(&store, &s, |x: &Destination, n| crate::destination::secret_refs(&x.spec).iter().any(|r| r.name == n))
     });
     tasks.push(Box::pin(drive(dests, destination::reconcile, ctx.clone(), "destination", stop.clone())));
 
-    let models = Controller::new(api::<Model>(client, ns), cfg());
     let store = models.store();
     let models = models
         .watches(api::<Source>(client, ns), cfg(), move |s: Source| referrers(&store, &s, |x: &Model, n| x.spec.source_ref.name == n));
@@ -227,6 +276,16 @@ fn secret_metadata(client: &Client, ns: Option<&str>) -> Api<PartialObjectMeta<S
 }
 
 /// Objects in the store, in `target`'s namespace, that refer to it by name.
+/// A watch of every `K` in scope, cached in the returned store before each
+/// change is passed on.
+fn reflected<K>(api: Api<K>) -> (reflector::Store<K>, impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + std::marker::Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    (store, watcher(api, watcher::Config::default()).default_backoff().reflect(writer).touched_objects())
+}
+
 fn referrers<K, T>(store: &kube::runtime::reflector::Store<K>, target: &T, refers_to: impl Fn(&K, &str) -> bool) -> Vec<ObjectRef<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,

@@ -25,7 +25,7 @@ mod pki;
 mod process;
 
 pub use cluster::{Namespace, TestCluster, wait_until};
-pub use control_plane::{ControlPlane, ControlPlaneError, Options};
+pub use control_plane::{ControlPlane, ControlPlaneError, KCM_QPS_ENV, Options};
 pub use kubectl::{Kubectl, KubectlError, KubectlOutput};
 pub use kubelet::{ImageMap, Kubelet};
 pub use process::Process;

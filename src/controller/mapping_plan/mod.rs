@@ -3,6 +3,7 @@
 //! delete, the Events to record and the new status. Unit-tested from YAML.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -55,8 +56,10 @@ pub struct MappingPlan {
     pub delete: Vec<String>,
     pub events: Vec<PlannedEvent>,
     pub status: MappingStatus,
-    /// When to look again (the next schedule tick).
-    pub requeue_after_seconds: Option<u64>,
+    /// When to look again: at the next schedule tick, to the millisecond
+    /// (a reconcile that wakes before the tick finds nothing due, and one
+    /// that wakes a second after it has made the Sync a second late).
+    pub requeue_after: Option<Duration>,
 }
 
 /// Decides. `problem` is why the Mapping is not ready (a missing reference,
@@ -160,8 +163,7 @@ pub fn plan(m: &Mapping, syncs: &[SyncView], problem: Option<Problem>, now: Time
                 }
                 let from = status.last_schedule_time.as_ref().map(|t| t.0).unwrap_or(created).max(now);
                 status.next_schedule_time = if spec.enabled { schedule.next_tick(from).map(Time) } else { None };
-                out.requeue_after_seconds =
-                    status.next_schedule_time.as_ref().map(|t| t.0.duration_since(now).as_secs().clamp(1, 3600) as u64);
+                out.requeue_after = status.next_schedule_time.as_ref().map(|t| until(now, t.0));
             }
         }
     } else {
@@ -171,11 +173,38 @@ pub fn plan(m: &Mapping, syncs: &[SyncView], problem: Option<Problem>, now: Time
     out.delete = beyond_history(syncs, spec.successful_syncs_history_limit, spec.failed_syncs_history_limit);
     status.last_sync = match (&out.create, syncs.iter().max_by_key(|s| (s.created, s.name.clone()))) {
         (Some(new), _) => Some(LastSync { name: new.name.clone(), phase: Some(SyncPhase::Pending), start_time: None }),
-        (None, Some(s)) => Some(LastSync { name: s.name.clone(), phase: s.phase, start_time: s.started.map(Time) }),
+        (None, Some(s)) => {
+            // A Sync its controller has not looked at yet is Pending (as the
+            // status written when it was created says).
+            let phase = s.phase.or(Some(SyncPhase::Pending));
+            let seen = LastSync { name: s.name.clone(), phase, start_time: s.started.map(Time) };
+            // A Sync's phase only moves forward: a cached copy that lags
+            // behind the status written from a fresher one must not move
+            // it back (and forth again: a status write each way).
+            match &status.last_sync {
+                Some(old) if old.name == seen.name && progress(old.phase) > progress(seen.phase) => Some(old.clone()),
+                _ => Some(seen),
+            }
+        }
         (None, None) => status.last_sync.clone(),
     };
     out.status = status;
     out
+}
+
+/// How far a Sync got: its phase only moves forward.
+fn progress(phase: Option<SyncPhase>) -> u8 {
+    match phase {
+        None | Some(SyncPhase::Pending) => 0,
+        Some(SyncPhase::InProgress) => 1,
+        Some(_) => 2,
+    }
+}
+
+/// From `now` to `tick`, rounded up to the millisecond, between 1 ms and an hour.
+fn until(now: Timestamp, tick: Timestamp) -> Duration {
+    let ms = (tick.duration_since(now).as_nanos() + 999_999).div_euclid(1_000_000);
+    Duration::from_millis(ms.clamp(1, 3_600_000) as u64)
 }
 
 fn skip(what: &str, why: &str) -> PlannedEvent {

@@ -35,7 +35,7 @@ fn a_due_tick_creates_one_named_sync_and_records_the_tick() {
     assert_eq!(p.create, Some(NewSync { name: naming::scheduled_sync("users", tick), trigger: SyncTrigger::Schedule }));
     assert_eq!(p.status.last_schedule_time, Some(Time(tick)), "missed ticks run once, for the latest");
     assert_eq!(p.status.next_schedule_time, Some(Time(t("2026-01-01T00:30:00Z"))));
-    assert_eq!(p.requeue_after_seconds, Some(300));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(300)));
     assert_eq!(p.status.conditions[0].status, "True");
     assert_eq!(p.status.observed_generation, Some(3));
 
@@ -43,6 +43,48 @@ fn a_due_tick_creates_one_named_sync_and_records_the_tick() {
     let mut again = m.clone();
     again.status = Some(p.status.clone());
     assert_eq!(plan(&again, &[], None, t("2026-01-01T00:26:00Z")).create, None);
+}
+
+#[test]
+fn a_reconcile_just_before_a_tick_looks_again_at_the_tick_to_the_millisecond() {
+    let mut m = mapping(BASE);
+    m.status = Some(MappingStatus { last_schedule_time: Some(Time(t("2026-01-01T00:10:00Z"))), ..Default::default() });
+    let p = plan(&m, &[], None, t("2026-01-01T00:19:59.7004Z"));
+    assert_eq!(p.create, None, "not due yet");
+    assert_eq!(p.requeue_after, Some(Duration::from_millis(300)), "at the tick, not a whole second later");
+    let p = plan(&m, &[], None, t("2026-01-01T00:20:00.001Z"));
+    assert!(p.create.is_some(), "due at the tick");
+}
+
+#[test]
+fn the_last_syncs_phase_never_moves_back_to_what_a_lagging_cache_shows() {
+    let mut m = mapping(BASE);
+    let ticked = Some(Time(t("2026-01-01T00:20:00Z")));
+    let last = LastSync { name: "users-1".into(), phase: Some(SyncPhase::Successful), start_time: None };
+    m.status = Some(MappingStatus { last_sync: Some(last.clone()), last_schedule_time: ticked.clone(), ..Default::default() });
+    let lagging = [sync("users-1", Some(SyncPhase::InProgress), "2026-01-01T00:20:00Z")];
+    let p = plan(&m, &lagging, None, t("2026-01-01T00:21:00Z"));
+    assert_eq!(p.status.last_sync, Some(last), "still Successful");
+    let newer = [sync("users-1", Some(SyncPhase::Failed), "2026-01-01T00:20:00Z")];
+    m.status = Some(MappingStatus {
+        last_sync: Some(LastSync { phase: Some(SyncPhase::InProgress), ..p.status.last_sync.clone().unwrap() }),
+        last_schedule_time: ticked,
+        ..Default::default()
+    });
+    let p = plan(&m, &newer, None, t("2026-01-01T00:21:00Z"));
+    assert_eq!(p.status.last_sync.and_then(|l| l.phase), Some(SyncPhase::Failed), "forward it moves");
+}
+
+#[test]
+fn a_sync_not_yet_looked_at_is_pending_in_the_mappings_status() {
+    let mut m = mapping(BASE);
+    let tick = t("2026-01-01T00:20:00Z");
+    let p = plan(&m, &[], None, t("2026-01-01T00:20:00.001Z"));
+    m.status = Some(p.status.clone());
+    let name = naming::scheduled_sync("users", tick);
+    let new = SyncView { name, phase: None, created: tick, started: None };
+    let p = plan(&m, &[new], None, t("2026-01-01T00:20:00.02Z"));
+    assert_eq!(Some(&p.status), m.status.as_ref(), "nothing to write: it was written Pending");
 }
 
 #[test]
