@@ -19,7 +19,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Database, Executor, Pool};
 use tokio::sync::mpsc;
 
-use super::{ChangeStream, StagedChange, WarehouseError};
+use super::{ChangeStream, StageFlag, StagedChange, WarehouseError};
+use crate::record::ChangeKind;
 
 /// What a dialect gives to stream a model: the statements to run first in
 /// the transaction (settings), the streaming statement, and how to read
@@ -29,6 +30,17 @@ pub struct Streamed<DB: Database> {
     pub sql: String,
     pub read: fn(&DB::Row, i64) -> Result<StagedChange, sqlx::Error>,
     pub error: Box<dyn Fn(&'static str, sqlx::Error) -> WarehouseError + Send + Sync>,
+}
+
+/// A model row read by a first sync's stream: an addition, failed as a
+/// null key or a duplicate (`dup`: its key is among the stage's duplicates).
+pub fn added(position: i64, key: Option<String>, dup: bool, hash: String, row: String) -> StagedChange {
+    let flag = match (&key, dup) {
+        (None, _) => Some(StageFlag::NullKey),
+        (_, true) => Some(StageFlag::DuplicateKey),
+        _ => None,
+    };
+    StagedChange { position, key, hash, row: Some(Ok(row)), kind: ChangeKind::Added, retried: false, flag }
 }
 
 /// Runs `s` on a connection of `pool` in a task of its own and hands its

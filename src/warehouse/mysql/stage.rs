@@ -12,7 +12,7 @@ use crate::warehouse::rows::{RowDecoder, key_text, model_subquery, query_err, st
 use crate::warehouse::sample::{self, SampledRow};
 use crate::warehouse::server::decode_row;
 use crate::warehouse::stream;
-use crate::warehouse::{ChangeStream, DiffCounts, DiffMode, DiffRequest, StageFlag, StagedChange, StateScope, WarehouseError, parse_flag};
+use crate::warehouse::{ChangeStream, DiffCounts, DiffMode, DiffRequest, StagedChange, StateScope, WarehouseError, parse_flag};
 
 /// The stage's tables: model rows, duplicate keys, changes.
 fn stage_tables(wh: &Store, scope: &StateScope, stage: &str) -> [String; 3] {
@@ -262,14 +262,7 @@ pub fn changes<'a>(wh: &'a Store, scope: &'a StateScope, req: &'a DiffRequest, s
         model_rows(req)
     );
     let read = |r: &sqlx::mysql::MySqlRow, position: i64| {
-        let key = key_text(r.try_get("k")?);
-        let flag = match (&key, r.try_get::<i64, _>("dup")? != 0) {
-            (None, _) => Some(StageFlag::NullKey),
-            (_, true) => Some(StageFlag::DuplicateKey),
-            _ => None,
-        };
-        let row: String = r.try_get("doc")?;
-        Ok(StagedChange { position, key, hash: r.try_get("h")?, row: Some(Ok(row)), kind: ChangeKind::Added, retried: false, flag })
+        Ok(stream::added(position, key_text(r.try_get("k")?), r.try_get::<i64, _>("dup")? != 0, r.try_get("h")?, r.try_get("doc")?))
     };
     stream::changes(
         &wh.pool,

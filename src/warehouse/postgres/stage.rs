@@ -12,7 +12,7 @@ use crate::warehouse::server::{decode_row, literal};
 use crate::warehouse::state_tx::StateTx;
 use crate::warehouse::stream;
 use crate::warehouse::{
-    ChangeStream, Column, DiffCounts, DiffMode, DiffRequest, StageCounts, StageFlag, StagedChange, StateScope, WarehouseError, parse_flag,
+    ChangeStream, Column, DiffCounts, DiffMode, DiffRequest, StageCounts, StagedChange, StateScope, WarehouseError, parse_flag,
 };
 
 /// Memory the server may use for the diff's hash joins, per stage.
@@ -249,14 +249,7 @@ pub fn changes<'a>(wh: &'a Store, scope: &'a StateScope, req: &'a DiffRequest, s
         model_rows(req)
     );
     let read = |r: &sqlx::postgres::PgRow, position: i64| {
-        let key: Option<String> = r.try_get("k")?;
-        let flag = match (&key, r.try_get::<bool, _>("dup")?) {
-            (None, _) => Some(StageFlag::NullKey),
-            (_, true) => Some(StageFlag::DuplicateKey),
-            _ => None,
-        };
-        let row: String = r.try_get("row")?;
-        Ok(StagedChange { position, key, hash: r.try_get("h")?, row: Some(Ok(row)), kind: ChangeKind::Added, retried: false, flag })
+        Ok(stream::added(position, r.try_get("k")?, r.try_get("dup")?, r.try_get("h")?, r.try_get("row")?))
     };
     stream::changes(
         &wh.pool,
