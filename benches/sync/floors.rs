@@ -86,20 +86,21 @@ async fn mysql(url: &str, table: &str) -> Result<f64, Error> {
 
 /// SQLite: `json_object` of the row, as retl's stage builds it, hashed by
 /// the same function retl registers (xxh3-128 of the text as 32 hex digits;
-/// src/warehouse/sqlite/hash.rs), registered here as `bench_hash`.
+/// `retl::warehouse::register_sqlite_hash`, the very function).
 async fn sqlite(location: &str) -> Result<f64, Error> {
     let pairs: Vec<String> = ["id", "email", "name", "plan", "mrr", "created_at", "attrs"]
         .iter()
         .map(|c| format!("'{c}', CASE WHEN typeof(q.{c}) = 'blob' THEN json_object('$retl_blob', hex(q.{c})) ELSE q.{c} END"))
         .collect();
     let sql = format!(
-        "SELECT max(bench_hash(json_object({}))) FROM (SELECT id, email, name, plan, mrr, created_at, attrs FROM users) AS q",
+        "SELECT max(retl_hash(json_object({}))) FROM (SELECT id, email, name, plan, mrr, created_at, attrs FROM users) AS q",
         pairs.join(", ")
     );
     let mut conn = super::wh::sqlite(location, false).await?;
     {
         let mut handle = conn.lock_handle().await?;
-        super::sqlite_hash::register(handle.as_raw_handle().as_ptr())?;
+        // SAFETY: the handle is locked for us while `handle` lives.
+        unsafe { retl::warehouse::register_sqlite_hash(handle.as_raw_handle().as_ptr())? };
     }
     let started = Instant::now();
     let _: Option<String> = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut conn).await?;

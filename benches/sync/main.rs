@@ -17,8 +17,7 @@
 //! Files: options.rs (the command line), wh.rs (the three warehouses: where
 //! the model is, resetting the state, changing 1% of rows), seed.rs (the
 //! model), e2e.rs (the end-to-end floor's queries and client), floors.rs (the
-//! hashing floors, the sink's ceiling), sqlite_hash.rs (retl's SQLite hash
-//! function, for the floor), syncer.rs (one retl sync), dlt.rs (dlt's runs),
+//! hashing floors, the sink's ceiling), syncer.rs (one retl sync), dlt.rs (dlt's runs),
 //! sink.rs (the sink), proc.rs (child processes, the sink's counters),
 //! measure.rs (one run's measures), report.rs (the table and the JSON).
 //! docs/benchmark.md says what each measure is.
@@ -32,7 +31,6 @@ mod proc;
 mod report;
 mod seed;
 mod sink;
-mod sqlite_hash;
 mod syncer;
 mod wh;
 

@@ -30,6 +30,7 @@ pub use record_log::{LogCount, LoggedFailure};
 pub use rows::RowDecoder;
 pub use sample::SampledRow;
 pub use server::decode_row;
+pub use sqlite::register_hash_function as register_sqlite_hash;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -4,10 +4,15 @@
 use std::ffi::{CString, c_char, c_int};
 
 /// Registers `retl_hash(text)`: xxh3-128 of the text as 32 hex digits, NULL for NULL.
-pub(super) fn register_hash_function(db: *mut libsqlite3_sys::sqlite3) -> Result<(), String> {
+/// Public so that the benchmark's SQLite hashing floor hashes with this very function.
+///
+/// # Safety
+///
+/// `db` must be a live connection handle that the caller holds exclusively
+/// for the duration of the call (as sqlx's `lock_handle` gives it).
+pub unsafe fn register_hash_function(db: *mut libsqlite3_sys::sqlite3) -> Result<(), String> {
     let name = CString::new("retl_hash").map_err(|e| e.to_string())?;
-    // SAFETY: `db` is a live handle locked for our exclusive use by sqlx for the
-    // duration of this call; the function pointer is a plain extern "C" fn
+    // SAFETY: `db` is live and ours for this call (the caller's contract); the function pointer is a plain extern "C" fn
     // with no user data, so there is nothing to free.
     let rc = unsafe {
         libsqlite3_sys::sqlite3_create_function_v2(

@@ -12,6 +12,8 @@
 //! `lock` is the per-Mapping lock file.
 
 mod hash;
+
+pub use hash::register_hash_function;
 mod history;
 mod lock;
 mod stage;
@@ -71,7 +73,9 @@ impl SqliteWarehouse {
             .after_connect(|conn, _| {
                 async move {
                     let mut handle = conn.lock_handle().await?;
-                    hash::register_hash_function(handle.as_raw_handle().as_ptr()).map_err(|e| sqlx::Error::Configuration(e.into()))
+                    // SAFETY: sqlx locked the handle for us for this call.
+                    unsafe { hash::register_hash_function(handle.as_raw_handle().as_ptr()) }
+                        .map_err(|e| sqlx::Error::Configuration(e.into()))
                 }
                 .boxed()
             })
