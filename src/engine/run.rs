@@ -14,7 +14,7 @@ use crate::api::{ChangeKind, ExtractedCounts, SyncPhase, SyncTrigger, conditions
 use crate::destination::Destination;
 use crate::fieldmap::FieldMapper;
 use crate::record::skip;
-use crate::warehouse::{DiffCounts, DiffMode, DiffRequest, StateScope, SyncLock, SyncRun, Warehouse};
+use crate::warehouse::{DiffCounts, DiffMode, DiffRequest, StateScope, SyncLock, SyncRun, Warehouse, WarehouseError};
 
 /// Runs one sync to its end and returns what happened. Never panics and
 /// never returns early: every failure becomes a Failed report with a reason
@@ -186,7 +186,7 @@ async fn steps(
     }
 
     // Extract and diff, inside the warehouse.
-    let (request, mapper) = prepare(ctx, warehouse, now_ms - window, false).await?;
+    let (request, mapper) = prepare(ctx, warehouse, scope, now_ms - window, false).await?;
     let counts = warehouse.stage(scope, &request).await?;
     tally.extracted = extracted(&counts);
     // Saved now, so that a sync killed while it loads still shows what it
@@ -217,7 +217,7 @@ async fn reset_guard(
     scope: &StateScope,
     expire_before_ms: i64,
 ) -> Result<Option<String>, EngineError> {
-    let (request, _) = prepare(ctx, warehouse, expire_before_ms, true).await?;
+    let (request, _) = prepare(ctx, warehouse, scope, expire_before_ms, true).await?;
     let counts = warehouse.stage(scope, &request).await;
     warehouse.drop_stage(scope, &request.stage).await?;
     let counts = counts?;
@@ -231,9 +231,17 @@ async fn reset_guard(
 async fn prepare(
     ctx: &SyncContext,
     warehouse: &dyn Warehouse,
+    scope: &StateScope,
     expire_before_ms: i64,
     dry_run: bool,
 ) -> Result<(DiffRequest, FieldMapper), EngineError> {
+    // A replay re-sends what a past sync of this Mapping extracted: that
+    // sync must be in its history.
+    if let Some(sync) = &ctx.replay_of
+        && !warehouse.has_run(scope, sync).await?
+    {
+        return Err(WarehouseError::NothingToReplay { sync: sync.clone() }.into());
+    }
     let columns = warehouse.describe(&ctx.model.query).await?;
     let request = DiffRequest {
         query: ctx.model.query.clone(),
@@ -318,7 +326,7 @@ pub async fn plan_sync(
     let scope = StateScope::from_uid(&ctx.mapping_uid);
     warehouse.prepare_state(&scope).await?;
     let window = retry_window(&ctx.mapping.retry_window)?;
-    let (request, mapper) = prepare(ctx, warehouse, Timestamp::now().as_millisecond() - window, true).await?;
+    let (request, mapper) = prepare(ctx, warehouse, &scope, Timestamp::now().as_millisecond() - window, true).await?;
     let counts = warehouse.stage(&scope, &request).await?;
     let decider = Decider { send: &ctx.mapping.send, skip_for, mapper: &mapper, primary_key: &ctx.model.primary_key };
     let result = plan_pages(ctx, warehouse, &scope, &request.stage, &decider, &counts, samples).await;

@@ -60,6 +60,9 @@ impl Warehouse for Masked {
     async fn runs(&self, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError> {
         self.mask(self.inner.runs(filter).await)
     }
+    async fn has_run(&self, scope: &StateScope, sync: &str) -> Result<bool, WarehouseError> {
+        self.mask(self.inner.has_run(scope, sync).await)
+    }
     async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError> {
         self.mask(self.inner.prune(scope, older_than_ms).await)
     }

@@ -326,6 +326,9 @@ pub trait Warehouse: Send + Sync {
     /// Runs matching a filter, newest first.
     async fn runs(&self, filter: &HistoryFilter) -> Result<Vec<SyncRun>, WarehouseError>;
 
+    /// Whether the sync-run table holds `sync` of this Mapping.
+    async fn has_run(&self, scope: &StateScope, sync: &str) -> Result<bool, WarehouseError>;
+
     /// Deletes record-log entries and runs of a Mapping older than a time.
     async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError>;
 

@@ -114,3 +114,11 @@ pub async fn lock_sync(st: &Store, scope: &StateScope, wait: std::time::Duration
     let _ = conn.close().await;
     Ok(None)
 }
+
+/// Whether the sync-run table holds `sync` of this Mapping (a replay's target must).
+pub async fn has_run(st: &Store, scope: &StateScope, sync: &str) -> Result<bool, WarehouseError> {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {} WHERE sync = ? AND mapping_uid = ?)", st.runs_table());
+    let found: i64 =
+        sqlx::query_scalar(AssertSqlSafe(sql)).bind(sync).bind(&scope.id).fetch_one(&st.pool).await.map_err(|e| st.error("read", e))?;
+    Ok(found != 0)
+}

@@ -29,18 +29,6 @@ pub async fn stage(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<
         DiffMode::Normal => None,
         DiffMode::Replay { sync } => Some(sync),
     };
-    if let Some(sync) = replay {
-        let known: i64 =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM {} WHERE sync = ? AND mapping_uid = ?", wh.runs_table())))
-                .bind(sync)
-                .bind(&scope.id)
-                .fetch_one(&wh.pool)
-                .await
-                .map_err(|e| wh.error("read", e))?;
-        if known == 0 {
-            return Err(WarehouseError::NothingToReplay { sync: sync.clone() });
-        }
-    }
     if replay.is_none() && !req.dry_run && first_sync(wh, scope).await? {
         return stage_streamed(wh, scope, req).await;
     }

@@ -127,3 +127,9 @@ pub async fn lock_sync(st: &Store, scope: &StateScope, wait: std::time::Duration
         tokio::time::sleep(LOCK_POLL).await;
     }
 }
+
+/// Whether the sync-run table holds `sync` of this Mapping (a replay's target must).
+pub async fn has_run(st: &Store, scope: &StateScope, sync: &str) -> Result<bool, WarehouseError> {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {} WHERE sync = $1 AND mapping_uid = $2)", st.runs_table());
+    sqlx::query_scalar(AssertSqlSafe(sql)).bind(sync).bind(&scope.id).fetch_one(&st.pool).await.map_err(|e| st.error("read", e))
+}

@@ -147,6 +147,10 @@ impl Warehouse for PostgresWarehouse {
         history::runs(&self.st, filter).await
     }
 
+    async fn has_run(&self, scope: &StateScope, sync: &str) -> Result<bool, WarehouseError> {
+        history::has_run(&self.st, scope, sync).await
+    }
+
     async fn prune(&self, scope: &StateScope, older_than_ms: i64) -> Result<(), WarehouseError> {
         history::prune(&self.st, scope, older_than_ms).await
     }

@@ -88,3 +88,11 @@ pub async fn prune(st: &Store, scope: &StateScope, older_than_ms: i64) -> Result
 pub async fn lock_sync(st: &Store, scope: &StateScope, wait: Duration) -> Result<Option<SyncLock>, WarehouseError> {
     super::lock::lock_sync(&super::lock::lock_path(&st.path, &st.prefix, scope), wait).await
 }
+
+/// Whether the sync-run table holds `sync` of this Mapping (a replay's target must).
+pub async fn has_run(st: &Store, scope: &StateScope, sync: &str) -> Result<bool, WarehouseError> {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {} WHERE sync = ? AND mapping_uid = ?)", st.runs_table());
+    let found: i64 =
+        sqlx::query_scalar(AssertSqlSafe(sql)).bind(sync).bind(&scope.id).fetch_one(&st.pool).await.map_err(|e| state_err("read", e))?;
+    Ok(found != 0)
+}

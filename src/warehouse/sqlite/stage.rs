@@ -64,17 +64,6 @@ pub async fn stage(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Result<
             }
         }
         DiffMode::Replay { sync } => {
-            let known = wh
-                .count(format!(
-                    "SELECT COUNT(*) FROM {} WHERE sync = '{}' AND mapping_uid = '{}'",
-                    wh.runs_table(),
-                    sync.replace('\'', "''"),
-                    scope.id
-                ))
-                .await?;
-            if known == 0 {
-                return Err(WarehouseError::NothingToReplay { sync: sync.clone() });
-            }
             let sql = format!(
                 "INSERT INTO {st} (k, h, row, op, retried, flag)
                  SELECT l.k, COALESCE(m.h, ''), m.row,
