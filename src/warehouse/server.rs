@@ -178,6 +178,20 @@ pub fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
+/// Sets a MySQL or MariaDB session's statement timeout, for a Source's
+/// connections and a `mysql` Destination's alike: the two servers name (and
+/// scale) the setting differently.
+pub async fn mysql_statement_timeout(conn: &mut sqlx::MySqlConnection, secs: u32) -> Result<(), sqlx::Error> {
+    use sqlx::Executor;
+    let version: String = sqlx::query_scalar("SELECT VERSION()").fetch_one(&mut *conn).await?;
+    let sql = if version.contains("MariaDB") {
+        format!("SET SESSION max_statement_time = {secs}")
+    } else {
+        format!("SET SESSION max_execution_time = {}", u64::from(secs) * 1000)
+    };
+    conn.execute(sqlx::AssertSqlSafe(sql)).await.map(|_| ())
+}
+
 pub(crate) use super::now_ms;
 
 #[cfg(test)]

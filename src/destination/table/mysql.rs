@@ -52,14 +52,7 @@ impl Mysql {
                     )
                     .await?;
                     if let Some(secs) = timeout {
-                        // MariaDB and MySQL name (and scale) this setting differently.
-                        let version: String = sqlx::query_scalar("SELECT VERSION()").fetch_one(&mut *conn).await?;
-                        let sql = if version.contains("MariaDB") {
-                            format!("SET SESSION max_statement_time = {secs}")
-                        } else {
-                            format!("SET SESSION max_execution_time = {}", u64::from(secs) * 1000)
-                        };
-                        conn.execute(AssertSqlSafe(sql)).await?;
+                        crate::warehouse::server::mysql_statement_timeout(conn, secs).await?;
                     }
                     Ok(())
                 }
