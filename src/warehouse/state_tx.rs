@@ -27,11 +27,18 @@ where
 {
     /// Takes a connection from the pool and begins a transaction on it.
     pub async fn begin(pool: &Pool<DB>) -> Result<StateTx<DB>, sqlx::Error> {
+        StateTx::begin_with(pool, "BEGIN").await
+    }
+
+    /// Like [`StateTx::begin`], with the statement that begins it (SQLite's
+    /// `BEGIN IMMEDIATE` takes the write lock at once, so two processes'
+    /// transactions run one after the other instead of failing half-way).
+    pub async fn begin_with(pool: &Pool<DB>, begin: &'static str) -> Result<StateTx<DB>, sqlx::Error> {
         let conn = pool.acquire().await?;
         // From here on, dropping `tx` (on an error or a cancellation) closes
         // the connection.
         let mut tx = StateTx { conn, ended: false };
-        tx.conn.execute(sqlx::raw_sql("BEGIN")).await?;
+        tx.conn.execute(sqlx::raw_sql(begin)).await?;
         Ok(tx)
     }
 

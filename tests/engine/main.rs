@@ -73,6 +73,7 @@ macro_rules! all_cases {
             a_kill_between_acknowledgement_and_merge_loses_and_resends_nothing,
             layout_1_state_is_upgraded_in_place,
             a_test_record_sends_one_row_and_changes_no_sync_state,
+            state_prepared_by_runs_starting_together_is_whole,
         );
     };
 }

@@ -222,3 +222,25 @@ async fn cancel_after_polls<F: std::future::Future>(f: F, polls: usize) -> Optio
     })
     .await
 }
+
+/// Runs of one Mapping in separate processes (two `retl run`s, two Jobs)
+/// prepare its state at the same moment: each gets a connection of its own
+/// here, and every one must find the state ready, none half-made.
+pub async fn state_prepared_by_runs_starting_together_is_whole(fx: Fixture) {
+    let env = Env::new(fx, 0).await;
+    let scope = StateScope::from_uid(&env.mapping_uid);
+    let mut warehouses = Vec::new();
+    for _ in 0..4 {
+        warehouses.push(retl::warehouse::connect(env.fx.name, &env.fx.source, &env.fx.secrets, std::path::Path::new(".")).await.unwrap());
+    }
+    for round in 0..5 {
+        let results = futures::future::join_all(warehouses.iter().map(|wh| wh.prepare_state(&scope))).await;
+        for r in results {
+            r.unwrap_or_else(|e| panic!("round {round}: a run starting with others failed: {e}"));
+        }
+    }
+    // The state works: a sync runs on it.
+    env.insert(1..=5).await;
+    let (_, r) = env.sync(&env.mapping()).await;
+    assert_eq!((r.phase, r.loaded.succeeded), (SyncPhase::Successful, 5), "{r:#?}");
+}

@@ -59,15 +59,6 @@ impl Store {
         let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&self.pool).await.map_err(|e| state_err("read", e))?;
         Ok(n.max(0) as u64)
     }
-
-    async fn is_table(&self, name: &str, scope: &StateScope) -> Result<bool, WarehouseError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?")
-            .bind(self.name(name, scope))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| state_err("read", e))?;
-        Ok(n > 0)
-    }
 }
 
 /// The `[key, hash]` pairs of acks rows (`a`), as rows `j` of `json_each`.
@@ -76,12 +67,17 @@ pub(super) const ACKED: &str = "json_each(a.items) AS j";
 pub(super) const ACKED_KEY: &str = "json_extract(j.value, '$[0]')";
 const ACKED_HASH: &str = "json_extract(j.value, '$[1]')";
 
-/// Creates (or upgrades) the state tables of one Mapping.
+/// Creates (or upgrades) the state tables of one Mapping, in one
+/// transaction that holds the write lock from its first statement: two runs
+/// of one Mapping starting together (two `retl run`s) take turns, instead
+/// of one dropping the `log` view the other has just created.
 pub async fn prepare(st: &Store, scope: &StateScope) -> Result<(), WarehouseError> {
+    let err = |e| state_err("created", e);
+    let mut tx = StateTx::begin_with(&st.pool, "BEGIN IMMEDIATE").await.map_err(err)?;
     let layout = quote_ident(&format!("{}_layout", st.prefix));
-    st.exec("created", format!("CREATE TABLE IF NOT EXISTS {layout} (version INTEGER NOT NULL)")).await?;
+    tx.execute(AssertSqlSafe(format!("CREATE TABLE IF NOT EXISTS {layout} (version INTEGER NOT NULL)"))).await.map_err(err)?;
     let version: Option<i64> = sqlx::query_scalar(AssertSqlSafe(format!("SELECT MAX(version) FROM {layout}")))
-        .fetch_one(&st.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| state_err("read", e))?;
     if let Some(v) = version
@@ -98,9 +94,12 @@ pub async fn prepare(st: &Store, scope: &StateScope) -> Result<(), WarehouseErro
     }
     let t = |name: &str| st.table(name, scope);
     let (s, p, r, a, f, l) = (t("snapshot"), t("pending"), t("records"), t("acks"), t("flight"), t("log"));
+    let is_table = |name: &str| {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?").bind(st.name(name, scope))
+    };
     // Layout 1 kept a row per record in `log`: it becomes `records`.
-    if st.is_table("log", scope).await? {
-        st.exec("created", format!("ALTER TABLE {l} RENAME TO {r}")).await?;
+    if is_table("log").fetch_one(&mut *tx).await.map_err(err)? > 0 {
+        tx.execute(AssertSqlSafe(format!("ALTER TABLE {l} RENAME TO {r}"))).await.map_err(err)?;
     }
     let ri = quote_ident(&format!("{}_log_{}_sync", st.prefix, scope.id));
     let ai = quote_ident(&format!("{}_acks_{}_sync", st.prefix, scope.id));
@@ -128,24 +127,23 @@ pub async fn prepare(st: &Store, scope: &StateScope) -> Result<(), WarehouseErro
              PRIMARY KEY (namespace, sync));",
         runs = st.runs_table()
     );
-    st.pool.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await.map_err(|e| state_err("created", e))?;
+    tx.execute(sqlx::raw_sql(AssertSqlSafe(sql))).await.map_err(err)?;
     // Layout 1 marked each key in flight: one mark per sync now.
-    if st.is_table("inflight", scope).await? {
+    if is_table("inflight").fetch_one(&mut *tx).await.map_err(err)? > 0 {
         let old = t("inflight");
-        st.exec(
-            "created",
-            format!(
-                "INSERT OR IGNORE INTO {f} (sync, batch, items, at) SELECT sync, -1, json_group_array(k), MAX(at) FROM {old} GROUP BY sync"
-            ),
-        )
-        .await?;
-        st.exec("created", format!("DROP TABLE {old}")).await?;
+        tx.execute(AssertSqlSafe(format!(
+            "INSERT OR IGNORE INTO {f} (sync, batch, items, at) SELECT sync, -1, json_group_array(k), MAX(at) FROM {old} GROUP BY sync"
+        )))
+        .await
+        .map_err(err)?;
+        tx.execute(AssertSqlSafe(format!("DROP TABLE {old}"))).await.map_err(err)?;
     }
     let set = match version {
         None => format!("INSERT INTO {layout} (version) VALUES ({LAYOUT_VERSION})"),
         Some(_) => format!("UPDATE {layout} SET version = {LAYOUT_VERSION}"),
     };
-    st.exec("created", set).await.map(|_| ())
+    tx.execute(AssertSqlSafe(set)).await.map_err(err)?;
+    tx.commit().await.map_err(err)
 }
 
 /// JSON text of an array, for an ack's or a mark's `items`.
