@@ -7,30 +7,61 @@
 //! or of the wrong length, applied nothing retl can tell, so the batch is
 //! retried like a 5xx.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::Delivery;
 use super::OutRecord;
 use crate::api::HttpReplies;
 use crate::record::codes;
 
+/// The parts of a reply retl reads, borrowed from its text: a reply to a
+/// batch of 1,000 is read without building a tree of 1,000 objects.
+#[derive(Deserialize)]
+struct Reply<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    results: Option<&'a RawValue>,
+}
+
+/// One entry of `results`; any field may be of any type (a `key` of
+/// another type is matched by its text, an `ok` that is not `true` is a
+/// rejection).
+#[derive(Default, Deserialize)]
+struct Entry<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    key: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ok: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    code: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+}
+
+/// A field that is there, even as `null` (an `Option` alone reads a `null`
+/// as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
 /// What a reply says about the records of its batch: `Ok(Some)` one
 /// delivery per record, `Ok(None)` nothing per record (the status decides
 /// for the whole batch), `Err` why the reply cannot be read.
 pub fn read(text: &str, batch: &[OutRecord], replies: HttpReplies) -> Result<Option<Vec<Delivery>>, String> {
-    let results = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(mut o)) => o.remove("results"),
-        _ => None,
-    };
+    // Only an object has a `results` field (serde would take an array for
+    // the struct's fields in order).
+    let is_object = text.trim_start().starts_with('{');
+    let results = is_object.then(|| serde_json::from_str::<Reply>(text).ok()).flatten().and_then(|r| r.results);
     let Some(results) = results else {
         return match replies {
             HttpReplies::PerRecord => Err("the reply has no \"results\" array, and this destination answers per record".into()),
             HttpReplies::Batch => Ok(None),
         };
     };
-    let Value::Array(results) = results else {
+    let Ok(results) = serde_json::from_str::<Vec<&RawValue>>(results.get()) else {
         return Err("the reply's \"results\" is not an array".into());
     };
     if results.len() > batch.len() {
@@ -43,27 +74,26 @@ pub fn read(text: &str, batch: &[OutRecord], replies: HttpReplies) -> Result<Opt
             batch.len()
         ));
     }
+    // An entry that is not an object says nothing: a rejection.
+    let results: Vec<Entry> = results.iter().map(|r| serde_json::from_str(r.get()).unwrap_or_default()).collect();
     let missing = || Delivery::Rejected {
         code: codes::NO_RESULT.to_string(),
         message: "the destination's reply has no result for this record".to_string(),
     };
-    if !results.iter().all(|r| r.get("key").is_some()) {
+    if !results.iter().all(|r| r.key.is_some()) {
         return Ok(Some((0..batch.len()).map(|i| results.get(i).map_or_else(missing, delivery)).collect()));
     }
     // Most replies answer in the batch's order: matched by position, no
     // key needs hashing.
-    let in_order = results.len() == batch.len()
-        && results.iter().zip(batch).all(|(r, rec)| match &r["key"] {
-            Value::String(k) => *k == rec.key,
-            _ => false, // a key of another type: matched by text below
-        });
+    let in_order =
+        results.len() == batch.len() && results.iter().zip(batch).all(|(r, rec)| r.key.and_then(string).is_some_and(|k| k == rec.key));
     if in_order {
         return Ok(Some(results.iter().map(delivery).collect()));
     }
     let sent: HashSet<&str> = batch.iter().map(|r| r.key.as_str()).collect();
-    let mut by_key: HashMap<String, &Value> = HashMap::with_capacity(results.len());
+    let mut by_key: HashMap<String, &Entry> = HashMap::with_capacity(results.len());
     for r in &results {
-        let key = key_text(&r["key"]);
+        let key = r.key.map(key_text).unwrap_or_default();
         if !sent.contains(key.as_str()) {
             return Err(format!("the reply has a result for the key {key:?}, which the batch did not carry"));
         }
@@ -74,20 +104,32 @@ pub fn read(text: &str, batch: &[OutRecord], replies: HttpReplies) -> Result<Opt
     Ok(Some(batch.iter().map(|rec| by_key.get(&rec.key).map_or_else(missing, |r| delivery(r))).collect()))
 }
 
-fn key_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// A JSON string's text, or `None` for a value of another type.
+fn string(v: &RawValue) -> Option<Cow<'_, str>> {
+    let raw = v.get();
+    match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) if !inner.contains('\\') => Some(Cow::Borrowed(inner)),
+        Some(_) => serde_json::from_str::<String>(raw).ok().map(Cow::Owned),
+        None => None,
     }
 }
 
-fn delivery(item: &Value) -> Delivery {
-    if item.get("ok").and_then(Value::as_bool) == Some(true) {
+/// A key's text: a string as it reads, any other value as compact JSON.
+fn key_text(v: &RawValue) -> String {
+    match string(v) {
+        Some(s) => s.into_owned(),
+        None => serde_json::from_str::<serde_json::Value>(v.get()).map(|v| v.to_string()).unwrap_or_else(|_| v.get().to_string()),
+    }
+}
+
+fn delivery(item: &Entry) -> Delivery {
+    if item.ok.is_some_and(|ok| ok.get() == "true") {
         return Delivery::Accepted;
     }
+    let text = |v: Option<&RawValue>| v.and_then(string).map(Cow::into_owned);
     Delivery::Rejected {
-        code: item.get("code").and_then(Value::as_str).unwrap_or(codes::REJECTED).to_string(),
-        message: item.get("message").and_then(Value::as_str).unwrap_or("the destination rejected the record without a message").to_string(),
+        code: text(item.code).unwrap_or_else(|| codes::REJECTED.to_string()),
+        message: text(item.message).unwrap_or_else(|| "the destination rejected the record without a message".to_string()),
     }
 }
 
@@ -127,5 +169,21 @@ mod tests {
         assert!(per_record("").is_err());
         assert!(per_record(r#"{"results":[{"ok":true}]}"#).is_err());
         assert_eq!(per_record(r#"{"results":[{"ok":true},{"ok":true}]}"#), Ok(Some(vec![Delivery::Accepted; 2])));
+        assert!(batch_mode(r#"{"results":null}"#).unwrap_err().contains("not an array"));
+        assert_eq!(batch_mode(r#"[{"ok":true}]"#), Ok(None), "only an object has results");
+    }
+
+    #[test]
+    fn keys_and_messages_are_read_as_text() {
+        let batch = [rec("a\"b"), rec("7")];
+        let read = |text: &str| read(text, &batch, HttpReplies::Batch).unwrap().unwrap();
+        let by_key = read(r#"{"results":[{"key":7,"ok":"true"},{"key":"a\"b","ok":true}]}"#);
+        assert_eq!(by_key[0], Delivery::Accepted, "an escaped key matches its record");
+        assert!(matches!(&by_key[1], Delivery::Rejected { code, .. } if code == codes::REJECTED), "only true accepts");
+        let message = read(r#"{"results":[{"key":"a\"b","ok":false,"code":5,"message":"caf\u00e9 \"x\""},"oops"]}"#);
+        assert_eq!(message[0], Delivery::Rejected { code: codes::REJECTED.into(), message: "café \"x\"".into() });
+        assert!(matches!(&message[1], Delivery::Rejected { code, .. } if code == codes::REJECTED), "an entry that is not an object");
+        let null_key = super::read(r#"{"results":[{"key":null,"ok":true},{"key":"7","ok":true}]}"#, &batch, HttpReplies::Batch);
+        assert!(null_key.unwrap_err().contains("\"null\""), "a null key is a key that matches no record");
     }
 }

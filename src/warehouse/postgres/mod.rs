@@ -5,10 +5,12 @@
 //! runs the model and diffs it against the snapshot (one pass: each row as
 //! JSON with `row_to_json`, hashed with `hashtextextended`, 64 bits, the
 //! cheapest stable hash the server has; see docs/warehouses.md); `state`
-//! keeps the state schema and what syncs commit into it; `history` reads
+//! keeps the state schema and what syncs commit into it; `merge` moves the
+//! snapshot forward with what they committed; `history` reads
 //! the record log and keeps the sync-run table and the per-Mapping lock.
 
 mod history;
+mod merge;
 mod stage;
 mod state;
 
@@ -128,7 +130,7 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn merge(&self, scope: &StateScope) -> Result<u64, WarehouseError> {
-        state::merge(&self.st, scope).await
+        merge::merge(&self.st, scope).await
     }
 
     async fn log_counts(&self, scope: &StateScope, sync: &str) -> Result<Vec<LogCount>, WarehouseError> {

@@ -191,6 +191,8 @@ async fn stage_streamed(wh: &Store, scope: &StateScope, req: &DiffRequest) -> Re
         .await
         .map_err(|e| wh.error("staged", e))?;
     let rows = key_pass(wh, &mut tx, req, &m).await?;
+    // Its commits fill the empty snapshot as they go (merge.rs).
+    super::merge::start(&mut tx, &wh.table("snapshot", scope)).await.map_err(|e| wh.error("staged", e))?;
     tx.commit().await.map_err(|e| wh.error("staged", e))?;
     Ok(DiffCounts { model_rows: rows, added: rows, streamed: true, ..Default::default() })
 }

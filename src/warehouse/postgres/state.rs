@@ -1,14 +1,11 @@
 //! PostgreSQL: retl's state schema (created on first use, upgraded in
-//! place), what a sync writes as it goes (in-flight marks, commits) and the
-//! merge of its acknowledged records into the snapshot.
+//! place) and what a sync writes as it goes (in-flight marks, commits).
 //!
 //! State layout 2 (docs/warehouses.md): acknowledged records are committed
 //! as one `acks` row per batch and operation, their keys and hashes in
 //! arrays; only rejected records get a row each (`records`, and `pending`).
-//! The snapshot moves forward set-based when the sync ends (or, after a
-//! crash, when the next sync starts): a first sync or a reset fills an empty
-//! snapshot without its index and builds the index once, after the rows.
-//! The per-record log users query is the view `log_<uid>` over both.
+//! The snapshot moves forward with them in merge.rs. The per-record log
+//! users query is the view `log_<uid>` over both.
 
 use sqlx::postgres::{PgConnectOptions, PgPool};
 use sqlx::{AssertSqlSafe, Executor};
@@ -249,15 +246,25 @@ pub async fn commit(st: &Store, scope: &StateScope, sync: &str, batches: &[i64],
         ph
     };
     if !plan.acks.is_empty() {
-        let rows: Vec<String> = plan
-            .acks
-            .iter()
-            .map(|_| {
-                let [op, outcome, code, n, keys, hashes] = <[String; 6]>::try_from(placeholders(6)).unwrap_or_default();
-                format!("($1, $2, {op}, {outcome}, {code}, {n}, {keys}::text[], {hashes}::bigint[])")
-            })
-            .collect();
-        parts.push(format!("a AS (INSERT INTO {a} (sync, at, op, outcome, code, n, keys, hashes) VALUES {})", rows.join(", ")));
+        // While a first sync fills the snapshot, its delivered records go
+        // straight in, their acks row merged (merge.rs).
+        let (s, filling) = (st.table("snapshot", scope), super::merge::filling(&st.table("snapshot", scope)));
+        let (mut rows, mut fill) = (Vec::new(), Vec::new());
+        for g in &plan.acks {
+            let [op, outcome, code, n, keys, hashes] = <[String; 6]>::try_from(placeholders(6)).unwrap_or_default();
+            let merged = if g.op == "deleted" { "false".to_string() } else { filling.clone() };
+            rows.push(format!("($1, $2, {op}, {outcome}, {code}, {n}, {keys}::text[], {hashes}::bigint[], {merged})"));
+            if g.op != "deleted" {
+                fill.push(format!("SELECT k, h FROM unnest({keys}::text[], {hashes}::bigint[]) AS u(k, h)"));
+            }
+        }
+        parts.push(format!("a AS (INSERT INTO {a} (sync, at, op, outcome, code, n, keys, hashes, merged) VALUES {})", rows.join(", ")));
+        if !fill.is_empty() {
+            parts.push(format!(
+                "s AS (INSERT INTO {s} (k, h, delivered_at) SELECT k, h, $2 FROM ({}) AS u WHERE {filling})",
+                fill.join(" UNION ALL ")
+            ));
+        }
     }
     if !plan.log_rows.is_empty() {
         let [k, op, outcome, code, error, payload] = <[String; 6]>::try_from(placeholders(6)).unwrap_or_default();
@@ -303,95 +310,4 @@ pub async fn commit(st: &Store, scope: &StateScope, sync: &str, batches: &[i64],
             .bind(pending.iter().map(|x| x.2).collect::<Vec<_>>());
     }
     q.execute(&st.pool).await.map(|_| ()).map_err(|e| st.error("committed", e))
-}
-
-/// Merges every sync's acknowledged records not merged yet into the
-/// snapshot, one sync at a time in the order they were committed; returns
-/// how many records moved.
-pub async fn merge(st: &Store, scope: &StateScope) -> Result<u64, WarehouseError> {
-    let a = st.table("acks", scope);
-    let syncs: Vec<String> =
-        sqlx::query_scalar(AssertSqlSafe(format!("SELECT sync FROM {a} WHERE NOT merged GROUP BY sync ORDER BY min(id)")))
-            .fetch_all(&st.pool)
-            .await
-            .map_err(|e| st.error("read", e))?;
-    let mut moved = 0;
-    for sync in syncs {
-        moved += merge_sync(st, scope, &sync).await?;
-    }
-    Ok(moved)
-}
-
-/// Merges one sync's acknowledged records, in one transaction: upserts and
-/// deletes into the snapshot, their keys out of the pending failures, the
-/// acks marked merged. Into an empty snapshot (a first sync, a reset) the
-/// rows go in without the primary key's index, which is then built once.
-async fn merge_sync(st: &Store, scope: &StateScope, sync: &str) -> Result<u64, WarehouseError> {
-    let err = |e| st.error("merged", e);
-    let (s, p, a) = (st.table("snapshot", scope), st.table("pending", scope), st.table("acks", scope));
-    let mut tx = StateTx::begin(&st.pool).await.map_err(err)?;
-    tx.execute("SET LOCAL maintenance_work_mem = '256MB'").await.map_err(err)?;
-    let acked = format!("{a} a CROSS JOIN LATERAL unnest(a.keys, a.hashes) AS u(k, h) WHERE a.sync = $1 AND NOT a.merged");
-    let upserts = format!("SELECT u.k, u.h, a.at FROM {acked} AND a.op <> 'deleted'");
-    // The primary key's name, when the snapshot is empty.
-    let primary_key: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT conname::text FROM pg_constraint WHERE conrelid = {}::regclass AND contype = 'p' AND NOT EXISTS (SELECT 1 FROM {s})",
-        literal(&s)
-    )))
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(err)?;
-    let moved = match primary_key {
-        Some(name) => {
-            let name = quote_ident(&name);
-            // An empty snapshot of an older build takes the "C" keys too.
-            tx.execute(AssertSqlSafe(format!("ALTER TABLE {s} DROP CONSTRAINT {name}, ALTER COLUMN k TYPE text COLLATE \"C\"")))
-                .await
-                .map_err(err)?;
-            let n = sqlx::query(AssertSqlSafe(format!("INSERT INTO {s} (k, h, delivered_at) {upserts}")))
-                .bind(sync)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?
-                .rows_affected();
-            tx.execute(AssertSqlSafe(format!("ALTER TABLE {s} ADD CONSTRAINT {name} PRIMARY KEY (k)"))).await.map_err(err)?;
-            n
-        }
-        None => {
-            let n = sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO {s} (k, h, delivered_at) {upserts}
-                 ON CONFLICT (k) DO UPDATE SET h = excluded.h, delivered_at = excluded.delivered_at"
-            )))
-            .bind(sync)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected();
-            let deleted = sqlx::query(AssertSqlSafe(format!(
-                "DELETE FROM {s} s USING (SELECT u.k FROM {acked} AND a.op = 'deleted') d WHERE s.k = d.k"
-            )))
-            .bind(sync)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected();
-            n + deleted
-        }
-    };
-    let pending: bool =
-        sqlx::query_scalar(AssertSqlSafe(format!("SELECT EXISTS (SELECT 1 FROM {p})"))).fetch_one(&mut *tx).await.map_err(err)?;
-    if pending {
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {p} p USING (SELECT u.k FROM {acked}) d WHERE p.k = d.k")))
-            .bind(sync)
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?;
-    }
-    sqlx::query(AssertSqlSafe(format!("UPDATE {a} SET merged = true WHERE sync = $1 AND NOT merged")))
-        .bind(sync)
-        .execute(&mut *tx)
-        .await
-        .map_err(err)?;
-    tx.commit().await.map_err(err)?;
-    Ok(moved)
 }
