@@ -81,3 +81,9 @@ macro_rules! all_cases {
 all_cases!(sqlite);
 all_cases!(postgres);
 all_cases!(mysql);
+
+/// Cases of one warehouse only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_snapshot_holding_a_key_twice_is_mended() {
+    state_layout::a_snapshot_holding_a_key_twice_is_mended(fixture::postgres().await).await
+}

@@ -188,3 +188,28 @@ pub async fn layout_1_state_is_upgraded_in_place(fx: Fixture) {
     assert_eq!((r.phase, r.loaded.succeeded), (SyncPhase::Successful, 8), "a layout-1 sync replays: {r:#?}");
     assert_eq!(env.sink.received().len(), 8);
 }
+
+/// PostgreSQL only (a first sync there fills a snapshot without its primary
+/// key, which is then built): should the snapshot ever hold a key twice, the
+/// key is still built, the newer entry kept, and nothing is sent again.
+pub async fn a_snapshot_holding_a_key_twice_is_mended(fx: Fixture) {
+    let env = Env::new(fx, 10).await;
+    let m = env.mapping();
+    let (_, r) = env.sync(&m).await;
+    assert_eq!(r.loaded.succeeded, 10, "{r:#?}");
+    let snapshot = state(&env, "snapshot");
+    let key = format!("\"snapshot_{}_pkey\"", StateScope::from_uid(&env.mapping_uid).id);
+    env.exec(&format!("ALTER TABLE {snapshot} DROP CONSTRAINT {key}")).await;
+    // An older entry of key 3 with another hash: were it kept, record 3
+    // would be sent again as updated.
+    env.exec(&format!("INSERT INTO {snapshot} (k, h, delivered_at) SELECT k, h + 1, delivered_at - 1 FROM {snapshot} WHERE k = '3'")).await;
+    env.sink.clear();
+    let (_, r) = env.sync(&m).await;
+    assert_eq!((r.phase, r.extracted.unchanged, r.loaded.succeeded), (SyncPhase::Successful, 10, 0), "{r:#?}");
+    assert!(env.sink.received().is_empty(), "nothing is sent again");
+    assert_eq!(count(&env, &format!("SELECT k FROM {snapshot}")).await, 10, "one entry per key");
+    // The key is back: the next sync's upserts need it.
+    env.exec("UPDATE {users} SET plan = 'pro' WHERE id = 3").await;
+    let (_, r) = env.sync(&m).await;
+    assert_eq!((r.phase, r.loaded.succeeded, r.extracted.updated), (SyncPhase::Successful, 1, 1), "{r:#?}");
+}
