@@ -49,13 +49,10 @@ pub const IN_FLIGHT: usize = 4;
 /// The sink's allocator purge delay (milliseconds); see `main`.
 const SINK_PURGE_DELAY_MS: i64 = 0;
 
-fn args_first_is_sink() -> bool {
-    std::env::args().nth(1).as_deref() == Some("--child-sink")
-}
-
 fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
     retl::tune_memory(); // as `retl` itself does
-    if args_first_is_sink() {
+    if args.get(1).map(String::as_str) == Some("--child-sink") {
         // The sink is the harness, not retl: it keeps the allocator setting
         // every reported run measured it with (freed memory returned at
         // once), so that floors and ratios stay comparable from run to run
@@ -63,7 +60,6 @@ fn main() -> Result<(), Error> {
         retl::set_purge_delay(SINK_PURGE_DELAY_MS);
     }
     retl::install_crypto_provider(); // reqwest needs one, even for plain HTTP
-    let args: Vec<String> = std::env::args().collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.get(1).map(String::as_str) {
         Some("--child-sink") => runtime.block_on(sink::serve()).map_err(Into::into),

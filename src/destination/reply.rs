@@ -41,6 +41,33 @@ struct Entry<'a> {
     message: Option<&'a RawValue>,
 }
 
+/// A reply whose `results` are all objects: the usual case, read in one pass.
+#[derive(Deserialize)]
+struct Entries<'a> {
+    #[serde(borrow)]
+    results: Vec<Entry<'a>>,
+}
+
+/// A reply's `results`: `Ok(None)` when it has none (or is not a JSON
+/// object), `Err` when they are not an array.
+fn entries(text: &str) -> Result<Option<Vec<Entry<'_>>>, String> {
+    // Only an object has a `results` field (serde would take an array for
+    // the struct's fields in order).
+    if !text.trim_start().starts_with('{') {
+        return Ok(None);
+    }
+    if let Ok(reply) = serde_json::from_str::<Entries>(text) {
+        return Ok(Some(reply.results));
+    }
+    // Anything else is looked at part by part.
+    let Some(results) = serde_json::from_str::<Reply>(text).ok().and_then(|r| r.results) else { return Ok(None) };
+    let Ok(results) = serde_json::from_str::<Vec<&RawValue>>(results.get()) else {
+        return Err("the reply's \"results\" is not an array".into());
+    };
+    // An entry that is not an object says nothing: a rejection.
+    Ok(Some(results.iter().map(|r| serde_json::from_str(r.get()).unwrap_or_default()).collect()))
+}
+
 /// A field that is there, even as `null` (an `Option` alone reads a `null`
 /// as absent).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -51,18 +78,11 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValu
 /// delivery per record, `Ok(None)` nothing per record (the status decides
 /// for the whole batch), `Err` why the reply cannot be read.
 pub fn read(text: &str, batch: &[OutRecord], replies: HttpReplies) -> Result<Option<Vec<Delivery>>, String> {
-    // Only an object has a `results` field (serde would take an array for
-    // the struct's fields in order).
-    let is_object = text.trim_start().starts_with('{');
-    let results = is_object.then(|| serde_json::from_str::<Reply>(text).ok()).flatten().and_then(|r| r.results);
-    let Some(results) = results else {
+    let Some(results) = entries(text)? else {
         return match replies {
             HttpReplies::PerRecord => Err("the reply has no \"results\" array, and this destination answers per record".into()),
             HttpReplies::Batch => Ok(None),
         };
-    };
-    let Ok(results) = serde_json::from_str::<Vec<&RawValue>>(results.get()) else {
-        return Err("the reply's \"results\" is not an array".into());
     };
     if results.len() > batch.len() {
         return Err(format!("the reply has {} results for a batch of {} records", results.len(), batch.len()));
@@ -74,8 +94,6 @@ pub fn read(text: &str, batch: &[OutRecord], replies: HttpReplies) -> Result<Opt
             batch.len()
         ));
     }
-    // An entry that is not an object says nothing: a rejection.
-    let results: Vec<Entry> = results.iter().map(|r| serde_json::from_str(r.get()).unwrap_or_default()).collect();
     let missing = || Delivery::Rejected {
         code: codes::NO_RESULT.to_string(),
         message: "the destination's reply has no result for this record".to_string(),

@@ -19,7 +19,7 @@
 //! key (every other sync merges first), so each key goes in once; should a
 //! key ever be there twice, the older entry goes when the key is built.
 
-use sqlx::postgres::{PgConnection, Postgres};
+use sqlx::postgres::Postgres;
 use sqlx::{AssertSqlSafe, Executor};
 
 use super::state::Store;
@@ -28,27 +28,27 @@ use crate::warehouse::server::literal;
 use crate::warehouse::state_tx::StateTx;
 use crate::warehouse::{StateScope, WarehouseError};
 
+/// The snapshot's primary-key constraint, as a query of its name.
+fn primary_key_sql(snapshot: &str) -> String {
+    format!("SELECT conname::text FROM pg_constraint WHERE conrelid = {}::regclass AND contype = 'p'", literal(snapshot))
+}
+
 /// The name of the snapshot's primary key, when it has one.
-async fn primary_key(conn: &mut PgConnection, snapshot: &str) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT conname::text FROM pg_constraint WHERE conrelid = {}::regclass AND contype = 'p'",
-        literal(snapshot)
-    )))
-    .fetch_optional(conn)
-    .await
+async fn primary_key<'c>(conn: impl sqlx::PgExecutor<'c>, snapshot: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(AssertSqlSafe(primary_key_sql(snapshot))).fetch_optional(conn).await
 }
 
 /// SQL that is true while a first sync fills `snapshot` (it has no primary
 /// key), for a commit's statement.
 pub(super) fn filling(snapshot: &str) -> String {
-    format!("NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {}::regclass AND contype = 'p')", literal(snapshot))
+    format!("NOT EXISTS ({})", primary_key_sql(snapshot))
 }
 
 /// Drops the primary key of an empty snapshot, in `tx`. Its keys become
 /// "C" text on the way (an older build's snapshot), so that the key is
 /// built the fast way afterwards.
 pub(super) async fn start(tx: &mut StateTx<Postgres>, snapshot: &str) -> Result<(), sqlx::Error> {
-    let drop = match primary_key(tx, snapshot).await? {
+    let drop = match primary_key(&mut **tx, snapshot).await? {
         Some(name) => format!("DROP CONSTRAINT {}, ", quote_ident(&name)),
         None => String::new(),
     };
@@ -77,13 +77,15 @@ async fn build_key(tx: &mut StateTx<Postgres>, st: &Store, scope: &StateScope) -
 }
 
 /// Builds the snapshot's primary key when it has none (a first sync ended,
-/// or was killed).
+/// or was killed). The caller holds the Mapping's lock, so the look needs
+/// no transaction of its own.
 async fn finish(st: &Store, scope: &StateScope) -> Result<(), WarehouseError> {
     let err = |e| st.error("merged", e);
-    let mut tx = StateTx::begin(&st.pool).await.map_err(err)?;
-    if primary_key(&mut tx, &st.table("snapshot", scope)).await.map_err(err)?.is_none() {
-        build_key(&mut tx, st, scope).await.map_err(err)?;
+    if primary_key(&st.pool, &st.table("snapshot", scope)).await.map_err(err)?.is_some() {
+        return Ok(());
     }
+    let mut tx = StateTx::begin(&st.pool).await.map_err(err)?;
+    build_key(&mut tx, st, scope).await.map_err(err)?;
     tx.commit().await.map_err(err)
 }
 

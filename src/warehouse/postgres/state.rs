@@ -248,7 +248,8 @@ pub async fn commit(st: &Store, scope: &StateScope, sync: &str, batches: &[i64],
     if !plan.acks.is_empty() {
         // While a first sync fills the snapshot, its delivered records go
         // straight in, their acks row merged (merge.rs).
-        let (s, filling) = (st.table("snapshot", scope), super::merge::filling(&st.table("snapshot", scope)));
+        let s = st.table("snapshot", scope);
+        let filling = super::merge::filling(&s);
         let (mut rows, mut fill) = (Vec::new(), Vec::new());
         for g in &plan.acks {
             let [op, outcome, code, n, keys, hashes] = <[String; 6]>::try_from(placeholders(6)).unwrap_or_default();
