@@ -68,9 +68,49 @@ pub async fn history(client: &Client, ns: &str, mapping: &str) -> Result<Vec<Syn
         what: format!("cannot list the Syncs of Mapping {ns}/{mapping}"),
         detail: crate::controller::secrets::short(&e),
     })?;
-    let key = |s: &Sync| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    items.sort_by(|a, b| key(b).cmp(&key(a)).then_with(|| b.metadata.name.cmp(&a.metadata.name)));
+    newest_first(&mut items);
     Ok(items)
+}
+
+/// Orders Syncs newest first. Kubernetes times have whole seconds, so two
+/// Syncs created in one second (a sync-now right after a replay finished)
+/// are told apart by when they finished: one still running, or finished
+/// later, is the newer.
+fn newest_first(items: &mut [Sync]) {
+    let created = |s: &Sync| s.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let finished = |s: &Sync| match s.status.as_ref().and_then(|st| st.completion_time.as_ref()) {
+        Some(t) => (false, Some(t.0)),
+        None => (true, None), // still running: after any finished one
+    };
+    items.sort_by(|a, b| (created(b), finished(b)).cmp(&(created(a), finished(a))).then_with(|| b.metadata.name.cmp(&a.metadata.name)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syncs_created_in_one_second_are_ordered_by_when_they_finished() {
+        let sync = |yaml: &str| serde_yaml_ng::from_str::<Sync>(yaml).unwrap();
+        let mut items = vec![
+            sync(
+                "metadata: {name: b-older, creationTimestamp: '2026-12-06T05:00:00Z'}\nspec: {mappingRef: {name: m}}\n\
+                  status: {completionTime: '2026-12-06T05:00:02Z'}",
+            ),
+            sync(
+                "metadata: {name: a-newer, creationTimestamp: '2026-12-06T05:00:02Z'}\nspec: {mappingRef: {name: m}}\n\
+                  status: {completionTime: '2026-12-06T05:00:03Z'}",
+            ),
+            sync(
+                "metadata: {name: z-replay, creationTimestamp: '2026-12-06T05:00:02Z'}\nspec: {mappingRef: {name: m}}\n\
+                  status: {completionTime: '2026-12-06T05:00:02Z'}",
+            ),
+            sync("metadata: {name: c-running, creationTimestamp: '2026-12-06T05:00:02Z'}\nspec: {mappingRef: {name: m}}"),
+        ];
+        newest_first(&mut items);
+        let names: Vec<&str> = items.iter().map(|s| s.metadata.name.as_deref().unwrap_or_default()).collect();
+        assert_eq!(names, ["c-running", "a-newer", "z-replay", "b-older"]);
+    }
 }
 
 /// Syncs as `kubectl get syncs` prints them, with the start time.
