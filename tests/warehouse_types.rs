@@ -157,14 +157,19 @@ mod postgres {
             "CREATE SCHEMA {s};
              CREATE TABLE {s}.v (id int PRIMARY KEY, big bigint, small_num numeric(12,2), big_num numeric,
                flag boolean, t text, ts timestamptz, ts_nz timestamp, d date, u uuid, j jsonb, js json,
-               arr int[], tags text[], b bytea, n text, iv interval);
+               arr int[], tags text[], b bytea, n text, iv interval, num15 numeric(15,3), num16 numeric(16,0));
              INSERT INTO {s}.v VALUES (1, 9007199254740993, 1234.50, 12345678901234567890.123456789, true, 'hé \"x\"',
                '2024-05-01 12:00:00.123+02', '2024-05-01 12:00:00', '2024-05-01',
                'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{{\"a\": {{\"b\": [1, 2]}}}}', '[{{\"sku\": \"x\"}}]',
-               '{{1,2,3}}', '{{a,b}}', '\\x68690a', NULL, '1 day')"
+               '{{1,2,3}}', '{{a,b}}', '\\x68690a', NULL, '1 day', -123456789012.345, 9999999999999999)"
         ))
         .await
         .unwrap();
+        // A table's numeric column shows its declared digits (the Model's
+        // status lists them); an unconstrained one and a computed one do not.
+        let columns = wh.describe(&format!("SELECT small_num, big_num, small_num * 2 AS twice FROM {s}.v")).await.unwrap();
+        let types: Vec<Option<&str>> = columns.iter().map(|c| c.type_name.as_deref()).collect();
+        assert_eq!(types, [Some("NUMERIC(12,2)"), Some("NUMERIC"), Some("NUMERIC")]);
         let rows = rows(wh.as_ref(), &format!("SELECT * FROM {s}.v")).await;
         let row = rows["1"].as_ref().unwrap();
         let expected = json!({
@@ -173,6 +178,8 @@ mod postgres {
             "ts": "2024-05-01T10:00:00.123+00:00", "ts_nz": "2024-05-01T12:00:00+00:00", "d": "2024-05-01",
             "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "j": {"a": {"b": [1, 2]}}, "js": [{"sku": "x"}],
             "arr": [1, 2, 3], "tags": ["a", "b"], "b": "aGkK", "n": null, "iv": "1 day",
+            // Declared to fit a double: a number; one digit more: every digit, as text.
+            "num15": -123456789012.345, "num16": "9999999999999999",
         });
         assert_eq!(Value::Object(row.clone()), expected);
         let names: Vec<&str> = row.keys().map(String::as_str).collect();

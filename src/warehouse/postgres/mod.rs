@@ -9,6 +9,7 @@
 //! snapshot forward with what they committed; `history` reads
 //! the record log and keeps the sync-run table and the per-Mapping lock.
 
+mod columns;
 mod history;
 mod merge;
 mod stage;
@@ -18,7 +19,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
-use super::rows::{describe_columns, query_err};
+use super::rows::query_err;
 use super::server::{Failure, ServerTarget, classify, connect_message};
 use super::{
     Column, DiffCounts, DiffRequest, HistoryFilter, LogCount, LoggedFailure, RecordOutcome, StagedChange, StateScope, SyncLock, SyncRun,
@@ -87,7 +88,7 @@ impl Warehouse for PostgresWarehouse {
     }
 
     async fn describe(&self, query: &str) -> Result<Vec<Column>, WarehouseError> {
-        describe_columns(&self.st.pool, query).await
+        columns::describe(&self.st.pool, query).await
     }
 
     async fn prepare_state(&self, scope: &StateScope) -> Result<(), WarehouseError> {

@@ -253,8 +253,12 @@ pub async fn commit(st: &Store, scope: &StateScope, sync: &str, batches: &[i64],
         let (mut rows, mut fill) = (Vec::new(), Vec::new());
         for g in &plan.acks {
             let [op, outcome, code, n, keys, hashes] = <[String; 6]>::try_from(placeholders(6)).unwrap_or_default();
-            let merged = if g.op == "deleted" { "false".to_string() } else { filling.clone() };
-            rows.push(format!("($1, $2, {op}, {outcome}, {code}, {n}, {keys}::text[], {hashes}::bigint[], {merged})"));
+            // A row merged as it is written keeps no hashes: only a merge reads them.
+            let (merged, kept) = match g.op {
+                "deleted" => ("false".to_string(), format!("{hashes}::bigint[]")),
+                _ => (filling.clone(), format!("CASE WHEN {filling} THEN '{{}}'::bigint[] ELSE {hashes}::bigint[] END")),
+            };
+            rows.push(format!("($1, $2, {op}, {outcome}, {code}, {n}, {keys}::text[], {kept}, {merged})"));
             if g.op != "deleted" {
                 fill.push(format!("SELECT k, h FROM unnest({keys}::text[], {hashes}::bigint[]) AS u(k, h)"));
             }
