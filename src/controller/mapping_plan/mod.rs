@@ -170,8 +170,12 @@ pub fn plan(m: &Mapping, syncs: &[SyncView], problem: Option<Problem>, now: Time
         status.next_schedule_time = None;
     }
 
-    out.delete = beyond_history(syncs, spec.successful_syncs_history_limit, spec.failed_syncs_history_limit);
-    status.last_sync = match (&out.create, syncs.iter().max_by_key(|s| (s.created, s.name.clone()))) {
+    // The lastSync this status names is the newest Sync this plan created:
+    // among Syncs created in the same second, it is the newer.
+    let newest = status.last_sync.as_ref().map(|l| l.name.clone());
+    let age = |s: &SyncView| (s.created, Some(&s.name) == newest.as_ref(), s.name.clone());
+    out.delete = beyond_history(syncs, age, spec.successful_syncs_history_limit, spec.failed_syncs_history_limit);
+    status.last_sync = match (&out.create, syncs.iter().max_by_key(|s| age(s))) {
         (Some(new), _) => Some(LastSync { name: new.name.clone(), phase: Some(SyncPhase::Pending), start_time: None }),
         (None, Some(s)) => {
             // A Sync its controller has not looked at yet is Pending (as the
@@ -212,23 +216,30 @@ fn skip(what: &str, why: &str) -> PlannedEvent {
 }
 
 /// Finished Syncs to delete so that at most `ok_limit` successful ones and
-/// `failed_limit` failed ones are kept, newest first. Creation times have
-/// one-second resolution: a Sync created in the same second as the last one
-/// kept is kept too, rather than guessing which of the two is newer.
-fn beyond_history(syncs: &[SyncView], ok_limit: u32, failed_limit: u32) -> Vec<String> {
+/// `failed_limit` failed ones are kept, newest first by `age`: when created,
+/// then whether it is the Mapping's lastSync, then the name. Creation times
+/// have one-second resolution: a Sync created in the same second as the last
+/// one kept is kept too, rather than guessing which of the two is newer,
+/// unless the one kept is the lastSync (the newer of the two).
+fn beyond_history<K: Ord>(
+    syncs: &[SyncView],
+    age: impl Fn(&SyncView) -> (Timestamp, bool, K),
+    ok_limit: u32,
+    failed_limit: u32,
+) -> Vec<String> {
     let mut finished: Vec<&SyncView> = syncs.iter().filter(|s| !s.running()).collect();
-    finished.sort_by_key(|s| std::cmp::Reverse(s.created));
-    let mut kept: BTreeMap<bool, (u32, Option<Timestamp>)> = BTreeMap::new();
+    finished.sort_by_key(|s| std::cmp::Reverse(age(s)));
+    let mut kept: BTreeMap<bool, (u32, Option<(Timestamp, bool)>)> = BTreeMap::new();
     let mut out = Vec::new();
     for s in finished {
         let failed = s.phase == Some(SyncPhase::Failed);
         let limit = if failed { failed_limit } else { ok_limit };
         let (n, last) = kept.entry(failed).or_default();
-        if *n >= limit && *last != Some(s.created) {
+        if *n >= limit && *last != Some((s.created, false)) {
             out.push(s.name.clone());
         } else {
             *n += 1;
-            *last = Some(s.created);
+            *last = Some((s.created, age(s).1));
         }
     }
     out

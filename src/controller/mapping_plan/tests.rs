@@ -173,6 +173,30 @@ fn history_limits_keep_the_newest_finished_syncs() {
 }
 
 #[test]
+fn of_syncs_created_in_one_second_the_last_sync_is_the_newest() {
+    // A sync-now right after a sync finished: both created in the same
+    // second (Kubernetes times have whole seconds). The Mapping's lastSync,
+    // the Sync it created last, is the newer; the other goes.
+    let mut m = mapping(BASE);
+    m.spec.schedule = None;
+    m.spec.successful_syncs_history_limit = 1;
+    let syncs = [
+        sync("z-first", Some(SyncPhase::Successful), "2026-01-01T00:01:00Z"),
+        sync("a-second", Some(SyncPhase::Successful), "2026-01-01T00:01:00Z"),
+    ];
+    let last = |name: &str| Some(LastSync { name: name.into(), phase: Some(SyncPhase::Successful), start_time: None });
+    m.status = Some(MappingStatus { last_sync: last("a-second"), ..Default::default() });
+    let p = plan(&m, &syncs, None, t("2026-01-01T00:02:00Z"));
+    assert_eq!(p.delete, vec!["z-first"]);
+    assert_eq!(p.status.last_sync.unwrap().name, "a-second", "the lastSync stays the newer one, whatever the names");
+
+    // Neither is the lastSync: which is newer is not known, both are kept.
+    m.status = Some(MappingStatus { last_sync: last("older"), ..Default::default() });
+    let p = plan(&m, &syncs, None, t("2026-01-01T00:02:00Z"));
+    assert!(p.delete.is_empty(), "{:?}", p.delete);
+}
+
+#[test]
 fn a_bad_schedule_says_so() {
     let mut m = mapping(BASE);
     m.spec.schedule = Some("every day".into());
