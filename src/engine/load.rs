@@ -128,9 +128,17 @@ impl Loader<'_> {
         let hand_over = async |number: i64, batch: Vec<(OutRecord, String)>| {
             // The semaphore is never closed; the dispatcher only goes away
             // when the sync already failed.
+            // A cancel while it waited for room: the batch is not sent (its
+            // records are counted as skipped at the end), so that a cancel
+            // stops a sync at the next batch boundary, not after every
+            // batch already mapped.
             if let Ok(held) = held.clone().acquire_owned().await {
+                if self.cancel.is_cancelled() {
+                    return false;
+                }
                 let _ = full.send(Full { number, batch, held }).await;
             }
+            true
         };
         while let Some(page) = pages.recv().await {
             let seen = page.len() as u64;
@@ -147,7 +155,7 @@ impl Loader<'_> {
                                 continue;
                             }
                             number += 1;
-                            hand_over(number, std::mem::replace(&mut batch, Vec::with_capacity(batch_size))).await;
+                            canceled = !hand_over(number, std::mem::replace(&mut batch, Vec::with_capacity(batch_size))).await;
                         }
                     }
                     Prepared::Send(..) => {} // canceled: counted as skipped at the end
@@ -158,8 +166,8 @@ impl Loader<'_> {
                 return Ok(true);
             }
         }
-        if !batch.is_empty() {
-            hand_over(number + 1, batch).await;
+        if !batch.is_empty() && (self.cancel.is_cancelled() || !hand_over(number + 1, batch).await) {
+            return Ok(true);
         }
         Ok(false)
     }

@@ -341,6 +341,35 @@ pub async fn cancel_stops_at_a_batch_boundary(fx: Fixture) {
     assert_eq!(env.sink.latest().len(), 100);
 }
 
+pub async fn cancel_stops_batches_already_mapped(fx: Fixture) {
+    // 25 records in batches of 10, one in flight: the three batches are
+    // mapped at once, the first is sent and the other two wait for room.
+    // A cancel while the first is answered stops the last one from going.
+    let env = Env::new(fx, 25).await;
+    let mut http = env.http.clone();
+    http.batch_size = Some(10);
+    http.max_in_flight = Some(1);
+    env.sink.set(|b| b.stall = Some(Duration::from_millis(500)));
+    let m = env.mapping();
+    let ctx = env.context(&m, SyncTrigger::Manual, None);
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let watcher = async {
+        while env.sink.max_in_flight() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        trigger.cancel();
+    };
+    let (r, _) = tokio::join!(run_sync(&ctx, env.wh.as_ref(), env.destination_with(&http), &Quiet, &cancel), watcher);
+    assert_adds_up(&r);
+    assert_eq!(r.phase, SyncPhase::Canceled, "{r:#?}");
+    assert!(r.loaded.succeeded < 25 && env.sink.received().len() < 25, "the last batch stayed: {r:#?}");
+    env.sink.set(|b| b.stall = None);
+    let (_, rest) = env.sync(&m).await;
+    assert_eq!(rest.loaded.succeeded, 25 - r.loaded.succeeded, "the next sync sends exactly the rest");
+    assert_eq!(env.sink.latest().len(), 25);
+}
+
 pub async fn concurrency_and_rate_limit_are_bounded(fx: Fixture) {
     let env = Env::new(fx, 60).await;
     let mut http = env.http.clone();

@@ -55,6 +55,7 @@ macro_rules! all_cases {
             bad_rows_are_failed_records_not_a_crash,
             a_killed_worker_loses_nothing,
             cancel_stops_at_a_batch_boundary,
+            cancel_stops_batches_already_mapped,
             concurrency_and_rate_limit_are_bounded,
             values_json_cannot_carry_fail_that_record,
             replies_without_results_accept_or_reject_the_whole_batch,
