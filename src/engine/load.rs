@@ -127,11 +127,10 @@ impl Loader<'_> {
         let mut number = 0;
         let hand_over = async |number: i64, batch: Vec<(OutRecord, String)>| {
             // The semaphore is never closed; the dispatcher only goes away
-            // when the sync already failed.
-            // A cancel while it waited for room: the batch is not sent (its
-            // records are counted as skipped at the end), so that a cancel
-            // stops a sync at the next batch boundary, not after every
-            // batch already mapped.
+            // when the sync already failed. A cancel while the batch waited
+            // for room keeps it from being sent (its records are counted as
+            // skipped at the end): a cancel stops a sync at the next batch
+            // boundary, not after every batch already mapped.
             if let Ok(held) = held.clone().acquire_owned().await {
                 if self.cancel.is_cancelled() {
                     return false;

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use serde_json::Value;
 
-use sqlx::{AssertSqlSafe, Column as _, Executor, Statement as _, TypeInfo as _};
+use sqlx::{AssertSqlSafe, Column as _, Executor, TypeInfo as _};
 
 use super::{Column, Row, WarehouseError};
 
@@ -45,9 +45,22 @@ where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
+    Ok(columns_of(&prepare_model(pool, query).await?))
+}
+
+/// The model's query prepared (not run), for what the server says of its columns.
+pub async fn prepare_model<DB>(pool: &sqlx::Pool<DB>, query: &str) -> Result<DB::Statement, WarehouseError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
     let sql = format!("SELECT * FROM ({}) AS q", model_subquery(query));
-    let stmt = pool.prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(sql))).await.map_err(query_err)?;
-    Ok(stmt.columns().iter().map(|c| Column { name: c.name().to_string(), type_name: Some(c.type_info().name().to_string()) }).collect())
+    pool.prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(sql))).await.map_err(query_err)
+}
+
+/// A prepared statement's columns, with the server's type names.
+pub fn columns_of<S: sqlx::Statement>(stmt: &S) -> Vec<Column> {
+    stmt.columns().iter().map(|c| Column { name: c.name().to_string(), type_name: Some(c.type_info().name().to_string()) }).collect()
 }
 
 /// Turns a staged row's JSON text into a [`Row`].

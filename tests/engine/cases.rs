@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use retl::api::{ChangeKind, SyncPhase, SyncTrigger};
-use retl::engine::{Quiet, fail_abandoned_runs, run_sync};
+use retl::api::{ChangeKind, HttpDestination, SyncPhase, SyncTrigger};
+use retl::engine::{Quiet, SyncReport, fail_abandoned_runs, run_sync};
 use retl::warehouse::{HistoryFilter, StateScope};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -320,25 +320,10 @@ pub async fn cancel_stops_at_a_batch_boundary(fx: Fixture) {
     let mut http = env.http.clone();
     http.max_in_flight = Some(1);
     env.sink.set(|b| b.stall = Some(Duration::from_millis(50)));
-    let m = env.mapping();
-    let ctx = env.context(&m, SyncTrigger::Manual, None);
-    let cancel = CancellationToken::new();
-    let trigger = cancel.clone();
-    let watcher = async {
-        while env.sink.received().len() < 20 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        trigger.cancel();
-    };
-    let (r, _) = tokio::join!(run_sync(&ctx, env.wh.as_ref(), env.destination_with(&http), &Quiet, &cancel), watcher);
-    assert_adds_up(&r);
-    assert_eq!(r.phase, SyncPhase::Canceled, "{r:#?}");
+    let r = canceled_when(&env, &http, || env.sink.received().len() >= 20).await;
     assert!(r.loaded.succeeded >= 20 && r.loaded.succeeded < 100);
     assert_eq!(r.skipped[0].reason, "Canceled");
-    env.sink.set(|b| b.stall = None);
-    let (_, rest) = env.sync(&m).await;
-    assert_eq!(rest.loaded.succeeded, 100 - r.loaded.succeeded, "the next sync sends exactly the rest");
-    assert_eq!(env.sink.latest().len(), 100);
+    the_next_sync_sends_the_rest(&env, 100, &r).await;
 }
 
 pub async fn cancel_stops_batches_already_mapped(fx: Fixture) {
@@ -350,24 +335,36 @@ pub async fn cancel_stops_batches_already_mapped(fx: Fixture) {
     http.batch_size = Some(10);
     http.max_in_flight = Some(1);
     env.sink.set(|b| b.stall = Some(Duration::from_millis(500)));
+    let r = canceled_when(&env, &http, || env.sink.max_in_flight() > 0).await;
+    assert!(r.loaded.succeeded < 25 && env.sink.received().len() < 25, "the last batch stayed: {r:#?}");
+    the_next_sync_sends_the_rest(&env, 25, &r).await;
+}
+
+/// Runs a sync through `http` and cancels it once `now()` holds; it ends
+/// `Canceled`, its counts adding up.
+async fn canceled_when(env: &Env, http: &HttpDestination, now: impl Fn() -> bool) -> SyncReport {
     let m = env.mapping();
     let ctx = env.context(&m, SyncTrigger::Manual, None);
     let cancel = CancellationToken::new();
-    let trigger = cancel.clone();
     let watcher = async {
-        while env.sink.max_in_flight() == 0 {
+        while !now() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        trigger.cancel();
+        cancel.cancel();
     };
-    let (r, _) = tokio::join!(run_sync(&ctx, env.wh.as_ref(), env.destination_with(&http), &Quiet, &cancel), watcher);
+    let (r, _) = tokio::join!(run_sync(&ctx, env.wh.as_ref(), env.destination_with(http), &Quiet, &cancel), watcher);
     assert_adds_up(&r);
     assert_eq!(r.phase, SyncPhase::Canceled, "{r:#?}");
-    assert!(r.loaded.succeeded < 25 && env.sink.received().len() < 25, "the last batch stayed: {r:#?}");
+    r
+}
+
+/// After the canceled sync `r`, the next one (the sink no longer stalling)
+/// sends exactly the rest of the `total` records.
+async fn the_next_sync_sends_the_rest(env: &Env, total: u64, r: &SyncReport) {
     env.sink.set(|b| b.stall = None);
-    let (_, rest) = env.sync(&m).await;
-    assert_eq!(rest.loaded.succeeded, 25 - r.loaded.succeeded, "the next sync sends exactly the rest");
-    assert_eq!(env.sink.latest().len(), 25);
+    let (_, rest) = env.sync(&env.mapping()).await;
+    assert_eq!(rest.loaded.succeeded, total - r.loaded.succeeded, "the next sync sends exactly the rest");
+    assert_eq!(env.sink.latest().len() as u64, total);
 }
 
 pub async fn concurrency_and_rate_limit_are_bounded(fx: Fixture) {

@@ -5,10 +5,10 @@
 //! written as it is, without the per-row check an unconstrained `numeric`
 //! needs (0.16 s of the server's time per million rows).
 
+use sqlx::Statement;
 use sqlx::postgres::PgPool;
-use sqlx::{AssertSqlSafe, Column as _, Executor, Statement, TypeInfo};
 
-use crate::warehouse::rows::{model_subquery, query_err, quote_ident};
+use crate::warehouse::rows::{columns_of, prepare_model, query_err, quote_ident};
 use crate::warehouse::{Column, WarehouseError};
 
 /// The most significant digits every decimal survives a double with (and
@@ -19,10 +19,8 @@ const EXACT_DIGITS: u32 = 15;
 /// the server's type names; a `NUMERIC` read from a table column also
 /// carries its declared precision and scale (`NUMERIC(12,2)`).
 pub async fn describe(pool: &PgPool, query: &str) -> Result<Vec<Column>, WarehouseError> {
-    let sql = format!("SELECT * FROM ({}) AS q", model_subquery(query));
-    let stmt = pool.prepare(sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(sql))).await.map_err(query_err)?;
-    let mut columns: Vec<Column> =
-        stmt.columns().iter().map(|c| Column { name: c.name().to_string(), type_name: Some(c.type_info().name().to_string()) }).collect();
+    let stmt = prepare_model(pool, query).await?;
+    let mut columns = columns_of(&stmt);
     // Where each NUMERIC column comes from, when it is a table's column.
     let (mut at, mut tables, mut numbers) = (Vec::new(), Vec::new(), Vec::new());
     for (i, c) in stmt.columns().iter().enumerate() {

@@ -246,27 +246,29 @@ pub async fn commit(st: &Store, scope: &StateScope, sync: &str, batches: &[i64],
         ph
     };
     if !plan.acks.is_empty() {
-        // While a first sync fills the snapshot, its delivered records go
-        // straight in, their acks row merged (merge.rs).
+        // While a first sync fills the snapshot (looked up once, `m`), its
+        // delivered records go straight in, their acks row merged as it is
+        // written and keeping no hashes: only a merge reads them (merge.rs).
         let s = st.table("snapshot", scope);
-        let filling = super::merge::filling(&s);
         let (mut rows, mut fill) = (Vec::new(), Vec::new());
         for g in &plan.acks {
             let [op, outcome, code, n, keys, hashes] = <[String; 6]>::try_from(placeholders(6)).unwrap_or_default();
-            // A row merged as it is written keeps no hashes: only a merge reads them.
-            let (merged, kept) = match g.op {
-                "deleted" => ("false".to_string(), format!("{hashes}::bigint[]")),
-                _ => (filling.clone(), format!("CASE WHEN {filling} THEN '{{}}'::bigint[] ELSE {hashes}::bigint[] END")),
-            };
-            rows.push(format!("($1, $2, {op}, {outcome}, {code}, {n}, {keys}::text[], {kept}, {merged})"));
+            rows.push(format!("({op}, {outcome}, {code}, {n}, {keys}::text[], {hashes}::bigint[])"));
             if g.op != "deleted" {
                 fill.push(format!("SELECT k, h FROM unnest({keys}::text[], {hashes}::bigint[]) AS u(k, h)"));
             }
         }
-        parts.push(format!("a AS (INSERT INTO {a} (sync, at, op, outcome, code, n, keys, hashes, merged) VALUES {})", rows.join(", ")));
+        parts.push(format!("m AS (SELECT {} AS filling)", super::merge::filling(&s)));
+        parts.push(format!(
+            "a AS (INSERT INTO {a} (sync, at, op, outcome, code, n, keys, hashes, merged)
+               SELECT $1, $2, v.op, v.outcome, v.code, v.n, v.keys, CASE WHEN x.merged THEN '{{}}' ELSE v.hashes END, x.merged
+               FROM (VALUES {}) AS v(op, outcome, code, n, keys, hashes)
+               CROSS JOIN LATERAL (SELECT m.filling AND v.op <> 'deleted' AS merged FROM m) AS x)",
+            rows.join(", ")
+        ));
         if !fill.is_empty() {
             parts.push(format!(
-                "s AS (INSERT INTO {s} (k, h, delivered_at) SELECT k, h, $2 FROM ({}) AS u WHERE {filling})",
+                "s AS (INSERT INTO {s} (k, h, delivered_at) SELECT k, h, $2 FROM ({}) AS u WHERE (SELECT filling FROM m))",
                 fill.join(" UNION ALL ")
             ));
         }
