@@ -9,6 +9,7 @@ use super::events::{EventRecorder, EventSpec};
 use super::job::WorkerSettings;
 use super::mapping_plan::PlannedEvent;
 use super::metrics::Metrics;
+use super::request_gate::RequestGate;
 
 /// The one field manager of every write retl makes.
 pub const FIELD_MANAGER: &str = "retl-operator";
@@ -22,6 +23,8 @@ pub struct Context {
     /// Held while a Sync of a limited Destination is admitted and its Job
     /// created (see `admission`).
     pub admission: tokio::sync::Mutex<()>,
+    /// Slots for the controllers' API requests: a Sync's creation first.
+    pub requests: RequestGate,
     recorder: EventRecorder,
 }
 
@@ -35,6 +38,7 @@ impl Context {
             metrics,
             http,
             admission: Default::default(),
+            requests: RequestGate::default(),
         }
     }
 
@@ -49,6 +53,7 @@ impl Context {
             note: e.message.clone(),
             related: related.cloned(),
         };
+        let _slot = self.requests.routine().await;
         if let Err(err) = self.recorder.publish(object, &spec).await {
             tracing::warn!(reason = %e.reason, error = %super::secrets::short(&err), "could not record an Event");
         }

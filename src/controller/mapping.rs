@@ -34,7 +34,11 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
     let mapping = if caches.mapping_writes.holds_own_writes(cached.as_ref()) {
         cached.as_ref().clone()
     } else {
-        let Some(fresh) = mappings.get_opt(&name).await.map_err(ControllerError::api("get", "Mapping", &name))? else {
+        let read = {
+            let _slot = ctx.requests.urgent().await;
+            mappings.get_opt(&name).await
+        };
+        let Some(fresh) = read.map_err(ControllerError::api("get", "Mapping", &name))? else {
             return Ok(Action::await_change());
         };
         caches.mapping_writes.record(&fresh);
@@ -43,13 +47,14 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
 
     // Dereference, from the caches.
     let problem = validate(&caches, &ns, &mapping);
-    let views = sync_views(&caches, &syncs_api, &ns, &mapping).await?;
+    let views = sync_views(&ctx, &caches, &syncs_api, &ns, &mapping).await?;
 
     // Plan, without a client.
     let p = plan(&mapping, &views, problem, Timestamp::now());
 
-    // Apply: the Sync first (at a tick it is what 1,000 Mappings wait for),
-    // then the status that records its tick, then the rest.
+    // Apply: the Sync first (at a tick it is what 1,000 Mappings wait for:
+    // its requests are urgent), then the status that records its tick, then
+    // the rest.
     if let Some(new) = &p.create {
         let mut sync =
             Sync::new(&new.name, SyncSpec { mapping_ref: ObjectRef { name: name.clone() }, trigger: new.trigger, replay_of: None });
@@ -64,7 +69,11 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
             .into(),
         );
         sync.metadata.owner_references = mapping.controller_owner_ref(&()).map(|o| vec![o]);
-        match syncs_api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &sync).await {
+        let created = {
+            let _slot = ctx.requests.urgent().await;
+            syncs_api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &sync).await
+        };
+        match created {
             Ok(created) => caches.sync_writes.record(&created),
             // The name is the request: AlreadyExists means it was done.
             Err(kube::Error::Api(e)) if e.code == 409 => {}
@@ -74,6 +83,7 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
     for running in &p.cancel {
         let token = Timestamp::now().to_string();
         let patch = json!({"metadata": {"annotations": {annotation::CANCEL: token}}});
+        let _slot = ctx.requests.routine().await;
         syncs_api
             .patch(running, &PatchParams::default(), &Patch::Merge(&patch))
             .await
@@ -84,6 +94,7 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
     let status = async {
         if mapping.status.as_ref() != Some(&p.status) {
             let patch = super::status::status_patch(mapping.status.as_ref(), &p.status);
+            let _slot = ctx.requests.routine().await;
             let written = mappings
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -100,6 +111,7 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
     };
     futures::join!(status, events).0?;
     for old in &p.delete {
+        let _slot = ctx.requests.routine().await;
         match syncs_api.delete(old, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -113,7 +125,13 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
 /// cache does not show that one yet while it may still run (created by the
 /// reconcile before this one, its watch event on its way): it must count,
 /// or concurrencyPolicy Forbid could start a second Sync beside it.
-async fn sync_views(caches: &Caches, syncs_api: &Api<Sync>, ns: &str, mapping: &Mapping) -> Result<Vec<SyncView>, ControllerError> {
+async fn sync_views(
+    ctx: &Context,
+    caches: &Caches,
+    syncs_api: &Api<Sync>,
+    ns: &str,
+    mapping: &Mapping,
+) -> Result<Vec<SyncView>, ControllerError> {
     let name = mapping.name_any();
     let view = |s: &Sync| SyncView {
         name: s.name_any(),
@@ -127,11 +145,16 @@ async fn sync_views(caches: &Caches, syncs_api: &Api<Sync>, ns: &str, mapping: &
         .as_ref()
         .and_then(|s| s.last_sync.as_ref())
         .filter(|last| !last.phase.is_some_and(SyncPhase::is_finished) && !views.iter().any(|v| v.name == last.name));
-    if let Some(last) = unseen
-        && let Some(s) = syncs_api.get_opt(&last.name).await.map_err(ControllerError::api("get", "Sync", &last.name))?
-        && s.spec.mapping_ref.name == name
-    {
-        views.push(view(&s));
+    if let Some(last) = unseen {
+        let read = {
+            let _slot = ctx.requests.urgent().await;
+            syncs_api.get_opt(&last.name).await
+        };
+        if let Some(s) = read.map_err(ControllerError::api("get", "Sync", &last.name))?
+            && s.spec.mapping_ref.name == name
+        {
+            views.push(view(&s));
+        }
     }
     Ok(views)
 }

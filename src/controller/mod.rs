@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod model;
 pub mod naming;
 pub mod own_pod;
+pub mod request_gate;
 pub mod run;
 pub mod secrets;
 pub mod source;

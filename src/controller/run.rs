@@ -35,12 +35,12 @@ use crate::api::{Destination, Mapping, Model, Source, Sync, SyncAlert};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Reconciles of Mappings at once. At a tick every Mapping on that
-/// schedule is due in the same millisecond; each reconcile holds one
-/// connection to the API server (HTTP/1.1) while it creates its Sync, and
-/// the API server's fairness (APF) queues a client's requests beyond its
-/// share and refuses them (429) beyond its queues. Enough to keep the API
-/// server busy, few enough that it queues rather than refuses.
-const MAPPING_CONCURRENCY: u16 = 128;
+/// schedule is due in the same millisecond, and every one of them should
+/// have its Sync's creation in the queue of urgent requests (the
+/// RequestGate), ahead of the status writes, Events and deletions of the
+/// Mappings served before it: so this is not what limits the requests in
+/// flight (the gate's slots are), only the memory a burst may take.
+const MAPPING_CONCURRENCY: u16 = 4096;
 
 /// Reconciles of Syncs at once: their work (a Job each, and what the
 /// control plane then does for it) may trail a tick by a moment, and must

@@ -44,7 +44,10 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
     let job = match get(&caches.jobs, &ns, &job_name) {
         _ if !running => None,
         Some(j) => Some(j.as_ref().clone()),
-        None => jobs.get_opt(&job_name).await.map_err(ControllerError::api("get", "Job", &job_name))?,
+        None => {
+            let _slot = ctx.requests.routine().await;
+            jobs.get_opt(&job_name).await.map_err(ControllerError::api("get", "Job", &job_name))?
+        }
     };
     let worker_done = match JobState::of(job.as_ref()) {
         JobState::Succeeded | JobState::Failed { .. } => true,
@@ -54,7 +57,11 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
     let sync = if caches.sync_writes.holds_own_writes(cached.as_ref()) && !(running && worker_done) {
         cached.as_ref().clone()
     } else {
-        match syncs.get_opt(&name).await.map_err(ControllerError::api("get", "Sync", &name))? {
+        let read = {
+            let _slot = ctx.requests.routine().await;
+            syncs.get_opt(&name).await
+        };
+        match read.map_err(ControllerError::api("get", "Sync", &name))? {
             Some(fresh) => {
                 caches.sync_writes.record(&fresh);
                 fresh
@@ -69,11 +76,14 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
     let mapping_name = &sync.spec.mapping_ref.name;
     let mapping = match get(&caches.mappings, &ns, mapping_name) {
         Some(m) => Some(m.as_ref().clone()),
-        None => Api::<Mapping>::namespaced(client.clone(), &ns).get_opt(mapping_name).await.map_err(ControllerError::api(
-            "get",
-            "Mapping",
-            mapping_name,
-        ))?,
+        None => {
+            let _slot = ctx.requests.routine().await;
+            Api::<Mapping>::namespaced(client.clone(), &ns).get_opt(mapping_name).await.map_err(ControllerError::api(
+                "get",
+                "Mapping",
+                mapping_name,
+            ))?
+        }
     };
 
     // A Pending Sync's running Job: has its worker started, and if not, why?
@@ -90,6 +100,7 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
         let limit = mapping.as_ref().and_then(|m| m.spec.startup_deadline_seconds).unwrap_or(crate::api::DEFAULT_STARTUP_DEADLINE_SECONDS);
         let age = j.metadata.creation_timestamp.as_ref().map_or(limit, |t| Timestamp::now().duration_since(t.0).as_secs());
         if age >= limit {
+            let _slot = ctx.requests.routine().await;
             job_state =
                 super::worker_start::job_state(&client, j).await.map_err(ControllerError::api("read the pods of", "Job", &job_name))?;
         } else {
@@ -111,6 +122,7 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
         && let Some(m) = &mapping
     {
         let j = job::build(&sync, m, &ctx.worker);
+        let _slot = ctx.requests.routine().await;
         match jobs.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &j).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
@@ -118,6 +130,7 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
         }
     }
     if p.delete_job {
+        let _slot = ctx.requests.routine().await;
         match jobs.delete(&job_name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
@@ -132,6 +145,7 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
         replay.metadata.namespace = Some(ns.clone());
         replay.metadata.labels = Some([(label::MAPPING.to_string(), naming::label_value(mapping_name))].into());
         replay.metadata.owner_references = mapping.as_ref().and_then(|m| m.controller_owner_ref(&())).map(|o| vec![o]);
+        let _slot = ctx.requests.routine().await;
         match syncs.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &replay).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
@@ -144,6 +158,7 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
     if let Some(st) = &p.status {
         let mut patch = super::status::status_patch(sync.status.as_ref(), st);
         patch["metadata"] = json!({ "resourceVersion": sync.resource_version() });
+        let _slot = ctx.requests.routine().await;
         match syncs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(written) => caches.sync_writes.record(&written),
             Err(kube::Error::Api(e)) if e.code == 409 => return Ok(Action::requeue(Duration::from_millis(500))),
@@ -162,6 +177,7 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
         metadata.insert("ownerReferences".into(), json!([owner]));
     }
     if !metadata.is_empty() {
+        let _slot = ctx.requests.routine().await;
         let written = syncs
             .patch(&name, &PatchParams::default(), &Patch::Merge(&json!({ "metadata": metadata })))
             .await
