@@ -10,7 +10,8 @@
 //!   the rest of the pipeline (Sync → Job → pod → worker) keeps up;
 //! - the operator's CPU seconds per minute and resident memory (peak and
 //!   per minute) from /proc, and the same CPU figures for the control plane;
-//! - the API server's own floor: N ConfigMaps created at once (floor.rs);
+//! - the API server's own floor: N Syncs created at once before the
+//!   operator runs, and N ConfigMaps once it runs, quiet (floor.rs);
 //! - the operator's API requests per minute, by verb and resource, counted
 //!   exactly from the API server's audit log (every request of the
 //!   operator's ServiceAccount, one audit ID each).
@@ -108,16 +109,19 @@ async fn run(o: Options) -> Result<(), Error> {
     let cluster = setup::cluster()?;
     let ns = setup::namespace(cluster)?;
     let client = cluster.client();
+    let sync_floor = floor::syncs(&client, ns.name(), o.mappings).await?;
     let sink = testkit::sink::Sink::start().await?;
     let operator = setup::operator(&ns, &retl_bin, o.job_ttl).await;
     setup::apply(&ns, &setup::shared_manifests(&ns.dir().join("manifests"), &sink.url())?)?;
     setup::wait_model(&client, ns.name(), Duration::from_secs(60)).await?;
 
-    let floor = floor::creations(&client, ns.name(), o.mappings).await?;
-    eprintln!(
-        "API server floor: {} objects created at once, answered after p50 {:.3} s, p99 {:.3} s, max {:.3} s",
-        o.mappings, floor.0, floor.1, floor.2
-    );
+    let floor = floor::configmaps(&client, ns.name(), o.mappings).await?;
+    for (what, f) in [("Syncs", sync_floor), ("ConfigMaps", floor)] {
+        eprintln!(
+            "API server floor: {} {what} created at once, answered after p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+            o.mappings, f.0, f.1, f.2
+        );
+    }
 
     let started = std::time::Instant::now();
     setup::apply(&ns, &setup::mappings(o.mappings)?)?;
@@ -169,6 +173,7 @@ async fn run(o: Options) -> Result<(), Error> {
         retl: &retl_bin,
         setup: (applied, settled),
         floor,
+        sync_floor,
         load: (load_before.trim().to_string(), load_after.trim().to_string()),
         ticks: &ticks,
         names: &names,

@@ -17,8 +17,10 @@ pub struct Context<'a> {
     pub retl: &'a Path,
     /// Time to apply the Mappings, and until all were Ready and scheduled.
     pub setup: (Duration, Duration),
-    /// The API server's floor (floor.rs): p50, p99 and max seconds to create N objects at once.
-    pub floor: (f64, f64, f64),
+    /// The API server's floor (floor.rs): p50, p99 and max seconds to create N ConfigMaps at once.
+    pub floor: crate::floor::Percentiles,
+    /// The same for N Syncs, created before the operator ran.
+    pub sync_floor: crate::floor::Percentiles,
     /// /proc/loadavg before and after.
     pub load: (String, String),
     pub ticks: &'a [Timestamp],
@@ -93,6 +95,14 @@ pub fn print(c: &Context<'_>) {
         c.floor.0,
         c.floor.1,
         c.floor.2
+    );
+    println!(
+        "API server floor for the Syncs themselves (before the operator ran): {} Syncs created at once, {} in flight, answered after p50 {:.3} s, p99 {:.3} s, max {:.3} s",
+        o.mappings,
+        crate::floor::IN_FLIGHT,
+        c.sync_floor.0,
+        c.sync_floor.1,
+        c.sync_floor.2
     );
     println!("load average before: {}; after: {}\n", c.load.0, c.load.1);
 
