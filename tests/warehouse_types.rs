@@ -262,24 +262,29 @@ mod mysql {
         wh.execute(&format!(
             "CREATE TABLE {s}.v (id INT PRIMARY KEY, big BIGINT, small_num DECIMAL(12,2), big_num DECIMAL(30,9),
                flag BOOLEAN, t VARCHAR(50), ts TIMESTAMP(3) NULL, dt DATETIME, d DATE, j JSON, b BLOB, n VARCHAR(5),
-               e ENUM('a','b'), g GEOMETRY NULL)"
+               e ENUM('a','b'), g GEOMETRY NULL, num15 DECIMAL(15,3), num16 DECIMAL(16,0))"
         ))
         .await
         .unwrap();
         wh.execute(&format!(
             "INSERT INTO {s}.v VALUES (1, 9007199254740993, 1234.50, 123456789012345678901.123456789, TRUE,
                'hé \"x\" \\\\ y', '2024-05-01 10:00:00.123', '2024-05-01 12:00:00', '2024-05-01',
-               '{{\"a\": {{\"b\": [1, 2]}}}}', X'68690a', NULL, 'b', ST_GeomFromText('POINT(1 1)'))"
+               '{{\"a\": {{\"b\": [1, 2]}}}}', X'68690a', NULL, 'b', ST_GeomFromText('POINT(1 1)'),
+               -123456789012.345, 9999999999999999)"
         ))
         .await
         .unwrap();
-        let rows_ = rows(wh.as_ref(), &format!("SELECT id, big, small_num, big_num, flag, t, ts, dt, d, j, b, n, e FROM {s}.v")).await;
+        let rows_ =
+            rows(wh.as_ref(), &format!("SELECT id, big, small_num, big_num, flag, t, ts, dt, d, j, b, n, e, num15, num16 FROM {s}.v"))
+                .await;
         let row = rows_["1"].as_ref().unwrap();
         let expected = json!({
             "id": 1, "big": 9007199254740993i64, "small_num": 1234.5,
             "big_num": "123456789012345678901.123456789", "flag": true, "t": "hé \"x\" \\ y",
             "ts": "2024-05-01T10:00:00.123000Z", "dt": "2024-05-01T12:00:00Z", "d": "2024-05-01",
             "j": {"a": {"b": [1, 2]}}, "b": "aGkK", "n": null, "e": "b",
+            // 15 digits fit a double: a number; 16 do not: every digit, as text.
+            "num15": -123456789012.345, "num16": "9999999999999999",
         });
         assert_eq!(Value::Object(row.clone()), expected);
 

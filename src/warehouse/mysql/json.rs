@@ -17,7 +17,11 @@ fn column_json(c: &Column) -> String {
         t if t.contains("INT") || t == "YEAR" || t == "FLOAT" || t == "DOUBLE" => format!("CAST({q} AS CHAR)"),
         "BIT" => format!("CAST({q} + 0 AS CHAR)"),
         // Exact: a number while it has at most 15 digits, else a string.
-        "DECIMAL" => format!("IF(LENGTH(CAST(ABS({q}) AS CHAR)) <= 16, CAST({q} AS CHAR), JSON_QUOTE(CAST({q} AS CHAR)))"),
+        // (Digits, not characters: a 16-digit integer has no point to
+        // discount, and a double does not hold every one of them.)
+        "DECIMAL" => {
+            format!("IF(LENGTH(REPLACE(CAST(ABS({q}) AS CHAR), '.', '')) <= 15, CAST({q} AS CHAR), JSON_QUOTE(CAST({q} AS CHAR)))")
+        }
         // TIMESTAMP comes in the session's zone (UTC); DATETIME is taken as UTC.
         "TIMESTAMP" | "DATETIME" => format!("JSON_QUOTE(DATE_FORMAT({q}, {}))", iso.replace("{q}", &q)),
         "DATE" => format!("JSON_QUOTE(DATE_FORMAT({q}, '%Y-%m-%d'))"),
