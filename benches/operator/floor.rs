@@ -10,12 +10,14 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use jiff::Timestamp;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Resource;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use retl::api::conditions::label;
-use retl::api::{ObjectRef, Sync, SyncSpec, SyncTrigger};
+use kube::{Resource, ResourceExt};
+use retl::api::{Mapping, Sync, SyncTrigger};
+use retl::controller::mapping_plan::NewSync;
+use retl::controller::naming;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -31,50 +33,43 @@ pub type Percentiles = (f64, f64, f64);
 
 /// N ConfigMaps about a Sync's size.
 pub async fn configmaps(client: &kube::Client, ns: &str, n: usize) -> Result<Percentiles, Error> {
-    creations(client, ns, n, |i| {
+    let objects = (0..n).map(|i| {
         let mut cm = ConfigMap::default();
         cm.metadata.name = Some(format!("floor-{i:04}"));
         cm.metadata.labels = Some([(FLOOR_LABEL.to_string(), "1".to_string())].into());
         cm.data = Some([("spec".to_string(), format!("mappingRef: m{i:04}, trigger: Schedule"))].into());
         cm
-    })
-    .await
+    });
+    creations(client, ns, objects.collect()).await
 }
 
-/// N Syncs with the spec and labels of a scheduled one (no owner: their
-/// Mappings do not exist), after 100 not timed: the API server builds a
-/// custom resource's handler on its first use, and a tick's Syncs are never
-/// a cluster's first.
+/// N Syncs as the operator makes them for the benchmark's Mappings at a
+/// tick (no owner: the Mappings do not exist yet), after 100 not timed: the
+/// API server builds a custom resource's handler on its first use, and a
+/// tick's Syncs are never a cluster's first.
 pub async fn syncs(client: &kube::Client, ns: &str, n: usize) -> Result<Percentiles, Error> {
-    creations(client, ns, 100, |i| scheduled_sync(i, "29000000")).await?;
-    creations(client, ns, n, |i| scheduled_sync(i, "29000001")).await
+    let mappings: Vec<Mapping> = (0..n).map(|i| serde_json::from_value(crate::setup::mapping(i))).collect::<Result<_, _>>()?;
+    let scheduled = |tick: i64| -> Result<Vec<Sync>, Error> {
+        let tick = Timestamp::from_second(tick)?;
+        Ok(mappings
+            .iter()
+            .map(|m| {
+                let new = NewSync { name: naming::scheduled_sync(&m.name_any(), tick), trigger: SyncTrigger::Schedule };
+                let mut sync = new.object(m);
+                sync.labels_mut().insert(FLOOR_LABEL.to_string(), "1".to_string());
+                sync
+            })
+            .collect())
+    };
+    creations(client, ns, scheduled(0)?.into_iter().take(100).collect()).await?;
+    creations(client, ns, scheduled(60)?).await
 }
 
-fn scheduled_sync(i: usize, tick: &str) -> Sync {
-    let mapping = format!("m{i:04}");
-    let mut sync = Sync::new(
-        &format!("{mapping}-{tick}"),
-        SyncSpec { mapping_ref: ObjectRef { name: mapping.clone() }, trigger: SyncTrigger::Schedule, replay_of: None },
-    );
-    sync.metadata.labels = Some(
-        [
-            (FLOOR_LABEL.to_string(), "1".to_string()),
-            (label::MAPPING.to_string(), mapping),
-            (label::MODEL.to_string(), "users".to_string()),
-            (label::DESTINATION.to_string(), "sink".to_string()),
-            (label::STATUS.to_string(), "pending".to_string()),
-        ]
-        .into(),
-    );
-    sync
-}
-
-async fn creations<K>(client: &kube::Client, ns: &str, n: usize, make: impl Fn(usize) -> K) -> Result<Percentiles, Error>
+async fn creations<K>(client: &kube::Client, ns: &str, objects: Vec<K>) -> Result<Percentiles, Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let objects: Vec<K> = (0..n).map(make).collect();
     let start = Instant::now();
     let answers: Vec<Result<Duration, kube::Error>> = futures::stream::iter(objects)
         .map(|o| {

@@ -102,25 +102,26 @@ spec: {{sourceRef: {{name: wh}}, primaryKey: id, query: "SELECT id, email FROM u
 /// are kept (the default is 10) so that the steady state, a Sync created
 /// and one deleted per Mapping and minute, begins at the third tick.
 pub fn mappings(n: usize) -> Result<String, Error> {
-    let items: Vec<Value> = (0..n)
-        .map(|i| {
-            serde_json::json!({
-                "apiVersion": "retl.dev/v1alpha1",
-                "kind": "Mapping",
-                "metadata": {"name": format!("m{i:04}")},
-                "spec": {
-                    "modelRef": {"name": "users"},
-                    "destinationRef": {"name": "api"},
-                    "action": "upsert",
-                    "fields": [{"to": "id", "from": "id"}, {"to": "email", "from": "email"}],
-                    "schedule": "* * * * *",
-                    "successfulSyncsHistoryLimit": 2,
-                    "failedSyncsHistoryLimit": 2,
-                },
-            })
-        })
-        .collect();
+    let items: Vec<Value> = (0..n).map(mapping).collect();
     Ok(serde_json::to_string(&serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}))?)
+}
+
+/// The `i`th of those Mappings.
+pub fn mapping(i: usize) -> Value {
+    serde_json::json!({
+        "apiVersion": "retl.dev/v1alpha1",
+        "kind": "Mapping",
+        "metadata": {"name": format!("m{i:04}")},
+        "spec": {
+            "modelRef": {"name": "users"},
+            "destinationRef": {"name": "api"},
+            "action": "upsert",
+            "fields": [{"to": "id", "from": "id"}, {"to": "email", "from": "email"}],
+            "schedule": "* * * * *",
+            "successfulSyncsHistoryLimit": 2,
+            "failedSyncsHistoryLimit": 2,
+        },
+    })
 }
 
 /// Applies `manifest` server-side, as a GitOps tool would.

@@ -38,11 +38,11 @@ pub async fn check<'a>(
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     // Only retl's Jobs (they carry the Sync label), of this Destination.
     let selector = format!("{},{}={}", super::job::SYNC_LABEL, label::DESTINATION, naming::label_value(name));
-    let listed = {
-        let _slot = ctx.requests.routine().await;
-        jobs.list(&ListParams::default().labels(&selector)).await
-    };
-    let listed = listed.map_err(ControllerError::api("list", "Jobs of Destination", name))?;
+    let listed = ctx.requests.routine(jobs.list(&ListParams::default().labels(&selector))).await.map_err(ControllerError::api(
+        "list",
+        "Jobs of Destination",
+        name,
+    ))?;
     let running: Vec<String> =
         listed.items.iter().filter(|j| JobState::of(Some(j)) == JobState::Running).filter_map(|j| j.metadata.name.clone()).collect();
     if (running.len() as u64) < u64::from(slots) {

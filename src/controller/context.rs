@@ -53,8 +53,7 @@ impl Context {
             note: e.message.clone(),
             related: related.cloned(),
         };
-        let _slot = self.requests.routine().await;
-        if let Err(err) = self.recorder.publish(object, &spec).await {
+        if let Err(err) = self.requests.routine(self.recorder.publish(object, &spec)).await {
             tracing::warn!(reason = %e.reason, error = %super::secrets::short(&err), "could not record an Event");
         }
     }

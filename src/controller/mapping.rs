@@ -16,9 +16,8 @@ use super::caches::{Caches, get};
 use super::context::{Context, FIELD_MANAGER};
 use super::error::ControllerError;
 use super::mapping_plan::{Problem, SyncView, plan, references};
-use super::naming;
-use crate::api::conditions::{annotation, label, reason};
-use crate::api::{Mapping, ObjectRef, Sync, SyncPhase, SyncSpec};
+use crate::api::conditions::{annotation, reason};
+use crate::api::{Mapping, Sync, SyncPhase};
 use crate::fieldmap::FieldMapper;
 
 pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) -> Result<Action, ControllerError> {
@@ -34,10 +33,7 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
     let mapping = if caches.mapping_writes.holds_own_writes(cached.as_ref()) {
         cached.as_ref().clone()
     } else {
-        let read = {
-            let _slot = ctx.requests.urgent().await;
-            mappings.get_opt(&name).await
-        };
+        let read = ctx.requests.urgent(mappings.get_opt(&name)).await;
         let Some(fresh) = read.map_err(ControllerError::api("get", "Mapping", &name))? else {
             return Ok(Action::await_change());
         };
@@ -56,24 +52,9 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
     // its requests are urgent), then the status that records its tick, then
     // the rest.
     if let Some(new) = &p.create {
-        let mut sync =
-            Sync::new(&new.name, SyncSpec { mapping_ref: ObjectRef { name: name.clone() }, trigger: new.trigger, replay_of: None });
-        sync.metadata.namespace = Some(ns.clone());
-        sync.metadata.labels = Some(
-            [
-                (label::MAPPING.to_string(), naming::label_value(&name)),
-                (label::MODEL.to_string(), naming::label_value(&mapping.spec.model_ref.name)),
-                (label::DESTINATION.to_string(), naming::label_value(&mapping.spec.destination_ref.name)),
-                (label::STATUS.to_string(), "pending".to_string()),
-            ]
-            .into(),
-        );
-        sync.metadata.owner_references = mapping.controller_owner_ref(&()).map(|o| vec![o]);
-        let created = {
-            let _slot = ctx.requests.urgent().await;
-            syncs_api.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &sync).await
-        };
-        match created {
+        let sync = new.object(&mapping);
+        let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        match ctx.requests.urgent(syncs_api.create(&post, &sync)).await {
             Ok(created) => caches.sync_writes.record(&created),
             // The name is the request: AlreadyExists means it was done.
             Err(kube::Error::Api(e)) if e.code == 409 => {}
@@ -83,9 +64,8 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
     for running in &p.cancel {
         let token = Timestamp::now().to_string();
         let patch = json!({"metadata": {"annotations": {annotation::CANCEL: token}}});
-        let _slot = ctx.requests.routine().await;
-        syncs_api
-            .patch(running, &PatchParams::default(), &Patch::Merge(&patch))
+        ctx.requests
+            .routine(syncs_api.patch(running, &PatchParams::default(), &Patch::Merge(&patch)))
             .await
             .map_err(ControllerError::api("cancel", "Sync", running))?;
     }
@@ -94,9 +74,9 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
     let status = async {
         if mapping.status.as_ref() != Some(&p.status) {
             let patch = super::status::status_patch(mapping.status.as_ref(), &p.status);
-            let _slot = ctx.requests.routine().await;
-            let written = mappings
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            let written = ctx
+                .requests
+                .routine(mappings.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)))
                 .await
                 .map_err(ControllerError::api("update status of", "Mapping", &name))?;
             caches.mapping_writes.record(&written);
@@ -111,8 +91,7 @@ pub async fn reconcile(cached: Arc<Mapping>, ctx: Arc<Context>, caches: Caches) 
     };
     futures::join!(status, events).0?;
     for old in &p.delete {
-        let _slot = ctx.requests.routine().await;
-        match syncs_api.delete(old, &DeleteParams::background()).await {
+        match ctx.requests.routine(syncs_api.delete(old, &DeleteParams::background())).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(ControllerError::api("delete", "Sync", old)(e)),
@@ -145,16 +124,12 @@ async fn sync_views(
         .as_ref()
         .and_then(|s| s.last_sync.as_ref())
         .filter(|last| !last.phase.is_some_and(SyncPhase::is_finished) && !views.iter().any(|v| v.name == last.name));
-    if let Some(last) = unseen {
-        let read = {
-            let _slot = ctx.requests.urgent().await;
-            syncs_api.get_opt(&last.name).await
-        };
-        if let Some(s) = read.map_err(ControllerError::api("get", "Sync", &last.name))?
-            && s.spec.mapping_ref.name == name
-        {
-            views.push(view(&s));
-        }
+    if let Some(last) = unseen
+        && let Some(s) =
+            ctx.requests.urgent(syncs_api.get_opt(&last.name)).await.map_err(ControllerError::api("get", "Sync", &last.name))?
+        && s.spec.mapping_ref.name == name
+    {
+        views.push(view(&s));
     }
     Ok(views)
 }

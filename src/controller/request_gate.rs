@@ -24,7 +24,7 @@ pub struct RequestGate {
 }
 
 /// A slot, held while its request is in flight.
-pub struct Slot<'a> {
+struct Slot<'a> {
     _permit: Option<SemaphorePermit<'a>>,
 }
 
@@ -39,8 +39,22 @@ impl RequestGate {
         RequestGate { slots: Semaphore::new(slots.max(1)), urgent_waiting: AtomicUsize::new(0), urgent_served: Notify::new() }
     }
 
-    /// A slot for a request on the path to a Sync's creation.
-    pub async fn urgent(&self) -> Slot<'_> {
+    /// Sends `request` (a future that makes one API request) once it has
+    /// an urgent slot: it is on the path to a Sync's creation. The slot is
+    /// held for that request alone, so a caller never holds one while it
+    /// waits for another.
+    pub async fn urgent<F: Future>(&self, request: F) -> F::Output {
+        let _slot = self.urgent_slot().await;
+        request.await
+    }
+
+    /// Sends `request` once it has a routine slot: once no urgent request waits.
+    pub async fn routine<F: Future>(&self, request: F) -> F::Output {
+        let _slot = self.routine_slot().await;
+        request.await
+    }
+
+    async fn urgent_slot(&self) -> Slot<'_> {
         self.urgent_waiting.fetch_add(1, Ordering::AcqRel);
         // The semaphore is never closed; were it, the request goes anyway.
         let permit = self.slots.acquire().await.ok();
@@ -50,8 +64,7 @@ impl RequestGate {
         Slot { _permit: permit }
     }
 
-    /// A slot for any other request: once no urgent request waits.
-    pub async fn routine(&self) -> Slot<'_> {
+    async fn routine_slot(&self) -> Slot<'_> {
         loop {
             self.urgent_gone().await;
             let permit = self.slots.acquire().await.ok();
@@ -91,14 +104,16 @@ mod tests {
     async fn urgent_requests_go_before_routine_ones_that_waited_longer() {
         let gate = Arc::new(RequestGate::new(1));
         let order = Arc::new(Mutex::new(Vec::new()));
-        let held = gate.urgent().await;
+        let held = gate.urgent_slot().await;
         let mut tasks = Vec::new();
         for (i, urgent) in [(0, false), (1, false), (2, true), (3, true), (4, false), (5, true)] {
             let (gate, order) = (gate.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                let _slot = if urgent { gate.urgent().await } else { gate.routine().await };
-                order.lock().unwrap_or_else(|e| e.into_inner()).push(i);
-                tokio::time::sleep(Duration::from_millis(2)).await;
+                let request = async {
+                    order.lock().unwrap_or_else(|e| e.into_inner()).push(i);
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                };
+                if urgent { gate.urgent(request).await } else { gate.routine(request).await }
             }));
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -117,13 +132,13 @@ mod tests {
     #[tokio::test]
     async fn routine_requests_share_every_slot_when_nothing_is_urgent() {
         let gate = RequestGate::new(3);
-        let a = gate.routine().await;
-        let b = gate.routine().await;
-        let c = gate.routine().await;
-        let fourth = tokio::time::timeout(Duration::from_millis(50), gate.routine()).await;
+        let a = gate.routine_slot().await;
+        let b = gate.routine_slot().await;
+        let c = gate.routine_slot().await;
+        let fourth = tokio::time::timeout(Duration::from_millis(50), gate.routine(async {})).await;
         assert!(fourth.is_err(), "a fourth request must wait for a slot");
         drop((a, b, c));
-        let fourth = tokio::time::timeout(Duration::from_secs(5), gate.routine()).await;
+        let fourth = tokio::time::timeout(Duration::from_secs(5), gate.routine(async {})).await;
         assert!(fourth.is_ok(), "a freed slot must serve the next request");
     }
 }

@@ -44,10 +44,7 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
     let job = match get(&caches.jobs, &ns, &job_name) {
         _ if !running => None,
         Some(j) => Some(j.as_ref().clone()),
-        None => {
-            let _slot = ctx.requests.routine().await;
-            jobs.get_opt(&job_name).await.map_err(ControllerError::api("get", "Job", &job_name))?
-        }
+        None => ctx.requests.routine(jobs.get_opt(&job_name)).await.map_err(ControllerError::api("get", "Job", &job_name))?,
     };
     let worker_done = match JobState::of(job.as_ref()) {
         JobState::Succeeded | JobState::Failed { .. } => true,
@@ -57,11 +54,7 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
     let sync = if caches.sync_writes.holds_own_writes(cached.as_ref()) && !(running && worker_done) {
         cached.as_ref().clone()
     } else {
-        let read = {
-            let _slot = ctx.requests.routine().await;
-            syncs.get_opt(&name).await
-        };
-        match read.map_err(ControllerError::api("get", "Sync", &name))? {
+        match ctx.requests.routine(syncs.get_opt(&name)).await.map_err(ControllerError::api("get", "Sync", &name))? {
             Some(fresh) => {
                 caches.sync_writes.record(&fresh);
                 fresh
@@ -77,12 +70,8 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
     let mapping = match get(&caches.mappings, &ns, mapping_name) {
         Some(m) => Some(m.as_ref().clone()),
         None => {
-            let _slot = ctx.requests.routine().await;
-            Api::<Mapping>::namespaced(client.clone(), &ns).get_opt(mapping_name).await.map_err(ControllerError::api(
-                "get",
-                "Mapping",
-                mapping_name,
-            ))?
+            let mappings = Api::<Mapping>::namespaced(client.clone(), &ns);
+            ctx.requests.routine(mappings.get_opt(mapping_name)).await.map_err(ControllerError::api("get", "Mapping", mapping_name))?
         }
     };
 
@@ -100,9 +89,11 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
         let limit = mapping.as_ref().and_then(|m| m.spec.startup_deadline_seconds).unwrap_or(crate::api::DEFAULT_STARTUP_DEADLINE_SECONDS);
         let age = j.metadata.creation_timestamp.as_ref().map_or(limit, |t| Timestamp::now().duration_since(t.0).as_secs());
         if age >= limit {
-            let _slot = ctx.requests.routine().await;
-            job_state =
-                super::worker_start::job_state(&client, j).await.map_err(ControllerError::api("read the pods of", "Job", &job_name))?;
+            job_state = ctx.requests.routine(super::worker_start::job_state(&client, j)).await.map_err(ControllerError::api(
+                "read the pods of",
+                "Job",
+                &job_name,
+            ))?;
         } else {
             startup_check = Some(Duration::from_secs((limit - age).clamp(1, 30) as u64));
         }
@@ -122,16 +113,15 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
         && let Some(m) = &mapping
     {
         let j = job::build(&sync, m, &ctx.worker);
-        let _slot = ctx.requests.routine().await;
-        match jobs.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &j).await {
+        let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        match ctx.requests.routine(jobs.create(&post, &j)).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(ControllerError::api("create", "Job", &job_name)(e)),
         }
     }
     if p.delete_job {
-        let _slot = ctx.requests.routine().await;
-        match jobs.delete(&job_name, &DeleteParams::background()).await {
+        match ctx.requests.routine(jobs.delete(&job_name, &DeleteParams::background())).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(ControllerError::api("delete", "Job", &job_name)(e)),
@@ -145,8 +135,8 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
         replay.metadata.namespace = Some(ns.clone());
         replay.metadata.labels = Some([(label::MAPPING.to_string(), naming::label_value(mapping_name))].into());
         replay.metadata.owner_references = mapping.as_ref().and_then(|m| m.controller_owner_ref(&())).map(|o| vec![o]);
-        let _slot = ctx.requests.routine().await;
-        match syncs.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &replay).await {
+        let post = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        match ctx.requests.routine(syncs.create(&post, &replay)).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(ControllerError::api("create", "Sync", &r.name)(e)),
@@ -158,8 +148,7 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
     if let Some(st) = &p.status {
         let mut patch = super::status::status_patch(sync.status.as_ref(), st);
         patch["metadata"] = json!({ "resourceVersion": sync.resource_version() });
-        let _slot = ctx.requests.routine().await;
-        match syncs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match ctx.requests.routine(syncs.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))).await {
             Ok(written) => caches.sync_writes.record(&written),
             Err(kube::Error::Api(e)) if e.code == 409 => return Ok(Action::requeue(Duration::from_millis(500))),
             Err(e) => return Err(ControllerError::api("update status of", "Sync", &name)(e)),
@@ -177,9 +166,9 @@ pub async fn reconcile(cached: Arc<Sync>, ctx: Arc<Context>, caches: Caches) -> 
         metadata.insert("ownerReferences".into(), json!([owner]));
     }
     if !metadata.is_empty() {
-        let _slot = ctx.requests.routine().await;
-        let written = syncs
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&json!({ "metadata": metadata })))
+        let written = ctx
+            .requests
+            .routine(syncs.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({ "metadata": metadata }))))
             .await
             .map_err(ControllerError::api("label", "Sync", &name))?;
         caches.sync_writes.record(&written);

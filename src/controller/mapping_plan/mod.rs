@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
 
 use super::naming;
 use super::status::set_condition;
-use crate::api::conditions::{self, annotation, reason};
-use crate::api::{ConcurrencyPolicy, LastSync, Mapping, MappingStatus, SyncPhase, SyncTrigger};
+use crate::api::conditions::{self, annotation, label, reason};
+use crate::api::{ConcurrencyPolicy, LastSync, Mapping, MappingStatus, ObjectRef, Sync, SyncPhase, SyncSpec, SyncTrigger};
 use crate::schedule::{Due, Schedule};
 
 mod readiness;
@@ -37,6 +38,28 @@ impl SyncView {
 pub struct NewSync {
     pub name: String,
     pub trigger: SyncTrigger,
+}
+
+impl NewSync {
+    /// The Sync to create for `mapping`: in its namespace, labelled with its
+    /// Mapping, Model and Destination and as pending, owned by it.
+    pub fn object(&self, mapping: &Mapping) -> Sync {
+        let name = mapping.metadata.name.clone().unwrap_or_default();
+        let mut sync =
+            Sync::new(&self.name, SyncSpec { mapping_ref: ObjectRef { name: name.clone() }, trigger: self.trigger, replay_of: None });
+        sync.metadata.namespace = mapping.metadata.namespace.clone();
+        sync.metadata.labels = Some(
+            [
+                (label::MAPPING.to_string(), naming::label_value(&name)),
+                (label::MODEL.to_string(), naming::label_value(&mapping.spec.model_ref.name)),
+                (label::DESTINATION.to_string(), naming::label_value(&mapping.spec.destination_ref.name)),
+                (label::STATUS.to_string(), "pending".to_string()),
+            ]
+            .into(),
+        );
+        sync.metadata.owner_references = mapping.controller_owner_ref(&()).map(|o| vec![o]);
+        sync
+    }
 }
 
 /// An Event to record on the Mapping.
